@@ -1,0 +1,50 @@
+"""Boxes in original pixel coordinates, shared by every stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .enums import BoxClass
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open pixel rectangle [x0, x1) x [y0, y1) in original image coordinates.
+
+    ``text`` is what a recognizer read; it may be PHI, so it is never logged or recorded (kept markers excepted).
+    """
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float = 1.0
+    label: BoxClass = BoxClass.OTHER_MARKER
+    text: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.x1 <= self.x0 or self.y1 <= self.y0:
+            raise ValueError(f"empty box {self.as_list()}")
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def as_list(self) -> list[int]:
+        return [self.x0, self.y0, self.x1, self.y1]
+
+    def expanded(self, margin: int, shape: tuple[int, int]) -> "Box":
+        """Grown by ``margin`` pixels on every side, clipped to an image of ``shape`` (rows, cols)."""
+        h, w = shape
+        return replace(self, x0=max(0, self.x0 - margin), y0=max(0, self.y0 - margin),
+                       x1=min(w, self.x1 + margin), y1=min(h, self.y1 + margin))
+
+    def gap(self, other: "Box") -> int:
+        """Chebyshev distance in pixels between the two rectangles (0 when they touch or overlap)."""
+        dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)
+        dy = max(other.y0 - self.y1, self.y0 - other.y1, 0)
+        return max(dx, dy)

@@ -1,0 +1,163 @@
+"""Typed run configuration, validated on construction.
+
+The dataclass defaults are the safe defaults; ``configs/redact.yaml`` spells them out for users (a test keeps
+the two equal). A YAML file and ``--set section.key=value`` overrides layer on top.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .enums import NonImagePolicy
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    image_extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+    max_pixels_per_frame: int = 80_000_000  # larger frames are quarantined rather than exhausting memory
+    max_frames: int = 2000
+    non_image: NonImagePolicy = NonImagePolicy.SKIP
+
+    def __post_init__(self) -> None:
+        _check(self.max_pixels_per_frame > 0, "input.max_pixels_per_frame must be > 0")
+        _check(self.max_frames > 0, "input.max_frames must be > 0")
+        object.__setattr__(self, "non_image", NonImagePolicy(self.non_image))
+        object.__setattr__(self, "image_extensions", tuple(e.lower() for e in self.image_extensions))
+
+
+@dataclass(frozen=True)
+class HeaderConfig:
+    retain_longitudinal_modified_dates: bool = False  # PS3.15 option: shift dates per patient instead of removing
+    clean_descriptors: bool = False  # PS3.15 option: keep descriptions after removing identifying words
+    key_file: str = "~/.config/radiograph-deid/secret.key"  # HMAC key; created 0600 if absent, never written out
+    pseudonym_prefix: str = "ANON"
+    max_date_shift_days: int = 3650
+
+    def __post_init__(self) -> None:
+        _check(self.max_date_shift_days >= 1, "header.max_date_shift_days must be >= 1")
+        _check(self.pseudonym_prefix.isalnum(), "header.pseudonym_prefix must be letters/digits only")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = "rapidocr-text"  # registry name; see radiograph_deid.detector.DETECTORS
+    long_side: int = 960  # the detector sees the image letterboxed to this long side (pixels)
+    prob_threshold: float = 0.3
+    box_threshold: float = 0.5
+    min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
+    max_text_height_fraction: float = 0.08  # taller proposals are anatomy, not burned-in text
+    margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.long_side >= 320 and self.long_side % 32 == 0, "detector.long_side must be >= 320, multiple of 32")
+        for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "max_text_height_fraction"):
+            _check(0.0 < getattr(self, k) <= 1.0, f"detector.{k} must be in (0, 1]")
+        _check(self.margin_fraction >= 0.0, "detector.margin_fraction must be >= 0")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    enabled: bool = True
+    vocabulary: tuple[str, ...] = ("L", "R")
+    min_confidence: float = 0.8
+    isolation_fraction: float = 1.5  # no other text within this many glyph heights
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.min_confidence <= 1.0, "retention.min_confidence must be in (0, 1]")
+        object.__setattr__(self, "vocabulary", tuple(str(v).upper() for v in self.vocabulary))
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    enabled: bool = True  # the fail-closed safety net; switching it off is recorded in every record
+    engine: str = "tesseract"
+    long_side: int = 1600
+    min_confidence: float = 70.0  # Tesseract word confidence (0-100); real burned-in text reads at 80-96
+    min_height: int = 8  # words shorter than this (pixels, at the verifier's scale) are texture, not text
+    min_chars: int = 2  # alphanumeric characters in a word for it to count as surviving text
+    max_frames: int = 8  # frames checked per multi-frame object (evenly spaced, plus first and last)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.min_confidence <= 100, "verify.min_confidence must be in [0, 100]")
+        _check(self.min_chars >= 1, "verify.min_chars must be >= 1")
+        _check(self.min_height >= 1, "verify.min_height must be >= 1")
+        _check(self.long_side >= 320, "verify.long_side must be >= 320")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    records_dir: str = ".deid"  # under OUTPUT: per-image JSON records and the run summary
+    quarantine: str = ""  # empty: a sibling folder OUTPUT_quarantine (never inside OUTPUT)
+    resume: bool = True  # skip inputs whose record says they are done and unchanged
+
+
+@dataclass(frozen=True)
+class Config:
+    input: InputConfig = field(default_factory=InputConfig)
+    header: HeaderConfig = field(default_factory=HeaderConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain YAML/JSON-ready values (recorded in every run summary)."""
+
+        def plain(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v.value if isinstance(v, Enum) else v
+
+        return {
+            s.name: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, s.name)).items()}
+            for s in dataclasses.fields(self)
+        }
+
+
+def _section(cls: type, name: str, values: Mapping[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(known)
+    _check(not unknown, f"unknown setting(s) in section '{name}': {', '.join(sorted(unknown))}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"section '{name}': {exc}") from exc
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at ``path``, then ``section.key=value`` overrides."""
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+        _check(isinstance(loaded, dict), f"configuration {path} must be a mapping of sections")
+        data = {k: dict(v or {}) for k, v in loaded.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        _check(bool(sep and dot and section and name), f"override '{item}' must look like section.key=value")
+        data.setdefault(section, {})[name] = _parse_value(raw)
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Config)}  # type: ignore[misc]
+    unknown = set(data) - set(sections)
+    _check(not unknown, f"unknown configuration section(s): {', '.join(sorted(unknown))}")
+    return Config(**{name: _section(type(factory()), name, data.get(name, {})) for name, factory in sections.items()})

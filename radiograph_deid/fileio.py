@@ -1,0 +1,123 @@
+"""Reading inputs and writing outputs: atomic, never touching the input, never lossy."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileDataset
+from pydicom.errors import InvalidDicomError
+
+from .pixels.decode import LOSSY_SYNTAXES, PixelFrames, UnsupportedPixelData
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+DICOM_EXTENSIONS = {".dcm", ".dicom", ".dic", ".ima"}
+
+
+class ReadError(Exception):
+    """An input that is not a readable DICOM or image file."""
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM by content (the DICM magic after the 128-byte preamble) or, lacking it, by extension."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS
+
+
+def read_dicom(path: Path) -> FileDataset:
+    try:
+        ds = pydicom.dcmread(str(path), force=path.suffix.lower() in DICOM_EXTENSIONS)
+        ds.get("PixelData")  # touch the element so truncation in the header surfaces here
+        _ = ds.get("SOPClassUID"), ds.get("Rows")
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ReadError(f"not a readable DICOM file ({type(exc).__name__}); the file may be corrupt or truncated") from exc
+    if "SOPClassUID" not in ds and "PixelData" not in ds:
+        raise ReadError("no DICOM attributes could be read; the file is corrupt or not DICOM")
+    return ds
+
+
+def read_image(path: Path) -> np.ndarray:
+    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit; the first page of a multi-page TIFF only."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise ReadError("not a readable image file; it may be corrupt or truncated")
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]):
+        img = np.ascontiguousarray(img[..., 0])  # grey stored as RGB
+    if img.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
+    return img
+
+
+def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]
+    """Write through a temporary file in the destination folder, fsync, then rename over ``dst``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=dst.suffix, dir=dst.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(dst: Path, data: bytes) -> None:
+    _atomic(dst, lambda p: p.write_bytes(data))
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    _atomic(dst, lambda p: shutil.copyfile(src, p))
+
+
+def store_pixels(ds: Dataset, px: PixelFrames) -> None:
+    """Put (modified) stored values back as uncompressed Explicit VR Little Endian: lossless, never re-encoded
+    lossily. Colour goes back as RGB, interleaved."""
+    lossy_source = str(ds.file_meta.TransferSyntaxUID) in LOSSY_SYNTAXES
+    arr = px.frames if int(ds.get("NumberOfFrames", 1) or 1) > 1 else px.frames[0]
+    kind = "i" if px.signed else "u"
+    little_endian = np.dtype(f"<{kind}{int(ds.BitsAllocated) // 8}")
+    ds.PixelData = np.ascontiguousarray(arr).astype(little_endian).tobytes()
+    ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
+    ds["PixelData"].is_undefined_length = False
+    if px.is_color:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    if lossy_source:
+        ds.LossyImageCompression = "01"
+
+
+def write_dicom_atomic(ds: Dataset, dst: Path) -> None:
+    _atomic(dst, lambda p: ds.save_as(str(p), write_like_original=False))
+
+
+def write_image_atomic(img: np.ndarray, dst: Path) -> None:
+    """Lossless only: PNG or TIFF (a JPEG input is written as PNG, never re-encoded as JPEG)."""
+    ext = dst.suffix.lower()
+    if ext not in (".png", ".tif", ".tiff"):
+        raise ValueError(f"refusing to write {ext}: only lossless PNG/TIFF output is written")
+    out = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, buf = cv2.imencode(ext, out)
+    if not ok:
+        raise OSError(f"could not encode {ext}")
+    write_bytes_atomic(dst, buf.tobytes())

@@ -1,0 +1,123 @@
+"""The PP-OCRv4 text detection and recognition networks shipped inside the rapidocr-onnxruntime wheel.
+
+Run directly with onnxruntime, so scale, thresholds and threads are ours and nothing is downloaded.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
+REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
+
+
+class ModelUnavailable(RuntimeError):
+    """A model file or runtime is missing from this installation."""
+
+
+def model_path(name: str) -> Path:
+    spec = find_spec("rapidocr_onnxruntime")
+    if spec is None or spec.origin is None:
+        raise ModelUnavailable("rapidocr-onnxruntime is not installed; run: pip install rapidocr-onnxruntime==1.4.4")
+    path = Path(spec.origin).parent / "models" / name
+    if not path.is_file():
+        raise ModelUnavailable(f"model {name} missing from the rapidocr-onnxruntime wheel at {path}")
+    return path
+
+
+@lru_cache(maxsize=8)
+def _session(name: str, threads: int):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(model_path(name)), opts, providers=["CPUExecutionProvider"])
+
+
+def _normalize(rgb: np.ndarray) -> np.ndarray:
+    x = rgb.astype(np.float32) * (2.0 / 255.0) - 1.0
+    return x.transpose(2, 0, 1)[None]
+
+
+def _as_rgb(view: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(view, cv2.COLOR_GRAY2RGB) if view.ndim == 2 else view
+
+
+class TextProposer:
+    """DBNet text-region proposals: axis-aligned boxes in the input view's pixel coordinates."""
+
+    def __init__(self, long_side: int = 1280, prob_threshold: float = 0.3, box_threshold: float = 0.5,
+                 threads: int = 2) -> None:
+        self.long_side = long_side
+        self.prob_threshold = prob_threshold
+        self.box_threshold = box_threshold
+        self.session = _session(DET_MODEL, threads)
+
+    def __call__(self, view: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+        h, w = view.shape[:2]
+        scale = min(self.long_side / max(h, w), 2.0)  # small images are upsampled at most twofold
+        nh = max(32, int(round(h * scale / 32)) * 32)
+        nw = max(32, int(round(w * scale / 32)) * 32)
+        interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
+        prob = self.session.run(None, {"x": _normalize(cv2.resize(_as_rgb(view), (nw, nh), interpolation=interp))})
+        prob_map = prob[0][0, 0]
+        mask = cv2.dilate((prob_map > self.prob_threshold).astype(np.uint8), np.ones((2, 2), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        sx, sy = w / nw, h / nh
+        out = []
+        for i in range(1, n):
+            x, y, bw, bh, _area = stats[i]
+            score = float(prob_map[labels == i].mean())
+            if score < self.box_threshold or min(bw, bh) < 2:
+                continue
+            # DBNet shrinks text kernels; grow back (the "unclip" of the reference post-processing).
+            pad = 0.3 * min(bw, bh) + 1
+            x0 = max(0, int(math.floor((x - pad) * sx)))
+            y0 = max(0, int(math.floor((y - pad) * sy)))
+            x1 = min(w, int(math.ceil((x + bw + pad) * sx)))
+            y1 = min(h, int(math.ceil((y + bh + pad) * sy)))
+            out.append((x0, y0, x1, y1, score))
+        return out
+
+
+class TextRecognizer:
+    """CRNN/CTC line recognizer: (text, mean character confidence) for a crop holding one text line."""
+
+    HEIGHT = 48
+
+    def __init__(self, threads: int = 2) -> None:
+        self.session = _session(REC_MODEL, threads)
+        chars = self.session.get_modelmeta().custom_metadata_map["character"].splitlines()
+        self.charset = ["<blank>"] + chars + [" "]
+
+    def batch(self, crops: list[np.ndarray], chunk: int = 8) -> list[tuple[str, float]]:
+        """Readings in input order; crops of similar width share a padded batch."""
+        widths = [max(8, int(math.ceil(self.HEIGHT * c.shape[1] / max(1, c.shape[0])))) for c in crops]
+        order = sorted(range(len(crops)), key=widths.__getitem__)
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        for start in range(0, len(order), chunk):
+            group = order[start : start + chunk]
+            width = min(max(max(widths[i] for i in group), 64), 1600)
+            batch = np.zeros((len(group), 3, self.HEIGHT, width), np.float32)
+            for row, i in enumerate(group):
+                resized = cv2.resize(_as_rgb(crops[i]), (min(widths[i], width), self.HEIGHT))
+                batch[row, :, :, : resized.shape[1]] = _normalize(resized)[0]
+            probs = self.session.run(None, {"x": batch})[0]
+            for row, i in enumerate(group):
+                results[i] = self._decode(probs[row])
+        return results
+
+    def _decode(self, probs: np.ndarray) -> tuple[str, float]:
+        idx = probs.argmax(axis=1)
+        conf = probs.max(axis=1)
+        keep = (idx != 0) & np.concatenate([[True], idx[1:] != idx[:-1]])
+        if not keep.any():
+            return "", 0.0
+        return "".join(self.charset[i] for i in idx[keep]), float(conf[keep].mean())

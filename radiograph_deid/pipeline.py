@@ -1,0 +1,278 @@
+"""The main job, one file at a time: read -> de-identify header -> detect -> retain -> redact -> verify -> write.
+
+Fail closed: a file reaches OUTPUT only after every stage succeeded; anything else is copied untouched to the
+quarantine folder with the stage and reason. INPUT is only ever read.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from . import __version__
+from .boxes import Box
+from .config import Config
+from .detector import Detector, build_detector
+from .dicom_profile import HeaderDeidentifier
+from .enums import BoxAction, Decision, NonImagePolicy, Stage
+from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
+                     write_dicom_atomic, write_image_atomic)
+from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
+from .pseudonym import Pseudonymizer, load_or_create_key
+from .records import ImageRecord, box_record, write_summary
+from .retention import LateralityRetainer
+from .verify import TesseractVerifier
+
+log = logging.getLogger("radiograph_deid")
+
+SKIP_NAMES = {"DICOMDIR"}
+
+
+class StageError(Exception):
+    """A stage refused the file; the message is safe to log (no PHI)."""
+
+    def __init__(self, stage: Stage, reason: str) -> None:
+        super().__init__(reason)
+        self.stage, self.reason = stage, reason
+
+
+@dataclass
+class Redaction:
+    """What the pixel stages found and did for one image."""
+
+    boxes: list[dict]
+    kept: list[Box]
+    changed_pixels: int
+
+
+def sample_frames(n_frames: int, max_frames: int) -> list[int]:
+    """Evenly spaced frame indices, first and last included."""
+    if n_frames <= max_frames:
+        return list(range(n_frames))
+    return sorted({int(round(i)) for i in np.linspace(0, n_frames - 1, max_frames)})
+
+
+def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]]:
+    """Display views to search: each sampled frame, and for cine the max and min projections where static
+    burned-in text stands out from moving anatomy."""
+    views = [(str(i), to_display(px, i)) for i in sample_frames(px.frames.shape[0], max_frames)]
+    if len(views) > 1:
+        stack = np.stack([v for _, v in views])
+        views += [("max", stack.max(axis=0)), ("min", stack.min(axis=0))]
+    return views
+
+
+class Redactor:
+    """Holds the models for a run; ``process`` handles one file."""
+
+    def __init__(self, cfg: Config, detector: Detector | None = None) -> None:
+        self.cfg = cfg
+        self.detector = detector or build_detector(cfg.detector)
+        self.retainer = LateralityRetainer(cfg.retention)
+        # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
+        self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
+        self.verifier = TesseractVerifier(cfg.verify) if cfg.verify.enabled else None
+        self.header = HeaderDeidentifier(
+            cfg.header,
+            Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
+                          cfg.header.max_date_shift_days),
+        )
+
+    # -- the stages -------------------------------------------------------------------------------------------
+    def read(self, path: Path, rec: ImageRecord) -> tuple[Dataset | None, PixelFrames | None]:
+        if is_dicom(path):
+            rec.kind = "dicom"
+            ds = read_dicom(path)
+            rec.modality = str(ds.get("Modality", "") or "")
+            try:
+                return ds, decode_dataset(ds, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
+            except NoPixelData:
+                return ds, None
+        if path.suffix.lower() in self.cfg.input.image_extensions:
+            rec.kind = "image"
+            return None, frames_from_array(read_image(path))
+        raise StageError(Stage.READ, "not a DICOM file or a supported image (skipped)")
+
+    def detect_retain_redact(self, px: PixelFrames) -> Redaction:
+        """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill."""
+        h, w = px.shape
+        multi = px.frames.shape[0] > 1
+        records: list[dict] = []
+        fills: list[Box] = []
+        masks: list[np.ndarray | None] = []
+        kept: list[Box] = []
+        for name, view in frame_views(px, self.cfg.verify.max_frames):
+            found = self.detector(view)
+            text = [b for b, a in found if a is not BoxAction.REJECTED]
+            records += [box_record(b, a, name if multi else "") for b, a in found if a is BoxAction.REJECTED]
+            for res in (self.cine_retainer if multi else self.retainer)(view, text):
+                margin = max(2, int(self.cfg.detector.margin_fraction * min(res.box.width, res.box.height)))
+                grown = res.box.expanded(margin, (h, w))
+                keep = None
+                if res.keep_mask is not None:
+                    keep = np.zeros((grown.height, grown.width), bool)
+                    oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
+                    keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
+                    kept.append(res.box)
+                fills.append(grown)
+                masks.append(keep)
+                records.append(box_record(grown, res.action, name if multi else ""))
+        changed = fill_boxes(px, fills, masks) if fills else 0
+        return Redaction(records, kept, changed)
+
+    def verify(self, px: PixelFrames, kept: Sequence[Box], rec: ImageRecord) -> None:
+        if self.verifier is None:
+            rec.verification = {"engine": "none", "checked": False}
+            return
+        findings = []
+        for name, view in frame_views(px, self.cfg.verify.max_frames):
+            findings += [(name, f) for f in self.verifier(view, kept)]
+        rec.verification = {
+            "engine": self.cfg.verify.engine, "checked": True,
+            "findings": [{"box": f.box.as_list(), "confidence": f.confidence, "chars": f.n_chars, "view": n}
+                         for n, f in findings],
+        }
+        if findings:
+            raise StageError(Stage.VERIFY, f"{len(findings)} text region(s) still readable after redaction; "
+                                           "review by hand (boxes in the record)")
+
+    # -- one file ---------------------------------------------------------------------------------------------
+    def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
+        st = src.stat()
+        rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns)
+        t0 = time.perf_counter()
+        try:
+            self._process(src, rel, out_root, rec)
+        except StageError as exc:
+            rec.stage, rec.reason = exc.stage, exc.reason
+            rec.decision = Decision.SKIPPED if exc.reason.endswith("(skipped)") else Decision.QUARANTINED
+        except (ReadError, PixelDataError) as exc:
+            rec.reason, rec.decision = str(exc), Decision.QUARANTINED
+        except Exception as exc:  # a crash: the message may quote header values, so only its type and place
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            rec.reason = f"internal error {type(exc).__name__} at {Path(where.filename).name}:{where.lineno}; please report"
+            rec.decision = Decision.QUARANTINED
+        if rec.decision is Decision.QUARANTINED:
+            rec.output = ""
+            rec.pixels_modified = False
+            copy_atomic(src, quarantine / rel)
+            write_bytes_atomic(quarantine / (rel.as_posix() + ".reason.json"), rec.to_json().encode())
+        rec.seconds = time.perf_counter() - t0
+        return rec
+
+    def _process(self, src: Path, rel: Path, out_root: Path, rec: ImageRecord) -> None:
+        rec.stage = Stage.READ
+        ds, px = self.read(src, rec)
+        if ds is not None:
+            if str(ds.get("SOPClassUID", "")) == "1.2.840.10008.1.3.10" or src.name.upper() in SKIP_NAMES:
+                raise StageError(Stage.READ, "DICOMDIR media directory (skipped)")
+            rec.laterality = {k: str(ds.get(k, "") or "") for k in ("ImageLaterality", "Laterality")}
+            rec.stage = Stage.HEADER
+            rec.header_actions = self.header(ds).as_records()
+            if px is None:
+                if self.cfg.input.non_image is NonImagePolicy.SKIP:
+                    raise StageError(Stage.READ, "DICOM object without pixel data; set input.non_image=header_only "
+                                                 "to de-identify its header (skipped)")
+                self._write_dicom(ds, None, out_root, rel, rec)
+                return
+        assert px is not None
+        rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape
+        rec.stage = Stage.DETECT
+        red = self.detect_retain_redact(px)
+        rec.boxes, rec.pixels_modified = red.boxes, red.changed_pixels > 0
+        rec.laterality["kept"] = sorted({b.text for b in red.kept})
+        tags = {v for v in (rec.laterality.get("ImageLaterality"), rec.laterality.get("Laterality")) if v in "LR" and v}
+        rec.laterality["mismatch"] = bool(tags and red.kept and not tags & set(rec.laterality["kept"]))
+        rec.stage = Stage.VERIFY
+        self.verify(px, red.kept, rec)
+        rec.stage = Stage.WRITE
+        if ds is not None:
+            self._write_dicom(ds, px, out_root, rel, rec)
+        else:
+            dst = out_root / rel
+            if dst.suffix.lower() not in (".png", ".tif", ".tiff"):
+                dst = dst.with_suffix(".png")  # never re-encode JPEG lossily
+            write_image_atomic(px.frames[0], dst)
+            rec.output = dst.relative_to(out_root).as_posix()
+        rec.decision = Decision.WRITTEN
+
+    def _write_dicom(self, ds: Dataset, px: PixelFrames | None, out_root: Path, rel: Path, rec: ImageRecord) -> None:
+        if px is not None:
+            ts = str(ds.file_meta.TransferSyntaxUID)
+            if rec.pixels_modified or ts in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
+                store_pixels(ds, px)  # big-endian and deflated inputs are rewritten too (losslessly)
+            self.header.stamp_methods(ds, pixels_cleaned=self.verifier is not None)
+        write_dicom_atomic(ds, out_root / rel)
+        rec.output = rel.as_posix()
+
+
+# -- a folder -----------------------------------------------------------------------------------------------------
+def iter_inputs(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def _done(record_path: Path, src: Path, out_root: Path) -> bool:
+    try:
+        rec = ImageRecord.from_json(record_path.read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    st = src.stat()
+    if (rec.input_size, rec.input_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return False
+    return rec.decision is not Decision.WRITTEN or (out_root / rec.output).is_file()
+
+
+def check_folders(inp: Path, out: Path, quarantine: Path) -> None:
+    inp, out, quarantine = inp.resolve(), out.resolve(), quarantine.resolve()
+    if not inp.exists():
+        raise FileNotFoundError(f"input {inp} does not exist")
+    for a, b in ((inp, out), (inp, quarantine), (out, quarantine)):
+        if a == b or a in b.parents or b in a.parents:
+            raise ValueError(f"{a} and {b} must not contain one another: input, output and quarantine are kept apart")
+
+
+def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progress: bool = True,
+        redactor: Redactor | None = None) -> dict:
+    """De-identify everything under ``inp`` into ``out``; returns the run summary."""
+    from tqdm import tqdm
+
+    quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
+    check_folders(inp, out, quarantine)
+    redactor = redactor or Redactor(cfg)
+    records_dir = out / cfg.output.records_dir
+    base = inp if inp.is_dir() else inp.parent
+    files = list(iter_inputs(inp))
+    records: list[ImageRecord] = []
+    resumed = 0
+    for src in tqdm(files, desc="redact", unit="img", disable=not progress):
+        rel = src.relative_to(base)
+        rec_path = records_dir / "records" / (rel.as_posix() + ".json")
+        if cfg.output.resume and rec_path.is_file() and _done(rec_path, src, out):
+            records.append(ImageRecord.from_json(rec_path.read_text()))
+            resumed += 1
+            continue
+        rec = redactor.process(src, rel, out, quarantine)
+        write_bytes_atomic(rec_path, rec.to_json().encode())
+        if rec.decision is not Decision.WRITTEN:
+            log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
+        records.append(rec)
+    info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
+            "quarantine": str(quarantine), "resumed": resumed, "config": cfg.to_dict()}
+    summary = write_summary(records_dir, records, info)
+    log.info("done: %s", json.dumps(summary["counts"]))
+    return summary

@@ -1,0 +1,41 @@
+"""8-bit views of stored values for the detectors; never written anywhere."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..enums import Photometric
+from .decode import PixelFrames
+
+
+def _window(values: np.ndarray, low_pct: float = 0.1, high_pct: float = 99.9) -> np.ndarray:
+    sample = values[:: max(1, values.shape[0] // 512), :: max(1, values.shape[1] // 512)]
+    lo, hi = np.percentile(sample, (low_pct, high_pct))
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(values.shape[:2], np.uint8)
+    scaled = (values.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def to_display(px: PixelFrames, index: int = 0) -> np.ndarray:
+    """The frame as a person would see it: uint8, bright is bright; (H, W) or (H, W, 3) RGB.
+
+    A robust percentile window stands in for the VOI LUT, so text burned at the extremes of the range shows.
+    """
+    frame = px.frames[index]
+    if px.photometric is Photometric.PALETTE_COLOR and px.palette_rgb is not None:
+        return px.palette_rgb[np.clip(frame, 0, len(px.palette_rgb) - 1)]
+    if px.is_color:
+        if frame.dtype == np.uint8:
+            return frame
+        return (frame.astype(np.float32) * (255.0 / (2 ** px.bits_stored - 1))).clip(0, 255).astype(np.uint8)
+    view = _window(frame)
+    return 255 - view if px.inverse_display else view
+
+
+def to_gray(view: np.ndarray) -> np.ndarray:
+    """Luminance of a display view (a no-op for monochrome)."""
+    if view.ndim == 2:
+        return view
+    return (view[..., 0] * 0.299 + view[..., 1] * 0.587 + view[..., 2] * 0.114).astype(np.uint8)

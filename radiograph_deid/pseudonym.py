@@ -1,0 +1,78 @@
+"""Keyed, repeatable pseudonyms: the same input and key give the same output in every run.
+
+HMAC-SHA256 under a secret key that never leaves the key file (never written to output or logs).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from datetime import date, timedelta
+from pathlib import Path
+
+
+class KeyFileError(RuntimeError):
+    """The secret key cannot be read or created."""
+
+
+def load_or_create_key(path: str | Path) -> bytes:
+    """Read the key file, creating a random 256-bit key (mode 0600) on first use.
+
+    ``RADIOGRAPH_DEID_KEY`` (hex) takes precedence, for sites that keep the key in a secrets manager.
+    """
+    env = os.environ.get("RADIOGRAPH_DEID_KEY")
+    if env:
+        try:
+            return bytes.fromhex(env.strip())
+        except ValueError:
+            raise KeyFileError("RADIOGRAPH_DEID_KEY must be hexadecimal") from None
+    p = Path(path).expanduser()
+    try:
+        if p.exists():
+            key = bytes.fromhex(p.read_text().strip())
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_bytes(32)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(key.hex() + "\n")
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot use the key file {p}: {exc}") from exc
+    if len(key) < 16:
+        raise KeyFileError(f"the key in {p} is too short (at least 16 bytes of hex expected)")
+    return key
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes, prefix: str = "ANON", max_date_shift_days: int = 3650) -> None:
+        self._key = key
+        self.prefix = prefix
+        self.max_shift = max_date_shift_days
+
+    def _digest(self, kind: str, value: str) -> bytes:
+        return hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
+
+    def uid(self, uid: str) -> str:
+        """A new UID under the 2.25 (UUID-derived) root; at most 44 characters."""
+        return "2.25." + str(int.from_bytes(self._digest("uid", uid.strip())[:16], "big"))
+
+    def patient_id(self, patient_id: str, issuer: str = "") -> str:
+        token = base64.b32encode(self._digest("pid", f"{issuer}\x00{patient_id.strip()}")[:10]).decode()
+        return f"{self.prefix}-{token}"
+
+    def date_shift(self, patient_id: str) -> timedelta:
+        """The same backward shift (1..max days) for every date of one patient keeps intervals intact."""
+        n = int.from_bytes(self._digest("shift", patient_id.strip())[:8], "big")
+        return timedelta(days=-(1 + n % self.max_shift))
+
+    @staticmethod
+    def shift_date(value: str, shift: timedelta) -> str:
+        """Shift a DA value (YYYYMMDD) or the date part of a DT value; unparseable values become empty."""
+        v = value.strip()
+        try:
+            d = date(int(v[0:4]), int(v[4:6]), int(v[6:8]))
+        except (ValueError, IndexError):
+            return ""
+        return (d + shift).strftime("%Y%m%d") + v[8:]

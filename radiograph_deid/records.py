@@ -1,0 +1,81 @@
+"""Per-image decision records and the run summary (JSON and CSV). No PHI: no header values, no read text."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .boxes import Box
+from .enums import BoxAction, Decision, Stage
+from .fileio import write_bytes_atomic
+
+
+def box_record(box: Box, action: BoxAction, frame: str = "") -> dict[str, Any]:
+    rec: dict[str, Any] = {"box": box.as_list(), "class": box.label.value, "score": round(float(box.score), 4),
+                           "action": action.value, "source": box.source}
+    if action is BoxAction.KEPT_LATERALITY:
+        rec["glyph"] = box.text  # the kept marker's letter, visible in the output anyway
+    if frame:
+        rec["frame"] = frame
+    return rec
+
+
+@dataclass
+class ImageRecord:
+    input: str  # path relative to INPUT
+    input_size: int
+    input_mtime_ns: int
+    decision: Decision = Decision.QUARANTINED  # fail closed until a stage says otherwise
+    stage: Stage = Stage.READ
+    reason: str = ""
+    output: str = ""  # path relative to OUTPUT
+    kind: str = ""
+    modality: str = ""
+    frames: int = 0
+    rows: int = 0
+    columns: int = 0
+    pixels_modified: bool = False
+    boxes: list[dict[str, Any]] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+    header_actions: list[dict[str, str]] = field(default_factory=list)
+    laterality: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["decision"], d["stage"] = self.decision.value, self.stage.value
+        return json.dumps(d, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ImageRecord":
+        d = json.loads(text)
+        d["decision"], d["stage"] = Decision(d["decision"]), Stage(d["stage"])
+        return cls(**d)
+
+    def summary_row(self) -> dict[str, Any]:
+        redacted = sum(b["action"] == BoxAction.REDACTED.value for b in self.boxes)
+        kept = sum(b["action"] == BoxAction.KEPT_LATERALITY.value for b in self.boxes)
+        return {"input": self.input, "decision": self.decision.value, "stage": self.stage.value,
+                "reason": self.reason, "output": self.output, "boxes_redacted": redacted, "markers_kept": kept,
+                "seconds": round(self.seconds, 3)}
+
+
+SUMMARY_FIELDS = ["input", "decision", "stage", "reason", "output", "boxes_redacted", "markers_kept", "seconds"]
+
+
+def write_summary(folder: Path, records: list[ImageRecord], run_info: dict[str, Any]) -> dict[str, Any]:
+    counts = {d.value: sum(r.decision is d for r in records) for d in Decision}
+    summary = {**run_info, "images": len(records), "counts": counts,
+               "seconds_per_image": round(sum(r.seconds for r in records) / max(1, len(records)), 4),
+               "images_detail": [r.summary_row() for r in records]}
+    write_bytes_atomic(folder / "summary.json", json.dumps(summary, indent=1).encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
+    writer.writeheader()
+    for r in records:
+        writer.writerow(r.summary_row())
+    write_bytes_atomic(folder / "summary.csv", buf.getvalue().encode())
+    return summary

@@ -1,0 +1,64 @@
+"""The safety net: an OCR engine independent of the detector scans the redacted pixels.
+
+Tesseract (LSTM recognition with its own layout analysis) shares no model with the PP-OCR detector, so text
+one misses the other may still read. Any word it reads confidently outside a kept laterality marker sends
+the image to quarantine.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .boxes import Box
+from .config import VerifyConfig
+from .pixels.display import to_gray
+
+
+class VerifierUnavailable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Text that survived redaction; its content is PHI and is not kept."""
+
+    box: Box
+    confidence: float
+    n_chars: int
+
+
+class TesseractVerifier:
+    def __init__(self, cfg: VerifyConfig) -> None:
+        if shutil.which("tesseract") is None:
+            raise VerifierUnavailable(
+                "the verifier needs the tesseract program: apt-get install tesseract-ocr "
+                "(or run scripts/setup.sh). Switching verification off (verify.enabled=false) is not recommended."
+            )
+        import pytesseract
+
+        self._tess = pytesseract
+        self.cfg = cfg
+
+    def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
+        gray = to_gray(view).copy()
+        for box in kept:  # a kept marker is allowed to stay readable
+            gray[box.y0 : box.y1, box.x0 : box.x1] = 0
+        h, w = gray.shape
+        scale = min(self.cfg.long_side / max(h, w), 2.0)
+        small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        data = self._tess.image_to_data(small, config="--psm 11", output_type=self._tess.Output.DICT)
+        findings = []
+        for text, conf, x, y, bw, bh in zip(data["text"], data["conf"], data["left"], data["top"],
+                                            data["width"], data["height"]):
+            n_chars = sum(c.isalnum() for c in text)
+            if n_chars < self.cfg.min_chars or float(conf) < self.cfg.min_confidence or bh < self.cfg.min_height:
+                continue
+            box = Box(int(x / scale), int(y / scale), max(int(x / scale) + 1, int((x + bw) / scale)),
+                      max(int(y / scale) + 1, int((y + bh) / scale)), float(conf), source="tesseract")
+            findings.append(Finding(box, float(conf), n_chars))
+        return findings

@@ -1,0 +1,46 @@
+"""radiograph-deid: de-identify radiographs (DICOM header, burned-in text, anatomy)."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# Pins follow the stack the later layers need (MONAI Label 0.8.5 forces numpy<2 and pydicom<3,
+# hence opencv<4.12). Every decoder comes from pip so no system codec is needed.
+CORE = [
+    "numpy>=1.24,<2",
+    "pydicom>=2.4,<3",
+    "opencv-python-headless>=4.8,<4.12",
+    "onnxruntime>=1.17",
+    "rapidocr-onnxruntime==1.4.4",  # ships the PP-OCRv4 text detection/recognition ONNX models
+    "pytesseract>=0.3.10",  # the independent verifier (Debian package tesseract-ocr)
+    "pylibjpeg>=2.0",
+    "pylibjpeg-libjpeg>=2.1",
+    "pylibjpeg-openjpeg>=2.3",
+    "pylibjpeg-rle>=2.0",
+    "python-gdcm>=3.0.22",
+    "PyYAML>=6.0",
+    "tqdm>=4.60",
+]
+TEST = ["pytest>=7", "pydicom-data>=1.0", "deid-data>=0.0.20"]
+
+setup(
+    name="radiograph-deid",
+    version="0.1.0",
+    description="De-identify radiographs: DICOM PS3.15 header profile, burned-in text redaction "
+    "that keeps laterality markers, and a fail-closed verification pass.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="AGPL-3.0-or-later",
+    python_requires=">=3.10",
+    packages=find_packages(include=["radiograph_deid", "radiograph_deid.*"]),
+    package_data={"radiograph_deid": ["py.typed"]},
+    install_requires=CORE,
+    extras_require={"test": TEST},
+    entry_points={"console_scripts": ["radiograph-deid=radiograph_deid.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)

@@ -189,7 +189,7 @@ class Redactor:
         red = self.detect_retain_redact(px)
         rec.boxes, rec.pixels_modified = red.boxes, red.changed_pixels > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})
-        tags = {v for v in (rec.laterality.get("ImageLaterality"), rec.laterality.get("Laterality")) if v in "LR" and v}
+        tags = {rec.laterality.get(k) for k in ("ImageLaterality", "Laterality")} & {"L", "R"}
         rec.laterality["mismatch"] = bool(tags and red.kept and not tags & set(rec.laterality["kept"]))
         rec.stage = Stage.VERIFY
         self.verify(px, red.kept, rec)

@@ -87,6 +87,9 @@ def check_decodable(ds: Dataset, max_pixels_per_frame: int, max_frames: int) -> 
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise UnsupportedPixelData("float pixel data is not supported (radiographs are integer)")
+        if "Rows" in ds or "Columns" in ds:  # an image whose pixel data is gone: truncated, not "no pixels"
+            raise PixelDataError("pixel data is missing although the header describes an image; "
+                                 "the file is probably truncated")
         raise NoPixelData("no pixel data")
     ts = _transfer_syntax(ds)
     if ts not in SUPPORTED_SYNTAXES:

@@ -1,0 +1,124 @@
+"""The PS3.15 header profile on real (deid-data) and generated headers."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pydicom
+import pytest
+
+from radiograph_deid.config import HeaderConfig
+from radiograph_deid.dicom_profile import HeaderDeidentifier, profile_keywords_valid
+from radiograph_deid.enums import DeidMethodCode
+from radiograph_deid.pseudonym import Pseudonymizer, load_or_create_key
+from radiograph_deid.synthetic import FAKE_PHI, sample_radiograph
+
+from .conftest import deid_data
+
+KEY = bytes(range(32))
+
+
+def all_strings(ds: pydicom.Dataset) -> list[str]:
+    out = []
+    for elem in ds.iterall():
+        if elem.VR not in ("SQ", "OB", "OW", "UN") and elem.value is not None:
+            out.append(str(elem.value))
+    if getattr(ds, "file_meta", None) is not None:
+        out += [str(e.value) for e in ds.file_meta]
+    return out
+
+
+def deidentify(ds: pydicom.Dataset, key: bytes = KEY, **opts: bool):
+    report = HeaderDeidentifier(HeaderConfig(**opts), Pseudonymizer(key))(ds)
+    return ds, report
+
+
+def test_profile_table_uses_only_real_keywords() -> None:
+    assert list(profile_keywords_valid()) == []
+
+
+def test_no_fake_phi_survives_anywhere() -> None:
+    ds, _ = sample_radiograph(64, 64)
+    original_uids = {ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
+    deidentify(ds)
+    text = "\n".join(all_strings(ds))
+    for kw, value in FAKE_PHI.items():
+        if kw == "StudyDescription":  # "CHEST PA" is clinical; its name parts are checked via PatientName
+            continue
+        for part in value.replace("^", " ").split():
+            if len(part) > 2:
+                assert part not in text, f"{part!r} survived"
+    assert not any(e.tag.is_private for e in ds)
+    assert not any(0x6000 <= e.tag.group <= 0x60FF for e in ds)
+    assert not original_uids & {ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+    assert "BurnedInAnnotation" not in ds  # the input's claim is never carried over
+    assert ds.ImageLaterality == "L" and ds.BodyPartExamined == "CHEST"  # clinically needed, kept
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert codes == [DeidMethodCode.BASIC_PROFILE.value_code]
+
+
+def test_real_dx_header_loses_its_phi() -> None:
+    ds = pydicom.dcmread(deid_data("animals/cat.dcm"))
+    name, pid = str(ds.PatientName), str(ds.PatientID)
+    report = deidentify(ds)[1]
+    text = "\n".join(all_strings(ds))
+    assert "Wetzel" not in text and (not pid or pid not in text)
+    assert str(ds.PatientName) != name
+    for date_kw in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "PatientBirthDate"):
+        assert not ds.get(date_kw)
+    assert {"tag", "keyword", "action"} <= set(report.as_records()[0])
+    assert all(wetzel not in str(report.as_records()) for wetzel in ("Wetzel", name))
+
+
+def test_pseudonyms_and_uids_are_consistent_per_key_and_differ_across_keys() -> None:
+    a1, _ = sample_radiograph(32, 32)
+    a2 = pydicom.dcmread(pydicom.filebase.DicomBytesIO(_to_bytes(a1)))
+    b = pydicom.dcmread(pydicom.filebase.DicomBytesIO(_to_bytes(a1)))
+    deidentify(a1)
+    deidentify(a2)
+    deidentify(b, key=bytes(32))
+    assert a1.PatientID == a2.PatientID and a1.StudyInstanceUID == a2.StudyInstanceUID
+    assert a1.PatientID != b.PatientID and a1.StudyInstanceUID != b.StudyInstanceUID
+    assert a1.PatientID.startswith("ANON-")
+    assert len(a1.StudyInstanceUID) <= 64 and a1.StudyInstanceUID.startswith("2.25.")
+    assert KEY.hex() not in _to_bytes(a1).hex()
+
+
+def _to_bytes(ds: pydicom.Dataset) -> bytes:
+    buf = pydicom.filebase.DicomBytesIO()
+    ds.save_as(buf, write_like_original=False)
+    return buf.getvalue()
+
+
+def test_retain_longitudinal_option_shifts_dates_keeping_intervals() -> None:
+    ds, _ = sample_radiograph(32, 32)
+    ds.SeriesDate = "20240310"  # five days after the study
+    deidentify(ds, retain_longitudinal_modified_dates=True)
+    study = dt.datetime.strptime(ds.StudyDate, "%Y%m%d")
+    series = dt.datetime.strptime(ds.SeriesDate, "%Y%m%d")
+    assert ds.StudyDate != FAKE_PHI["StudyDate"]
+    assert (series - study).days == 5
+    assert not ds.get("PatientBirthDate")
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert DeidMethodCode.RETAIN_LONGITUDINAL_MODIFIED_DATES.value_code in codes
+
+
+def test_clean_descriptors_option_keeps_description_without_identifiers() -> None:
+    ds, _ = sample_radiograph(32, 32)
+    deidentify(ds, clean_descriptors=True)
+    assert "CHEST PA" in ds.StudyDescription
+    assert "DOE" not in ds.StudyDescription and "JANE" not in ds.StudyDescription
+    ds2, _ = sample_radiograph(32, 32)
+    deidentify(ds2)
+    assert "StudyDescription" not in ds2
+
+
+def test_key_file_is_created_private_and_reused(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("RADIOGRAPH_DEID_KEY", raising=False)
+    path = tmp_path / "k" / "secret.key"
+    key = load_or_create_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_key(path) == key and len(key) == 32

@@ -1,0 +1,247 @@
+"""End to end on real DICOM (pydicom-data, deid-data) and generated cases: what reaches OUTPUT, what goes to
+quarantine and why, and that INPUT is never modified."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+
+from radiograph_deid.boxes import Box
+from radiograph_deid.config import load_config
+from radiograph_deid.enums import BoxAction
+from radiograph_deid.pipeline import Redactor, run
+from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, phantom, sample_radiograph, to_stored
+
+from .conftest import deid_data, pydicom_data, sha256, tree_hashes
+
+US_PHI = ["ZZZ", "PATIENT", "CLEVELAN", "0007924", "1951", "DOWNTIME", "MARY", "00047431395", "120907058", "2020"]
+
+
+def _sr() -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds = pydicom.dataset.FileDataset("", Dataset(), file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.Modality = FAKE_PHI["PatientName"], "SR"
+    return ds
+
+
+def build_input(root: Path) -> None:
+    (root / "real").mkdir(parents=True)
+    (root / "us").mkdir()
+    (root / "gen" / "deep" / "er").mkdir(parents=True)
+    (root / "bad").mkdir()
+    shutil.copy(deid_data("animals/cat.dcm"), root / "real" / "cat.dcm")
+    for name in ("RG3_J2KR.dcm", "RG1_UNCR.dcm", "RG1_J2KI.dcm"):
+        shutil.copy(pydicom_data(name), root / "real" / name)
+    for name in ("GREYSCALE_IMAGE.dcm", "RGB_IMAGE.dcm"):
+        shutil.copy(deid_data(f"ultrasounds/{name}"), root / "us" / name)
+    ds, _ = sample_radiograph(1024, 1024, "MONOCHROME1", 12, "CR", seed=5)
+    ds.save_as(root / "gen" / "deep" / "er" / "mono1_cr.dcm", write_like_original=False)
+    ds, _ = sample_radiograph(640, 640, "MONOCHROME2", 16, "DX", seed=6, signed=True)
+    ds.save_as(root / "gen" / "signed16.dcm", write_like_original=False)
+    img = to_stored(burn(phantom(700, 700, 7), [Burn("JOHNSON 1984-02-11", 30, 30, 22)]), 8, False)
+    cv2.imwrite(str(root / "gen" / "photo.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    _sr().save_as(root / "gen" / "report_sr.dcm", write_like_original=False)
+    rg1 = pydicom_data("RG1_UNCR.dcm").read_bytes()
+    (root / "bad" / "truncated.dcm").write_bytes(rg1[: len(rg1) // 3])
+    (root / "bad" / "corrupt.dcm").write_bytes(np.random.default_rng(0).bytes(4096))
+    ds, _ = sample_radiograph(64, 64)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder here
+    ds.PixelData = pydicom.encaps.encapsulate([b"\0\0\1\xb3" + bytes(60)])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(root / "bad" / "unsupported.dcm", write_like_original=False)
+    (root / "notes.txt").write_text("not an image")
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory, key_overrides: list[str]):
+    root = tmp_path_factory.mktemp("job")
+    inp, out = root / "in", root / "out"
+    build_input(inp)
+    before = tree_hashes(inp)
+    cfg = load_config(overrides=key_overrides)
+    redactor = Redactor(cfg)
+    summary = run(inp, out, cfg, progress=False, redactor=redactor)
+    records = {d["input"]: d for d in summary["images_detail"]}
+    return {"inp": inp, "out": out, "quar": Path(f"{out.resolve()}_quarantine"), "summary": summary,
+            "records": records, "before": before, "cfg": cfg, "redactor": redactor}
+
+
+def record(job, rel: str) -> dict:
+    return json.loads((job["out"] / ".deid" / "records" / f"{rel}.json").read_text())
+
+
+def test_input_is_never_modified(job) -> None:
+    assert tree_hashes(job["inp"]) == job["before"]
+
+
+def test_every_file_has_a_decision(job) -> None:
+    decisions = {k: v["decision"] for k, v in job["records"].items()}
+    assert decisions == {
+        "notes.txt": "skipped", "bad/corrupt.dcm": "quarantined", "bad/truncated.dcm": "quarantined",
+        "bad/unsupported.dcm": "quarantined", "gen/photo.jpg": "written", "gen/report_sr.dcm": "skipped",
+        "gen/signed16.dcm": "written", "gen/deep/er/mono1_cr.dcm": "written", "real/RG1_J2KI.dcm": "written",
+        "real/RG1_UNCR.dcm": "written", "real/RG3_J2KR.dcm": "written", "real/cat.dcm": "written",
+        "us/GREYSCALE_IMAGE.dcm": "written", "us/RGB_IMAGE.dcm": "written",
+    }
+    assert (job["out"] / ".deid" / "summary.csv").read_text().count("\n") == len(decisions) + 1
+
+
+def test_bad_inputs_are_quarantined_whole_with_a_reason(job) -> None:
+    reasons = {k: job["records"][k]["reason"] for k in ("bad/corrupt.dcm", "bad/truncated.dcm", "bad/unsupported.dcm")}
+    assert "corrupt" in reasons["bad/corrupt.dcm"]
+    assert "truncated" in reasons["bad/truncated.dcm"] or "length" in reasons["bad/truncated.dcm"]
+    assert "unsupported transfer syntax" in reasons["bad/unsupported.dcm"]
+    for rel in reasons:
+        assert sha256(job["quar"] / rel) == job["before"][rel]  # nothing lost: the original, byte for byte
+        assert json.loads((job["quar"] / f"{rel}.reason.json").read_text())["reason"] == reasons[rel]
+        assert not (job["out"] / rel).exists()
+    assert "pixel data" in job["records"]["gen/report_sr.dcm"]["reason"]
+
+
+def test_laterality_markers_are_kept_on_real_radiographs(job) -> None:
+    for rel in ("real/cat.dcm", "real/RG3_J2KR.dcm"):  # upright R on a grey tile; mirrored R on a tibia
+        kept = [b for b in record(job, rel)["boxes"] if b["action"] == BoxAction.KEPT_LATERALITY.value]
+        assert [b["glyph"] for b in kept] == ["R"], rel
+        x0, y0, x1, y1 = kept[0]["box"]
+        src = pydicom.dcmread(job["inp"] / rel).pixel_array
+        out = pydicom.dcmread(job["out"] / rel).pixel_array
+        glyph = src[y0:y1, x0:x1] == out[y0:y1, x0:x1]
+        assert 0.05 < glyph.mean() < 0.95  # the glyph's pixels stay, the rest of its box is filled
+        outside = np.ones(src.shape, bool)
+        outside[y0:y1, x0:x1] = False
+        np.testing.assert_array_equal(src[outside], out[outside])  # anatomy untouched
+
+
+def test_header_is_deidentified_and_burned_in_annotation_set_after_pixels(job) -> None:
+    ds = pydicom.dcmread(job["out"] / "real" / "cat.dcm")
+    assert "Wetzel" not in str(ds.PatientName) and ds.PatientIdentityRemoved == "YES"
+    assert ds.BurnedInAnnotation == "NO"
+    assert "113101" in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
+    gen = pydicom.dcmread(job["out"] / "gen" / "deep" / "er" / "mono1_cr.dcm")
+    text = str(gen)
+    for value in ("DOE", "MRN00482913", "ACC7731920", "SAINT EXAMPLE", "19610412"):
+        assert value not in text
+
+
+def test_pixels_bit_identical_when_nothing_found(job) -> None:
+    for rel in ("real/RG1_UNCR.dcm", "real/RG1_J2KI.dcm"):
+        assert not record(job, rel)["pixels_modified"]
+        src, out = pydicom.dcmread(job["inp"] / rel), pydicom.dcmread(job["out"] / rel)
+        assert out.PixelData == src.PixelData  # the very bytes: a lossy JPEG 2000 is not re-encoded
+        assert out.file_meta.TransferSyntaxUID == src.file_meta.TransferSyntaxUID
+
+
+def test_modified_lossless_input_is_written_uncompressed(job) -> None:
+    out = pydicom.dcmread(job["out"] / "real" / "RG3_J2KR.dcm")
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert out.PhotometricInterpretation == "MONOCHROME1"
+
+
+def _ocr_oracle(image: np.ndarray) -> str:
+    """RapidOCR's own end-to-end pipeline, independent of our detector's scale and thresholds."""
+    from rapidocr_onnxruntime import RapidOCR
+
+    result, _ = RapidOCR()(image)
+    return " ".join(r[1] for r in result or [])
+
+
+@pytest.mark.parametrize("rel", ["us/GREYSCALE_IMAGE.dcm", "us/RGB_IMAGE.dcm"])
+def test_ultrasound_phi_is_unreadable_after_redaction(job, rel: str) -> None:
+    src = pydicom.dcmread(job["inp"] / rel)
+    out = pydicom.dcmread(job["out"] / rel)
+    before, after = _ocr_oracle(src.pixel_array), _ocr_oracle(out.pixel_array)
+    assert sum(p in before for p in US_PHI) >= 3  # the oracle can read the PHI in the original...
+    assert not [p for p in US_PHI if p in after]  # ...and none of it in the output
+    assert "ZZZ" not in str(out.PatientName)
+
+
+def test_generated_text_is_removed_and_l_marker_survives(job) -> None:
+    rel = "gen/deep/er/mono1_cr.dcm"
+    out = pydicom.dcmread(job["out"] / rel)
+    text = _ocr_oracle(cv2.normalize(65535 - out.pixel_array.astype(np.int32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8))
+    for word in ("DOE", "MRN", "2024", "PORTABLE", "SAINT"):
+        assert word not in text.upper()
+
+
+def test_jpeg_input_becomes_lossless_png(job) -> None:
+    rec = job["records"]["gen/photo.jpg"]
+    assert rec["output"] == "gen/photo.png" and (job["out"] / "gen" / "photo.png").is_file()
+    assert not (job["out"] / "gen" / "photo.jpg").exists()
+    img = cv2.imread(str(job["out"] / "gen" / "photo.png"), cv2.IMREAD_UNCHANGED)
+    assert "JOHNSON" not in _ocr_oracle(img).upper()
+
+
+def test_signed_16_bit_output_round_trips(job) -> None:
+    out = pydicom.dcmread(job["out"] / "gen" / "signed16.dcm")
+    assert out.PixelRepresentation == 1 and out.pixel_array.dtype == np.int16
+    assert out.pixel_array.min() == -(2**15)  # the fill: black under any window
+
+
+def test_nothing_unredacted_in_output(job) -> None:
+    outputs = {p.relative_to(job["out"]).as_posix() for p in job["out"].rglob("*") if p.is_file()
+               and ".deid" not in p.parts}
+    written = {r["output"] for r in job["records"].values() if r["decision"] == "written"}
+    assert outputs == written
+
+
+def test_logs_and_records_carry_no_phi(job, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="radiograph_deid"):
+        run(job["inp"] / "us", tmp_path / "o", job["cfg"], progress=False, redactor=job["redactor"])
+    blob = caplog.text + "".join(p.read_text() for p in (tmp_path / "o" / ".deid").rglob("*.json"))
+    blob += "".join(p.read_text() for p in (job["out"] / ".deid").rglob("*.json"))
+    for value in ["Wetzel", "ZZZDOWNTIME", "PATIENTFIVE", "MRN00482913", "DOE^JANE", "19610412"] + US_PHI[2:6]:
+        assert value not in blob
+
+
+def test_rerun_resumes_and_skips_finished_files(job) -> None:
+    summary = run(job["inp"], job["out"], job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["resumed"] == summary["images"] == len(job["records"])
+
+
+class _BlindDetector:
+    """A detector that misses everything: the safety net must catch what it leaves."""
+
+    def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
+        return []
+
+
+def test_verifier_quarantines_text_the_detector_missed(job, tmp_path: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "us" / "RGB_IMAGE.dcm", inp / "x.dcm")
+    blind = Redactor(job["cfg"], detector=_BlindDetector())
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=blind)
+    (rec,) = summary["images_detail"]
+    assert rec["decision"] == "quarantined" and rec["stage"] == "verify"
+    assert not (tmp_path / "out" / "x.dcm").exists()
+    assert sha256(Path(f"{(tmp_path / 'out').resolve()}_quarantine") / "x.dcm") == sha256(inp / "x.dcm")
+
+
+def test_multiframe_static_text_is_filled_in_every_frame(job, tmp_path: Path) -> None:
+    base = phantom(384, 384, 9)
+    frames = np.stack([to_stored(burn(np.roll(base, 8 * i, axis=1), [Burn("DOE JANE 0048", 20, 20, 18)]), 8, False)
+                       for i in range(3)])
+    ds = __import__("radiograph_deid.synthetic", fromlist=["make_dataset"]).make_dataset(frames, modality="XA")
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "cine.dcm", write_like_original=False)
+    summary = run(tmp_path / "in", tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["counts"]["written"] == 1
+    out = pydicom.dcmread(tmp_path / "out" / "cine.dcm").pixel_array
+    assert out.shape == frames.shape
+    assert (out[:, 24:36, 25:150] == 0).all()
+
+
+def test_output_inside_input_is_refused(job, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must not contain"):
+        run(job["inp"], job["inp"] / "out", job["cfg"], progress=False, redactor=job["redactor"])

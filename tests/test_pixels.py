@@ -1,0 +1,85 @@
+"""Decoding every supported syntax and photometric to stored values, and filling so the box shows black."""
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+
+from radiograph_deid.boxes import Box
+from radiograph_deid.enums import Photometric
+from radiograph_deid.pixels import PixelDataError, UnsupportedPixelData, black_value, decode_dataset, fill_boxes, to_display
+from radiograph_deid.synthetic import compress, sample_radiograph
+
+from .conftest import deid_data, pydicom_data
+
+
+@pytest.mark.parametrize("compressed, reference", [
+    ("RG1_J2KR.dcm", "RG1_UNCR.dcm"),  # CR chest, MONOCHROME1, JPEG 2000 lossless
+    ("RG3_J2KR.dcm", "RG3_UNCR.dcm"),  # CR tibia with an R marker
+    ("US1_J2KR.dcm", "US1_UNCR.dcm"),  # YBR_RCT colour
+    ("OBXXXX1A_rle.dcm", "OBXXXX1A.dcm"),  # RLE, palette colour
+    ("OBXXXX1A_expb_2frame.dcm", "OBXXXX1A_2frame.dcm"),  # big endian, multi-frame
+])
+def test_lossless_syntaxes_decode_to_the_same_stored_values(compressed: str, reference: str) -> None:
+    a = decode_dataset(pydicom.dcmread(pydicom_data(compressed)))
+    b = decode_dataset(pydicom.dcmread(pydicom_data(reference)))
+    assert a.photometric == b.photometric
+    np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_monochrome1_cr_fills_with_the_maximum_and_displays_black() -> None:
+    px = decode_dataset(pydicom.dcmread(pydicom_data("RG1_UNCR.dcm")))
+    assert px.photometric is Photometric.MONOCHROME1 and px.inverse_display
+    assert black_value(px) == 2**px.bits_stored - 1
+    fill_boxes(px, [Box(100, 100, 300, 200)])
+    view = to_display(px)
+    assert view[100:200, 100:300].max() == 0
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_monochrome2_fills_with_the_minimum(signed: bool) -> None:
+    ds, _ = sample_radiograph(128, 128, bits=12, signed=signed)
+    px = decode_dataset(ds)
+    assert black_value(px) == (-2048 if signed else 0)
+    fill_boxes(px, [Box(0, 0, 10, 10)])
+    assert (px.frames[0, :10, :10] == black_value(px)).all()
+
+
+def test_ybr_jpeg_baseline_is_converted_to_rgb() -> None:
+    ds = pydicom.dcmread(deid_data("humans/ctbrain1.dcm"))
+    px = decode_dataset(ds)
+    assert px.photometric is Photometric.RGB and px.frames.shape[-1] == 3
+    assert black_value(px) == (0, 0, 0)
+
+
+def test_keep_mask_leaves_glyph_pixels() -> None:
+    ds, _ = sample_radiograph(64, 64)
+    px = decode_dataset(ds)
+    before = px.frames.copy()
+    keep = np.zeros((10, 10), bool)
+    keep[4:6, 4:6] = True
+    changed = fill_boxes(px, [Box(20, 20, 30, 30)], [keep])
+    assert changed == 96
+    np.testing.assert_array_equal(px.frames[0, 24:26, 24:26], before[0, 24:26, 24:26])
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.JPEGLSLossless, pydicom.uid.JPEGLosslessSV1, pydicom.uid.RLELossless])
+def test_generated_lossless_syntaxes_round_trip(syntax: str) -> None:
+    ds, _ = sample_radiograph(96, 96, photometric="MONOCHROME1", modality="CR")
+    ref = decode_dataset(ds).frames.copy()
+    np.testing.assert_array_equal(decode_dataset(compress(ds, syntax)).frames, ref)
+
+
+def test_refusals_say_why() -> None:
+    ds, _ = sample_radiograph(64, 64)
+    with pytest.raises(UnsupportedPixelData, match="max_pixels_per_frame"):
+        decode_dataset(ds, max_pixels_per_frame=100)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2 video
+    with pytest.raises(UnsupportedPixelData, match="unsupported transfer syntax"):
+        decode_dataset(ds)
+    short = pydicom.dcmread(pydicom_data("emri_small_jpeg_2k_lossless_too_short.dcm"))
+    with pytest.raises(PixelDataError):
+        decode_dataset(short)
+    seg = pydicom.dcmread(pydicom_data("liver.dcm"))
+    with pytest.raises(UnsupportedPixelData, match="BitsAllocated=1"):
+        decode_dataset(seg)

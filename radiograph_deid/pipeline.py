@@ -75,6 +75,7 @@ class Redactor:
 
     def __init__(self, cfg: Config, detector: Detector | None = None) -> None:
         self.cfg = cfg
+        self._t_stage = 0.0
         self.detector = detector or build_detector(cfg.detector)
         self.retainer = LateralityRetainer(cfg.retention)
         # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
@@ -168,14 +169,22 @@ class Redactor:
         rec.seconds = time.perf_counter() - t0
         return rec
 
+    def _enter(self, rec: ImageRecord, stage: Stage) -> None:
+        """Mark the stage now running and time the one that ended."""
+        now = time.perf_counter()
+        rec.timings[rec.stage.value] = round(rec.timings.get(rec.stage.value, 0.0) + now - self._t_stage, 4)
+        self._t_stage = now
+        rec.stage = stage
+
     def _process(self, src: Path, rel: Path, out_root: Path, rec: ImageRecord) -> None:
+        self._t_stage = time.perf_counter()
         rec.stage = Stage.READ
         ds, px = self.read(src, rec)
         if ds is not None:
             if str(ds.get("SOPClassUID", "")) == "1.2.840.10008.1.3.10" or src.name.upper() in SKIP_NAMES:
                 raise StageError(Stage.READ, "DICOMDIR media directory (skipped)")
             rec.laterality = {k: str(ds.get(k, "") or "") for k in ("ImageLaterality", "Laterality")}
-            rec.stage = Stage.HEADER
+            self._enter(rec, Stage.HEADER)
             rec.header_actions = self.header(ds).as_records()
             if px is None:
                 if self.cfg.input.non_image is NonImagePolicy.SKIP:
@@ -185,15 +194,15 @@ class Redactor:
                 return
         assert px is not None
         rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape
-        rec.stage = Stage.DETECT
+        self._enter(rec, Stage.DETECT)
         red = self.detect_retain_redact(px)
         rec.boxes, rec.pixels_modified = red.boxes, red.changed_pixels > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})
         tags = {rec.laterality.get(k) for k in ("ImageLaterality", "Laterality")} & {"L", "R"}
         rec.laterality["mismatch"] = bool(tags and red.kept and not tags & set(rec.laterality["kept"]))
-        rec.stage = Stage.VERIFY
+        self._enter(rec, Stage.VERIFY)
         self.verify(px, red.kept, rec)
-        rec.stage = Stage.WRITE
+        self._enter(rec, Stage.WRITE)
         if ds is not None:
             self._write_dicom(ds, px, out_root, rel, rec)
         else:
@@ -202,6 +211,7 @@ class Redactor:
                 dst = dst.with_suffix(".png")  # never re-encode JPEG lossily
             write_image_atomic(px.frames[0], dst)
             rec.output = dst.relative_to(out_root).as_posix()
+        self._enter(rec, Stage.WRITE)
         rec.decision = Decision.WRITTEN
 
     def _write_dicom(self, ds: Dataset, px: PixelFrames | None, out_root: Path, rel: Path, rec: ImageRecord) -> None:

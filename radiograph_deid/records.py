@@ -43,6 +43,7 @@ class ImageRecord:
     header_actions: list[dict[str, str]] = field(default_factory=list)
     laterality: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
     def to_json(self) -> str:
         d = asdict(self)

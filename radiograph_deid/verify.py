@@ -60,5 +60,19 @@ class TesseractVerifier:
                 continue
             box = Box(int(x / scale), int(y / scale), max(int(x / scale) + 1, int((x + bw) / scale)),
                       max(int(y / scale) + 1, int((y + bh) / scale)), float(conf), source="tesseract")
-            findings.append(Finding(box, float(conf), n_chars))
+            if self._confirmed(gray, box):
+                findings.append(Finding(box, float(conf), n_chars))
         return findings
+
+    def _confirmed(self, gray: np.ndarray, box: Box) -> bool:
+        """Re-read the word alone, padded and scaled to ~40 px high, as one text line (--psm 7).
+
+        Texture that looked like a word in the sparse scan rarely reads again; real text does.
+        """
+        pad = max(4, box.height)
+        crop = gray[max(0, box.y0 - pad) : box.y1 + pad, max(0, box.x0 - pad) : box.x1 + pad]
+        zoom = max(1.0, 40.0 / max(1, box.height))
+        crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+        data = self._tess.image_to_data(crop, config="--psm 7", output_type=self._tess.Output.DICT)
+        return any(sum(c.isalnum() for c in t) >= self.cfg.min_chars and float(c) >= self.cfg.min_confidence
+                   for t, c in zip(data["text"], data["conf"]))

@@ -75,7 +75,13 @@ BASIC_PROFILE: dict[str, HeaderAction] = {
     StationAETitle DeviceDescription ContentSequence RequestingPhysicianIdentificationSequence
     ClinicalTrialSponsorName ClinicalTrialProtocolName ClinicalTrialSiteName ClinicalTrialSubjectID
     ClinicalTrialSubjectReadingID ClinicalTrialTimePointID ClinicalTrialTimePointDescription
-    ClinicalTrialCoordinatingCenterName PatientBreedDescription ResponsiblePersonRole
+    ClinicalTrialCoordinatingCenterName PatientBreedDescription ResponsiblePersonRole ScheduledProcedureStepID
+    ReasonForTheRequestedProcedure ConsultingPhysicianName ConsultingPhysicianIdentificationSequence
+    PatientTelecomInformation PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar
+    PatientAlternativeCalendar ReferencedPatientPhotoSequence OrderPlacerIdentifierSequence
+    OrderFillerIdentifierSequence IssuerOfAccessionNumberSequence PlacerOrderNumberProcedure
+    FillerOrderNumberProcedure ScheduledProcedureStepModificationDateTime DeviceLabel LongDeviceDescription
+    ManufacturerDeviceIdentifier UDISequence SourceSerialNumber PersonTelecomInformation
     """.split()},
     **{k: A.ZERO for k in """
     AccessionNumber ContentCreatorName ContentDate ContentTime FillerOrderNumberImagingServiceRequest PatientID

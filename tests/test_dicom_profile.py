@@ -122,3 +122,20 @@ def test_key_file_is_created_private_and_reused(tmp_path, monkeypatch) -> None:
     key = load_or_create_key(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_or_create_key(path) == key and len(key) == 32
+
+
+@pytest.mark.parametrize("rel", ["ultrasounds/ultrasound-multiframe.dcm", "ultrasounds/GREYSCALE_IMAGE.dcm",
+                                 "ultrasounds/RGB_IMAGE.dcm", "humans/ctbrain1.dcm"])
+def test_real_headers_keep_no_identifier_value(rel: str) -> None:
+    """Every value of an identifying attribute in a real header (names, IDs, dates, procedure step IDs) is gone
+    from the whole de-identified dataset, sequences included."""
+    ds = pydicom.dcmread(deid_data(rel), stop_before_pixels=True)
+    secrets = set()
+    for elem in ds.iterall():
+        if elem.VR in ("PN", "DA", "DT") or elem.keyword.endswith(("ID", "Name", "Number")) and elem.VR in ("SH", "LO", "PN"):
+            if elem.value and len(str(elem.value)) >= 4 and elem.keyword not in ("ManufacturerModelName", "ViewName"):
+                secrets.add(str(elem.value))
+    assert secrets, "the real header should carry identifiers to remove"
+    deidentify(ds)
+    text = "\n".join(all_strings(ds))
+    assert not [s for s in secrets if s in text]

@@ -39,9 +39,9 @@ SKIP_NAMES = {"DICOMDIR"}
 class StageError(Exception):
     """A stage refused the file; the message is safe to log (no PHI)."""
 
-    def __init__(self, stage: Stage, reason: str) -> None:
+    def __init__(self, stage: Stage, reason: str, decision: Decision = Decision.QUARANTINED) -> None:
         super().__init__(reason)
-        self.stage, self.reason = stage, reason
+        self.stage, self.reason, self.decision = stage, reason, decision
 
 
 @dataclass
@@ -100,7 +100,7 @@ class Redactor:
         if path.suffix.lower() in self.cfg.input.image_extensions:
             rec.kind = "image"
             return None, frames_from_array(read_image(path))
-        raise StageError(Stage.READ, "not a DICOM file or a supported image (skipped)")
+        raise StageError(Stage.READ, "not a DICOM file or a supported image", Decision.SKIPPED)
 
     def detect_retain_redact(self, px: PixelFrames) -> Redaction:
         """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill."""
@@ -153,8 +153,7 @@ class Redactor:
         try:
             self._process(src, rel, out_root, rec)
         except StageError as exc:
-            rec.stage, rec.reason = exc.stage, exc.reason
-            rec.decision = Decision.SKIPPED if exc.reason.endswith("(skipped)") else Decision.QUARANTINED
+            rec.stage, rec.reason, rec.decision = exc.stage, exc.reason, exc.decision
         except (ReadError, PixelDataError) as exc:
             rec.reason, rec.decision = str(exc), Decision.QUARANTINED
         except Exception as exc:  # a crash: the message may quote header values, so only its type and place
@@ -182,14 +181,14 @@ class Redactor:
         ds, px = self.read(src, rec)
         if ds is not None:
             if str(ds.get("SOPClassUID", "")) == "1.2.840.10008.1.3.10" or src.name.upper() in SKIP_NAMES:
-                raise StageError(Stage.READ, "DICOMDIR media directory (skipped)")
+                raise StageError(Stage.READ, "DICOMDIR media directory", Decision.SKIPPED)
             rec.laterality = {k: str(ds.get(k, "") or "") for k in ("ImageLaterality", "Laterality")}
             self._enter(rec, Stage.HEADER)
             rec.header_actions = self.header(ds).as_records()
             if px is None:
                 if self.cfg.input.non_image is NonImagePolicy.SKIP:
                     raise StageError(Stage.READ, "DICOM object without pixel data; set input.non_image=header_only "
-                                                 "to de-identify its header (skipped)")
+                                             "to de-identify its header", Decision.SKIPPED)
                 self._write_dicom(ds, None, out_root, rel, rec)
                 return
         assert px is not None

@@ -245,3 +245,15 @@ def test_multiframe_static_text_is_filled_in_every_frame(job, tmp_path: Path) ->
 def test_output_inside_input_is_refused(job, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must not contain"):
         run(job["inp"], job["inp"] / "out", job["cfg"], progress=False, redactor=job["redactor"])
+
+
+def test_non_image_dicom_header_only_option(job, tmp_path: Path, key_overrides: list[str]) -> None:
+    (tmp_path / "in").mkdir()
+    _sr().save_as(tmp_path / "in" / "sr.dcm", write_like_original=False)
+    cfg = load_config(overrides=key_overrides + ["input.non_image=header_only"])
+    summary = run(tmp_path / "in", tmp_path / "out", cfg, progress=False,
+                  redactor=Redactor(cfg, detector=job["redactor"].detector))
+    assert summary["counts"]["written"] == 1
+    out = pydicom.dcmread(tmp_path / "out" / "sr.dcm")
+    assert "DOE" not in str(out.PatientName) and out.PatientIdentityRemoved == "YES"
+    assert "BurnedInAnnotation" not in out  # no pixel stage ran, so no claim about pixels

@@ -161,6 +161,7 @@ class Redactor:
             rec.reason = f"internal error {type(exc).__name__} at {Path(where.filename).name}:{where.lineno}; please report"
             rec.decision = Decision.QUARANTINED
         if rec.decision is Decision.QUARANTINED:
+            rec.reason = rec.reason or f"stopped at {rec.stage.value} without a result; please report"
             rec.output = ""
             rec.pixels_modified = False
             copy_atomic(src, quarantine / rel)
@@ -189,7 +190,9 @@ class Redactor:
                 if self.cfg.input.non_image is NonImagePolicy.SKIP:
                     raise StageError(Stage.READ, "DICOM object without pixel data; set input.non_image=header_only "
                                              "to de-identify its header", Decision.SKIPPED)
+                self._enter(rec, Stage.WRITE)
                 self._write_dicom(ds, None, out_root, rel, rec)
+                rec.decision = Decision.WRITTEN
                 return
         assert px is not None
         rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape

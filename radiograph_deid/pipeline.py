@@ -149,7 +149,7 @@ class Redactor:
     def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
         st = src.stat()
         rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns)
-        t0 = time.perf_counter()
+        t0 = self._t_stage = time.perf_counter()
         try:
             self._process(src, rel, out_root, rec)
         except StageError as exc:
@@ -160,6 +160,7 @@ class Redactor:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             rec.reason = f"internal error {type(exc).__name__} at {Path(where.filename).name}:{where.lineno}; please report"
             rec.decision = Decision.QUARANTINED
+        self._lap(rec)  # the last stage, whichever way it ended
         if rec.decision is Decision.QUARANTINED:
             rec.reason = rec.reason or f"stopped at {rec.stage.value} without a result; please report"
             rec.output = ""
@@ -169,15 +170,17 @@ class Redactor:
         rec.seconds = time.perf_counter() - t0
         return rec
 
-    def _enter(self, rec: ImageRecord, stage: Stage) -> None:
-        """Mark the stage now running and time the one that ended."""
+    def _lap(self, rec: ImageRecord) -> None:
+        """Add the time since the last lap to the stage now recorded."""
         now = time.perf_counter()
         rec.timings[rec.stage.value] = round(rec.timings.get(rec.stage.value, 0.0) + now - self._t_stage, 4)
         self._t_stage = now
+
+    def _enter(self, rec: ImageRecord, stage: Stage) -> None:
+        self._lap(rec)
         rec.stage = stage
 
     def _process(self, src: Path, rel: Path, out_root: Path, rec: ImageRecord) -> None:
-        self._t_stage = time.perf_counter()
         rec.stage = Stage.READ
         ds, px = self.read(src, rec)
         if ds is not None:
@@ -213,7 +216,6 @@ class Redactor:
                 dst = dst.with_suffix(".png")  # never re-encode JPEG lossily
             write_image_atomic(px.frames[0], dst)
             rec.output = dst.relative_to(out_root).as_posix()
-        self._enter(rec, Stage.WRITE)
         rec.decision = Decision.WRITTEN
 
     def _write_dicom(self, ds: Dataset, px: PixelFrames | None, out_root: Path, rel: Path, rec: ImageRecord) -> None:

@@ -2,7 +2,6 @@
 benchmark inputs. Every name, ID and date here is invented."""
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import cv2
@@ -56,12 +55,6 @@ class Burn:
     height: int
     value: float = 1.0
     thickness: int = 0
-
-    def box(self) -> tuple[int, int, int, int]:
-        scale, thick = self._scale()
-        (w, h), base = cv2.getTextSize(self.text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        return self.x, self.y, self.x + w, self.y + h + base
-
 
     def _scale(self) -> tuple[float, int]:
         scale = self.height / 22.0
@@ -137,7 +130,7 @@ def make_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", modality:
     ds.PixelRepresentation = 1 if signed else 0
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
     ds["PixelData"].VR = "OW" if ds.BitsAllocated > 8 else "OB"
-    ds.InstanceCreationDate = dt.date(2024, 3, 5).strftime("%Y%m%d")
+    ds.InstanceCreationDate = FAKE_PHI["StudyDate"]
     return ds
 
 

@@ -17,7 +17,7 @@ from radiograph_deid.boxes import Box
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxAction
 from radiograph_deid.pipeline import Redactor, run
-from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, phantom, sample_radiograph, to_stored
+from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
 
 from .conftest import deid_data, pydicom_data, sha256, tree_hashes
 
@@ -232,7 +232,7 @@ def test_multiframe_static_text_is_filled_in_every_frame(job, tmp_path: Path) ->
     base = phantom(384, 384, 9)
     frames = np.stack([to_stored(burn(np.roll(base, 8 * i, axis=1), [Burn("DOE JANE 0048", 20, 20, 18)]), 8, False)
                        for i in range(3)])
-    ds = __import__("radiograph_deid.synthetic", fromlist=["make_dataset"]).make_dataset(frames, modality="XA")
+    ds = make_dataset(frames, modality="XA")
     (tmp_path / "in").mkdir()
     ds.save_as(tmp_path / "in" / "cine.dcm", write_like_original=False)
     summary = run(tmp_path / "in", tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])

@@ -28,29 +28,23 @@ def normalized_token(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
 
 
-def glyph_mask(gray_crop: np.ndarray) -> np.ndarray | None:
-    """The marker glyph's pixels: Otsu in the box, then the largest component of the polarity that is not
-    background (the one touching the box border least). None when no plausible glyph is found."""
-    if gray_crop.size < 16:
+def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
+    """The marker glyph's pixels inside ``box`` (a mask of the box's shape), or None if no plausible glyph.
+
+    Otsu inside the box; a letter's strokes cover less of its box than its ground (bare background or a lead
+    marker's tile), so the glyph is the minority side; then its largest component.
+    """
+    crop = gray[box.y0 : box.y1, box.x0 : box.x1]
+    if crop.size < 16 or min(crop.shape) < 3:
         return None
-    t, _ = cv2.threshold(gray_crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    best: tuple[float, np.ndarray] | None = None
-    for mask in (gray_crop > t, gray_crop <= t):
-        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-        if n < 2:
-            continue
-        i = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        comp = labels == i
-        border = comp[0].sum() + comp[-1].sum() + comp[:, 0].sum() + comp[:, -1].sum()
-        area_share = comp.sum() / comp.size
-        if area_share > 0.8:
-            continue
-        cost = border / max(1, comp.sum())
-        if best is None or cost < best[0]:
-            best = (cost, comp)
-    if best is None:
+    t, _ = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bright = crop > t
+    figure = bright if bright.mean() <= 0.5 else ~bright
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(figure.astype(np.uint8), connectivity=8)
+    if n < 2:
         return None
-    return cv2.dilate(best[1].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    comp = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
 
 
 class LateralityRetainer:
@@ -67,7 +61,7 @@ class LateralityRetainer:
                            for j, o in enumerate(boxes) if j != i)
             if (self.cfg.enabled and token in self.cfg.vocabulary and isolated
                     and box.score >= self.cfg.min_confidence):
-                mask = glyph_mask(gray[box.y0 : box.y1, box.x0 : box.x1])
+                mask = glyph_mask(gray, box)
                 if mask is not None:
                     kept = replace(box, label=BoxClass.LATERALITY, text=token)
                     results.append(RetentionResult(kept, BoxAction.KEPT_LATERALITY, mask))

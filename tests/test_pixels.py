@@ -83,3 +83,18 @@ def test_refusals_say_why() -> None:
     seg = pydicom.dcmread(pydicom_data("liver.dcm"))
     with pytest.raises(UnsupportedPixelData, match="BitsAllocated=1"):
         decode_dataset(seg)
+
+
+def test_glyph_mask_keeps_the_letter_even_when_it_fills_its_box() -> None:
+    """Regression: a tight box around a white L once kept the grey ground and filled the letter."""
+    from radiograph_deid.retention import glyph_mask
+
+    view = np.full((60, 60), 90, np.uint8)
+    view[20:40, 20:24] = 250  # the stem
+    view[36:40, 20:34] = 250  # the foot
+    box = Box(20, 20, 34, 40)  # exactly the letter's extent, as a detector may return it
+    mask = glyph_mask(view, box)
+    assert mask is not None and mask.shape == (20, 14)
+    letter = view[20:40, 20:34] == 250
+    assert mask[letter].all()  # every pixel of the letter kept
+    assert not mask[2:12, 8:14].any()  # the ground away from the letter is not

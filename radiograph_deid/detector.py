@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+import cv2
 import numpy as np
 
 from .boxes import Box
@@ -56,16 +57,28 @@ def orientations(crop: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(variants[i]) for i in keep]
 
 
+def stroke_variants(crop: np.ndarray) -> list[np.ndarray]:
+    """The crop with dot-matrix imprints joined into strokes: bright dots closed, dark dots opened.
+
+    Dot-matrix dates and IDs on CR plates read below the confidence bar until their dots touch.
+    """
+    k = max(3, (min(crop.shape[:2]) // 8) | 1)
+    kernel = np.ones((k, k), np.uint8)
+    return [cv2.morphologyEx(crop, cv2.MORPH_CLOSE, kernel), cv2.morphologyEx(crop, cv2.MORPH_OPEN, kernel)]
+
+
 def _alnum(reading: tuple[str, float]) -> float:
     return reading[1] if any(c.isalnum() for c in reading[0]) else -1.0
 
 
 def read_any_orientation(recognizer, crops: list[np.ndarray], min_confidence: float) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
-    """Best reading per crop: upright first in one batch, other placements only for crops not read well."""
+    """Best reading per crop: upright first in one batch; other placements and dot-joined strokes only for crops
+    not read well."""
     readings = recognizer.batch(crops)
     for i, crop in enumerate(crops):
         if _alnum(readings[i]) < min_confidence:
-            readings[i] = max([readings[i]] + recognizer.batch(orientations(crop)), key=_alnum)
+            retries = orientations(crop) + stroke_variants(crop)
+            readings[i] = max([readings[i]] + recognizer.batch(retries), key=_alnum)
     return readings
 
 

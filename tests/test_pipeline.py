@@ -257,3 +257,31 @@ def test_non_image_dicom_header_only_option(job, tmp_path: Path, key_overrides: 
     out = pydicom.dcmread(tmp_path / "out" / "sr.dcm")
     assert "DOE" not in str(out.PatientName) and out.PatientIdentityRemoved == "YES"
     assert "BurnedInAnnotation" not in out  # no pixel stage ran, so no claim about pixels
+
+
+def _dot_matrix(img: np.ndarray, text: str, x: int, y: int, height: int) -> None:
+    """Print ``text`` as a CR-plate dot-matrix imprint: the glyph sampled on a grid, one bright dot per cell."""
+    glyphs = np.zeros((height, height * len(text)), np.float32)
+    cv2.putText(glyphs, text, (0, height - 2), cv2.FONT_HERSHEY_SIMPLEX, height / 30, 1.0, max(2, height // 8))
+    step = max(3, height // 7)
+    for gy in range(0, glyphs.shape[0], step):
+        for gx in range(0, glyphs.shape[1], step):
+            if glyphs[gy, gx] > 0.5:
+                cv2.circle(img, (x + gx, y + gy), max(1, step // 3), 1.0, -1)
+
+
+def test_dot_matrix_date_is_redacted(job, tmp_path: Path) -> None:
+    """Regression: a dot-matrix date on a real CR (covid-ccby) read just under the bar and survived."""
+    img = phantom(800, 800, 11)
+    _dot_matrix(img, "11 06 02", 560, 12, 28)
+    (tmp_path / "in").mkdir()
+    make_dataset(to_stored(img, 12, False), modality="CR", bits_stored=12).save_as(
+        tmp_path / "in" / "dots.dcm", write_like_original=False)
+    summary = run(tmp_path / "in", tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["counts"]["written"] == 1
+    out = pydicom.dcmread(tmp_path / "out" / "dots.dcm").pixel_array
+    src = to_stored(img, 12, False)
+    region = (slice(12, 12 + 28), slice(560, 560 + 28 * 8))
+    dots = src[region] > 0.9 * 4095
+    assert dots.sum() > 50
+    assert (out[region][dots] == 0).mean() > 0.95  # the dots are filled black

@@ -1,0 +1,121 @@
+"""Synthetic marker images from real backgrounds, as a YOLO dataset and as an evaluation stream.
+
+Backgrounds are real radiographs (the hand-labelled set, whose real markers become labels too, so the detector
+is never taught that a real marker is background) and chest phantoms. A background is scaled to a random
+acquisition size, markers are burned in at that size, and the result is reduced by ``detector_view`` exactly
+as at inference. Training images are 512-px crops of that view (the detector is fully convolutional, so a
+crop has the same pixel scale as the whole view at inference, at a quarter of the training cost).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .enums import BoxClass
+from .labels import YOLO_NAMES, LabelledImage
+from .marker_synth import Placed, degrade, jpeg_artefacts, synthesize
+from .synthetic import phantom
+
+CLASS_INDEX = {BoxClass.LATERALITY: 0, BoxClass.OTHER_MARKER: 1}
+
+
+def detector_view(gray: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+    """The image the marker detector sees: long side resized to ``long_side``; returns it and the scale."""
+    scale = long_side / max(gray.shape[:2])
+    size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(gray, size, interpolation=interp), scale
+
+
+@dataclass(frozen=True)
+class Background:
+    """A real image (display domain) with its known real markers, or a phantom when ``path`` is empty."""
+
+    path: str
+    boxes: tuple[Placed, ...] = ()
+
+
+def backgrounds_from_labels(images: Sequence[LabelledImage], root: Path) -> list[Background]:
+    return [Background(str(root / im.file), tuple(Placed(b.xyxy, b.cls, b.text) for b in im.boxes)) for im in images]
+
+
+def _load(bg: Background, rng: np.random.Generator) -> tuple[np.ndarray, list[Placed]]:
+    """The background at a random acquisition size as float [0, 1], with its real markers rescaled."""
+    target = int(rng.integers(1500, 3200))
+    if not bg.path:
+        rows = target
+        cols = int(target * rng.uniform(0.75, 1.25))
+        return phantom(rows, cols, int(rng.integers(1 << 30))), []
+    gray = cv2.imread(bg.path, cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise FileNotFoundError(f"background image not readable: {bg.path}")
+    s = target / max(gray.shape)
+    img = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
+    boxes = [Placed(tuple(int(round(v * s)) for v in p.xyxy), p.cls, p.text) for p in bg.boxes]  # type: ignore[misc]
+    return img, boxes
+
+
+def sample(bg: Background, rng: np.random.Generator, long_side: int) -> tuple[np.ndarray, list[Placed], np.ndarray]:
+    """One synthetic image: (detector view uint8, boxes in view coordinates, full-resolution uint8 image)."""
+    img, real = _load(bg, rng)
+    if rng.random() < 0.15:
+        img = 1.0 - img if not bg.path else img  # phantoms both ways round; real images stay as displayed
+    img, placed = synthesize(img, rng, real)
+    full = (degrade(img, rng) * 255).astype(np.uint8)
+    view, scale = detector_view(full, long_side)
+    if rng.random() < 0.2:
+        view = jpeg_artefacts(view, rng)
+    boxes = [Placed(tuple(int(round(v * scale)) for v in p.xyxy), p.cls, p.text) for p in placed]  # type: ignore[misc]
+    return view, boxes, full
+
+
+def _yolo_lines(boxes: Sequence[Placed], x0: int, y0: int, w: int, h: int) -> list[str]:
+    lines = []
+    for p in boxes:
+        bx0, by0, bx1, by1 = max(p.xyxy[0] - x0, 0), max(p.xyxy[1] - y0, 0), min(p.xyxy[2] - x0, w), min(p.xyxy[3] - y0, h)
+        full = (p.xyxy[2] - p.xyxy[0]) * (p.xyxy[3] - p.xyxy[1])
+        if bx1 - bx0 < 1 or by1 - by0 < 1 or (bx1 - bx0) * (by1 - by0) < 0.4 * full:
+            continue
+        cx, cy, bw, bh = (bx0 + bx1) / 2 / w, (by0 + by1) / 2 / h, (bx1 - bx0) / w, (by1 - by0) / h
+        lines.append(f"{CLASS_INDEX[p.cls]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
+    return lines
+
+
+def _crops(view: np.ndarray, boxes: Sequence[Placed], size: int, rng: np.random.Generator) -> Iterator[tuple[int, int]]:
+    h, w = view.shape[:2]
+    if boxes:
+        p = boxes[int(rng.integers(len(boxes)))]
+        cx, cy = (p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2
+        yield (int(np.clip(cx - rng.integers(size // 8, size - size // 8), 0, max(0, w - size))),
+               int(np.clip(cy - rng.integers(size // 8, size - size // 8), 0, max(0, h - size))))
+    yield int(rng.integers(0, max(1, w - size + 1))), int(rng.integers(0, max(1, h - size + 1)))
+
+
+def write_yolo_dataset(out: Path, backgrounds: Sequence[Background], n_train: int, n_val: int,
+                       val_backgrounds: Sequence[Background], long_side: int = 1024, crop: int = 512,
+                       seed: int = 0, phantom_fraction: float = 0.1) -> Path:
+    """Write ``out/{images,labels}/{train,val}`` and ``out/data.yaml``; returns the yaml path."""
+    from tqdm import tqdm
+
+    for split, n, bgs, split_seed in (("train", n_train, backgrounds, seed), ("val", n_val, val_backgrounds, seed + 1)):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(split_seed)
+        for i in tqdm(range(n), desc=f"synthesizing {split}", unit="img"):
+            bg = Background("") if rng.random() < phantom_fraction or not bgs else bgs[int(rng.integers(len(bgs)))]
+            view, boxes, _ = sample(bg, rng, long_side)
+            for k, (x0, y0) in enumerate(_crops(view, boxes, crop, rng)):
+                tile = view[y0 : y0 + crop, x0 : x0 + crop]
+                name = f"{split}_{i:06d}_{k}"
+                cv2.imwrite(str(out / "images" / split / f"{name}.png"), tile)
+                lines = _yolo_lines(boxes, x0, y0, tile.shape[1], tile.shape[0])
+                (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    data = out / "data.yaml"
+    data.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+                                "names": dict(enumerate(YOLO_NAMES))}, indent=1))
+    return data

@@ -1,7 +1,10 @@
 """Keep isolated laterality markers: only the glyph's own pixels survive, the rest of its box is filled.
 
-Interim version on the recognizer's reading; the learned glyph classifier replaces the reading step later.
-Follows the paper's order on original-resolution pixels: Otsu -> largest connected component -> keep mask.
+The paper's second pass on original-resolution pixels: Otsu -> connected components -> the dominant glyph
+(``glyphs.dominant_component``: frames and tile edges set aside) -> recognition. Recognition is the learned glyph
+classifier (any rotation or mirror); Tesseract, as in the paper, is asked only when the classifier is unsure.
+Words in the vocabulary longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer.
+Whatever is not kept is filled whole: "R JS" keeps the R and loses the initials.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
+from .glyphs import GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask
 from .pixels.display import to_gray
 
 
@@ -29,42 +33,87 @@ def normalized_token(text: str) -> str:
 
 
 def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
-    """The marker glyph's pixels inside ``box`` (a mask of the box's shape), or None if no plausible glyph.
+    """The dominant glyph's pixels inside ``box`` (a mask of the box's shape, slightly grown), or None."""
+    comp = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
+    return None if comp is None else _grown(comp.mask)
 
-    Otsu inside the box; a letter's strokes cover less of its box than its ground (bare background or a lead
-    marker's tile), so the glyph is the minority side; then its largest component.
-    """
-    crop = gray[box.y0 : box.y1, box.x0 : box.x1]
-    if crop.size < 16 or min(crop.shape) < 3:
-        return None
-    t, _ = cv2.threshold(crop, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bright = crop > t
-    figure = bright if bright.mean() <= 0.5 else ~bright
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(figure.astype(np.uint8), connectivity=8)
-    if n < 2:
-        return None
-    comp = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+def _grown(mask: np.ndarray) -> np.ndarray:
+    ys, _ = np.nonzero(mask)
+    k = 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
+    return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+
+def tesseract_letter(tensor: np.ndarray, letters: str) -> str:
+    """Tesseract's single-character reading (``--psm 10``) of a glyph in its eight placements; '' if none."""
+    import pytesseract
+
+    img = cv2.copyMakeBorder((255 - tensor * 255).astype(np.uint8), 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=255)
+    img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    for k in range(8):
+        variant = np.rot90(img if k < 4 else np.fliplr(img), k % 4)
+        read = pytesseract.image_to_string(np.ascontiguousarray(variant),
+                                           config=f"--psm 10 -c tessedit_char_whitelist={letters}").strip()
+        if len(read) == 1 and read in letters:
+            return read
+    return ""
 
 
 class LateralityRetainer:
     def __init__(self, cfg: RetentionConfig) -> None:
         self.cfg = cfg
+        self.letters = "".join(v for v in cfg.vocabulary if v in GLYPH_CLASSES and len(v) == 1)
+        self.words = tuple(v for v in cfg.vocabulary if len(v) > 1 or v not in GLYPH_CLASSES)
+        self.classifier = GlyphClassifier(cfg.glyph_weights) if cfg.enabled and self.letters else None
+        self._recognizer = None
 
     def __call__(self, view: np.ndarray, boxes: Sequence[Box]) -> list[RetentionResult]:
-        """Decide each confirmed text box: keep an isolated laterality glyph, redact everything else."""
+        """Decide each detected box: keep an isolated laterality glyph, redact everything else."""
         gray = to_gray(view)
-        results = []
-        for i, box in enumerate(boxes):
-            token = normalized_token(box.text)
-            isolated = all(box.gap(o) > self.cfg.isolation_fraction * max(box.height, box.width)
-                           for j, o in enumerate(boxes) if j != i)
-            if (self.cfg.enabled and token in self.cfg.vocabulary and isolated
-                    and box.score >= self.cfg.min_confidence):
-                mask = glyph_mask(gray, box)
-                if mask is not None:
-                    kept = replace(box, label=BoxClass.LATERALITY, text=token)
-                    results.append(RetentionResult(kept, BoxAction.KEPT_LATERALITY, mask))
-                    continue
-            results.append(RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None))
-        return results
+        return [self._decide(gray, box) for box in boxes]
+
+    def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
+        redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)
+        if not self.cfg.enabled or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height):
+            return redact
+        crop = gray[box.y0 : box.y1, box.x0 : box.x1]
+        comp = dominant_component(crop)
+        if comp is None:
+            return redact
+        letter, score = self._letter(comp)
+        if letter:
+            kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))
+            return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(comp.mask))
+        word = self._word(crop)
+        if word:
+            kept = replace(box, label=BoxClass.LATERALITY, text=word)
+            return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(figure_mask(crop)))
+        return redact
+
+    def _letter(self, comp: GlyphComponent) -> tuple[str, float]:
+        if self.classifier is None:
+            return "", 0.0
+        probs = self.classifier([comp.tensor])[0]
+        best = int(np.argmax(probs))
+        letter, p = GLYPH_CLASSES[best], float(probs[best])
+        if letter not in self.letters:
+            return "", p
+        if p >= self.cfg.min_confidence:
+            return letter, p
+        if self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
+            return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)
+        return "", p
+
+    def _word(self, crop: np.ndarray) -> str:
+        """A multi-letter laterality word from the vocabulary (LT, DX, ...), read in any placement."""
+        if not self.words:
+            return ""
+        from .detector import read_any_orientation
+        from .ocr_models import TextRecognizer
+
+        if self._recognizer is None:
+            self._recognizer = TextRecognizer(1)
+        view = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+        text, conf = read_any_orientation(self._recognizer, [view], self.cfg.min_confidence)[0]
+        token = normalized_token(text)
+        return token if conf >= self.cfg.min_confidence and token in self.words else ""

@@ -29,14 +29,20 @@ class GlyphComponent:
 
 
 def figure_mask(gray: np.ndarray) -> np.ndarray:
-    """Otsu inside the crop; the glyph is the minority side (a letter covers less than its tile or background)."""
-    t, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bright = gray > t
-    return bright if bright.mean() <= 0.5 else ~bright
+    """Otsu, with the threshold taken inside the box's inner part (a tile's edge and the margin around it would
+    otherwise be the two classes), applied to the whole box; the glyph is the minority side (a letter covers
+    less than its tile or background)."""
+    h, w = gray.shape
+    m = int(round(min(h, w) * 0.15))
+    inner = gray[m : h - m, m : w - m] if min(h, w) - 2 * m >= 6 else gray
+    t, _ = cv2.threshold(inner, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    bright_inner = (inner > t).mean()
+    return gray > t if bright_inner <= 0.5 else gray <= t
 
 
 def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
-    """The largest connected component that does not touch the crop border (frames and tile edges do)."""
+    """The largest connected component that does not touch the crop border (frames and tile edges do) and
+    does not enclose another (a box or circle drawn around the letter)."""
     if gray.size < 16 or min(gray.shape) < 4:
         return None
     fig = figure_mask(gray).astype(np.uint8)
@@ -45,12 +51,12 @@ def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
         return None
     h, w = gray.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
+    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 0.02 * h * w)
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
     enclosing = [i for i in candidates if any(j != i and x[i] <= x[j] and y[i] <= y[j] and x[j] + bw[j] <= x[i] + bw[i]
                                               and y[j] + bh[j] <= y[i] + bh[i] and area[j] >= 0.1 * area[i]
                                               for j in candidates)]
-    if len(enclosing) < len(candidates):  # a box or circle drawn around the letter is not the letter
+    if len(enclosing) < len(candidates):
         candidates = np.asarray([i for i in candidates if i not in enclosing])
     best = int(candidates[np.argmax(area[candidates])])
     if area[best] < 6:
@@ -120,12 +126,35 @@ def _rendered_crop(text: str, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def synth_glyph_set(n: int, seed: int, backgrounds: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` normalised glyph tensors with labels: L, R, other glyphs/strings, and background patches."""
+def _jittered(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A real marker crop as another detector box and placement would give it: edges moved, turned, mirrored."""
+    h, w = crop.shape
+    d = lambda n: int(rng.integers(-max(1, n // 8), max(2, n // 5)))  # noqa: E731  (mostly a little larger)
+    pad = max(h, w) // 4 + 2
+    big = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    y0, x0 = max(0, pad - d(h)), max(0, pad - d(w))
+    out = big[y0 : pad + h + d(h), x0 : pad + w + d(w)]
+    k = int(rng.integers(8))
+    out = np.rot90(out if k < 4 else np.fliplr(out), k % 4)
+    noisy = out.astype(np.float32) + rng.normal(0, float(rng.uniform(0, 8)), out.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def synth_glyph_set(n: int, seed: int, backgrounds: Sequence[np.ndarray] = (),
+                    real: Sequence[tuple[np.ndarray, int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` normalised glyph tensors with labels: L, R, other glyphs/strings, background patches, and (when
+    given) real marker crops with their labels, jittered (a fifth of the set)."""
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     while len(xs) < n:
         r = rng.random()
+        if real and rng.random() < 0.2:
+            crop, label = real[int(rng.integers(len(real)))]
+            comp = dominant_component(_jittered(crop, rng))
+            if comp is not None:
+                xs.append(comp.tensor)
+                ys.append(label)
+            continue
         if r < 0.3:
             label, text = 0, "L"
         elif r < 0.6:
@@ -159,12 +188,15 @@ def _net():  # type: ignore[no-untyped-def]
 
 
 def train_glyph_classifier(dest: Path, n_train: int = 60000, n_val: int = 6000, epochs: int = 6, seed: int = 0,
-                           backgrounds: Sequence[np.ndarray] = ()) -> dict[str, float]:
-    """Train on rendered glyphs, export ONNX to ``dest``, and return held-out accuracy per class."""
+                           backgrounds: Sequence[np.ndarray] = (), real: Sequence[tuple[np.ndarray, int]] = ()
+                           ) -> dict[str, float]:
+    """Train on rendered glyphs (and real train-split marker crops), export ONNX to ``dest``, and return
+    accuracy per class on held-out rendered glyphs."""
     import torch
 
     torch.manual_seed(seed)
-    x_tr, y_tr = synth_glyph_set(n_train, seed, backgrounds)
+    torch.set_num_threads(1)
+    x_tr, y_tr = synth_glyph_set(n_train, seed, backgrounds, real)
     x_va, y_va = synth_glyph_set(n_val, seed + 1, backgrounds)
     net = _net()
     opt = torch.optim.AdamW(net.parameters(), 2e-3, weight_decay=1e-4)

@@ -23,6 +23,9 @@ CORE = [
     "tqdm>=4.60",
 ]
 TEST = ["pytest>=7", "pydicom-data>=1.0", "deid-data>=0.0.20"]
+# Training the detector and the glyph classifier (inference needs none of this). On a CPU-only machine install
+# torch first from a CPU wheel, or pip fetches the CUDA build (several GB).
+TRAIN = ["ultralytics>=8.4,<9", "torch>=2.2", "torchvision>=0.17", "matplotlib>=3.7", "onnx>=1.15", "onnxslim>=0.1.40"]
 
 setup(
     name="radiograph-deid",
@@ -34,9 +37,9 @@ setup(
     license="AGPL-3.0-or-later",
     python_requires=">=3.10",
     packages=find_packages(include=["radiograph_deid", "radiograph_deid.*"]),
-    package_data={"radiograph_deid": ["py.typed"]},
+    package_data={"radiograph_deid": ["py.typed", "models/*.onnx", "models/*.pt", "models/*.yaml", "models/*.md"]},
     install_requires=CORE,
-    extras_require={"test": TEST},
+    extras_require={"test": TEST, "train": TRAIN},
     entry_points={"console_scripts": ["radiograph-deid=radiograph_deid.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",

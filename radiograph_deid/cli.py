@@ -1,4 +1,4 @@
-"""Command line: ``radiograph-deid redact INPUT OUTPUT`` (the library's ``pipeline.run`` underneath)."""
+"""Command line: ``radiograph-deid redact | evaluate | train`` (thin: the library's functions underneath)."""
 from __future__ import annotations
 
 import argparse
@@ -30,13 +30,121 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--key-file", help="secret key for pseudonyms and UIDs (created if absent; never written out)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
+    _evaluate_parser(sub)
+    _train_parser(sub)
     return p
+
+
+def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    e = sub.add_parser("evaluate", help="the paper's metrics for the configured detector and retention",
+                       description="De-identification accuracy, false-positive rate, retention accuracy, AUPRC and "
+                       "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic).")
+    e.add_argument("--labels", type=Path, help="label JSONL (e.g. data/real_markers.jsonl)")
+    e.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder the label paths are under")
+    e.add_argument("--split", default="val", help="which labelled split to score: val | train | all")
+    e.add_argument("--synthetic", type=int, default=0, metavar="N", help="also score N held-out synthetic images")
+    e.add_argument("--seed", type=int, default=1000, help="seed of the synthetic held-out stream")
+    e.add_argument("--config", type=Path)
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    e.add_argument("--report", type=Path, help="write per-image scores and metrics as JSON here")
+    e.add_argument("-v", "--verbose", action="store_true")
+
+
+def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    t = sub.add_parser("train", help="train or fine-tune the marker detector (needs the train extra)",
+                       description="Synthesize markers on the train-split backgrounds of --labels and train from "
+                       "the model yaml; or, with --site-labels, fine-tune the shipped weights on a site's own "
+                       "labelled images, validated on --val-labels (never the training images).")
+    t.add_argument("out", type=Path, help="run folder (dataset, checkpoints, exported ONNX)")
+    t.add_argument("--labels", type=Path, default=Path("data/real_markers.jsonl"))
+    t.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    t.add_argument("--n-train", type=int, default=1200, help="synthetic training images (two 512-px crops each)")
+    t.add_argument("--n-val", type=int, default=80)
+    t.add_argument("--site-labels", type=Path, help="fine-tune on these labelled images of a site")
+    t.add_argument("--val-labels", type=Path, help="the site's validation images (required with --site-labels)")
+    t.add_argument("--site-root", type=Path, default=Path("."), help="folder the site label paths are under")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--device", default="cpu", help="cpu, or a CUDA device index such as 0")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
+    t.add_argument("--export", type=Path, help="also export the best weights to this ONNX path")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "evaluate":
+            return _evaluate(args)
+        if args.command == "train":
+            return _train(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"radiograph-deid {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return _redact(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, labelled_items, synthetic_items, write_report
+    from .labels import read_labels
+    from .marker_dataset import backgrounds_from_labels
+    from .pipeline import MarkerDecider
+
+    if not args.labels and not args.synthetic:
+        raise ValueError("give --labels FILE and/or --synthetic N")
+    decider = MarkerDecider(load_config(args.config, args.overrides))
+    images = read_labels(args.labels) if args.labels else []
+    chosen = [im for im in images if args.split == "all" or im.split == args.split]
+    report = {}
+    sets = []
+    if chosen:
+        sets.append((f"real ({args.split}, {len(chosen)} images)", labelled_items(chosen, args.data_root)))
+    if args.synthetic:
+        bgs = backgrounds_from_labels([im for im in images if im.split == "val" and im.file.startswith("hannover/")],
+                                      args.data_root) if images else []
+        sets.append((f"synthetic held-out ({args.synthetic} images, seed {args.seed})",
+                     synthetic_items(bgs, args.synthetic, args.seed)))
+    for title, items in sets:
+        metrics, scores = evaluate(decider, items)
+        print(f"== {title}\n{metrics.table()}\n")
+        report[title] = (metrics, scores)
+    if args.report:
+        for i, (title, (metrics, scores)) in enumerate(report.items()):
+            path = args.report if i == 0 else args.report.with_name(f"{args.report.stem}-{i}{args.report.suffix}")
+            write_report(path, metrics, scores)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .labels import read_labels
+    from .train import SHIPPED_PT, TrainPlan, build_site_dataset, build_synthetic_dataset, export_onnx, train_detector
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan = TrainPlan(out=args.out / "run", epochs=args.epochs, batch=args.batch, device=args.device, seed=args.seed)
+    if args.site_labels:
+        if not args.val_labels:
+            raise ValueError("--site-labels needs --val-labels: validate on images that are not the training images")
+        train_set, val_set = read_labels(args.site_labels), read_labels(args.val_labels)
+        overlap = {im.file for im in train_set} & {im.file for im in val_set}
+        if overlap:
+            raise ValueError(f"{len(overlap)} image(s) are in both --site-labels and --val-labels")
+        data = build_site_dataset(args.out / "dataset", train_set, val_set, args.site_root, seed=args.seed)
+        plan = TrainPlan(out=plan.out, epochs=args.epochs, batch=min(args.batch, 8), device=args.device,
+                         seed=args.seed, init=str(SHIPPED_PT))
+    elif not (args.resume and (args.out / "dataset" / "data.yaml").exists()):
+        data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val, args.seed)
+    else:
+        data = args.out / "dataset" / "data.yaml"
+    best = train_detector(data, plan, resume=args.resume)
+    print(f"best weights: {best}")
+    if args.export:
+        print(f"exported: {export_onnx(best, args.export)}")
+    return 0
+
+
+def _redact(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP only slows it down on small machines
     overrides = list(args.overrides)
     if args.key_file:

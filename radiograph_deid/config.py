@@ -62,8 +62,11 @@ class DetectorConfig:
     max_text_height_fraction: float = 0.08  # taller proposals are anatomy, not burned-in text
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
     threads: int = 2
+    weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models
+    score_threshold: float = 0.2  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
 
     def __post_init__(self) -> None:
+        _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
         _check(self.long_side >= 320 and self.long_side % 32 == 0, "detector.long_side must be >= 320, multiple of 32")
         for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "max_text_height_fraction"):
             _check(0.0 < getattr(self, k) <= 1.0, f"detector.{k} must be in (0, 1]")
@@ -74,11 +77,14 @@ class DetectorConfig:
 class RetentionConfig:
     enabled: bool = True
     vocabulary: tuple[str, ...] = ("L", "R")
-    min_confidence: float = 0.8
-    isolation_fraction: float = 1.5  # no other text within this many glyph heights
+    min_confidence: float = 0.9  # glyph classifier probability to keep a letter (half of it: Tesseract is asked)
+    max_aspect: float = 3.0  # boxes longer than this many times their width are lines of text: never kept
+    tesseract_second_opinion: bool = True  # the paper's Tesseract reads glyphs the classifier is unsure of
+    glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models
 
     def __post_init__(self) -> None:
         _check(0.0 < self.min_confidence <= 1.0, "retention.min_confidence must be in (0, 1]")
+        _check(self.max_aspect >= 1.0, "retention.max_aspect must be >= 1")
         object.__setattr__(self, "vocabulary", tuple(str(v).upper() for v in self.vocabulary))
 
 
@@ -114,6 +120,11 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        _check(not (self.detector.name == "rapidocr-text" and self.verify.engine == "rapidocr"),
+               "verify.engine=rapidocr uses the same models as detector.name=rapidocr-text: the safety net must be "
+               "independent of the detector; use verify.engine=tesseract with that detector")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain YAML/JSON-ready values (recorded in every run summary)."""

@@ -5,6 +5,7 @@ runs is chosen by ``detector.name`` in the configuration; the learned marker det
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Protocol
 
 import cv2
@@ -119,3 +120,81 @@ class RapidOCRTextDetector:
 @register("rapidocr-text")
 def _rapidocr(cfg: DetectorConfig) -> Detector:
     return RapidOCRTextDetector(cfg)
+
+
+class MarkerDetector:
+    """The project's trained marker detector (YOLO exported to ONNX), run with onnxruntime.
+
+    The image is reduced exactly as in training (``marker_dataset.detector_view``), placed top-left on the
+    model's square input, and the end-to-end graph returns boxes with scores; no NMS step is needed.
+    Every box above ``score_threshold`` is redacted unless the retention pass keeps a laterality glyph in it.
+    """
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        import onnxruntime as ort
+
+        from .train import SHIPPED_ONNX
+
+        path = Path(cfg.weights).expanduser() if cfg.weights else SHIPPED_ONNX
+        if not path.is_file():
+            raise FileNotFoundError(f"marker detector weights not found: {path} (set detector.weights or reinstall)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = cfg.threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=_providers(ort))
+        self.input = self.session.get_inputs()[0]
+        self.size = int(self.input.shape[-1])
+        self.cfg = cfg
+
+    def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
+        from .marker_dataset import detector_view
+        from .pixels.display import to_gray
+
+        small, scale = detector_view(to_gray(view), self.size)
+        canvas = np.full((self.size, self.size), 114, np.uint8)
+        canvas[: small.shape[0], : small.shape[1]] = small
+        x = np.repeat(canvas[None, None].astype(np.float32) / 255.0, 3, axis=1)
+        (pred,) = self.session.run(None, {self.input.name: x})
+        h, w = view.shape[:2]
+        out: list[tuple[Box, BoxAction]] = []
+        for x0, y0, x1, y1, score, cls in self._boxes(pred):
+            bx0, by0 = max(0, int(np.floor(x0 / scale))), max(0, int(np.floor(y0 / scale)))
+            bx1, by1 = min(w, int(np.ceil(x1 / scale))), min(h, int(np.ceil(y1 / scale)))
+            if bx1 > bx0 and by1 > by0:
+                label = BoxClass.LATERALITY if int(cls) == 0 else BoxClass.OTHER_MARKER
+                out.append((Box(bx0, by0, bx1, by1, round(float(score), 4), label, source="marker-yolo"),
+                            BoxAction.REDACTED))
+        return out
+
+
+    def _boxes(self, pred: np.ndarray) -> np.ndarray:
+        """(x0, y0, x1, y1, score, class) rows above the threshold, from either export layout: end-to-end
+        (1, K, 6) or raw (1, 4 + classes, anchors) with centre boxes, which gets class-agnostic NMS here."""
+        if pred.shape[-1] == 6 and pred.shape[1] != 6:
+            rows = pred[0]
+            return rows[rows[:, 4] >= self.cfg.score_threshold]
+        raw = pred[0].T
+        scores = raw[:, 4:]
+        cls = scores.argmax(axis=1)
+        conf = scores[np.arange(len(raw)), cls]
+        keep = conf >= self.cfg.score_threshold
+        raw, cls, conf = raw[keep], cls[keep], conf[keep]
+        xyxy = np.column_stack([raw[:, 0] - raw[:, 2] / 2, raw[:, 1] - raw[:, 3] / 2,
+                                raw[:, 0] + raw[:, 2] / 2, raw[:, 1] + raw[:, 3] / 2])
+        if len(xyxy) == 0:
+            return np.zeros((0, 6), np.float32)
+        idx = cv2.dnn.NMSBoxes([[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in xyxy],
+                               conf.tolist(), self.cfg.score_threshold, 0.5)
+        idx = np.asarray(idx, int).reshape(-1)
+        return np.column_stack([xyxy[idx], conf[idx], cls[idx]])
+
+
+def _providers(ort) -> list[str]:  # type: ignore[no-untyped-def]
+    """CUDA when onnxruntime has it (a GPU build on a GPU machine), else CPU."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+@register("marker-yolo")
+def _marker_yolo(cfg: DetectorConfig) -> Detector:
+    return MarkerDetector(cfg)

@@ -29,7 +29,7 @@ from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fi
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer
-from .verify import TesseractVerifier
+from .verify import build_verifier
 
 log = logging.getLogger("radiograph_deid")
 
@@ -42,6 +42,16 @@ class StageError(Exception):
     def __init__(self, stage: Stage, reason: str, decision: Decision = Decision.QUARANTINED) -> None:
         super().__init__(reason)
         self.stage, self.reason, self.decision = stage, reason, decision
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One detected box after retention: what was found, what was decided, the region filled, the pixels kept."""
+
+    box: Box
+    action: BoxAction
+    fill: Box
+    keep: np.ndarray | None  # True where pixels of ``fill`` stay (the laterality glyph); None: fill all
 
 
 @dataclass
@@ -70,17 +80,43 @@ def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]
     return views
 
 
+class MarkerDecider:
+    """Detect -> retain on one display view: the pixel decisions shared by ``redact`` and ``evaluate``."""
+
+    def __init__(self, cfg: Config, detector: Detector | None = None) -> None:
+        self.cfg = cfg
+        self.detector = detector or build_detector(cfg.detector)
+        self.retainer = LateralityRetainer(cfg.retention)
+        # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
+        self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
+
+    def decide(self, view: np.ndarray, retain: bool = True) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
+        """Detect and retain on one display view: the rejected proposals, and each box's fill and keep mask."""
+        h, w = view.shape[:2]
+        found = self.detector(view)
+        rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
+        text = [b for b, a in found if a is not BoxAction.REJECTED]
+        decided = []
+        for res in (self.retainer if retain else self.cine_retainer)(view, text):
+            margin = max(2, int(self.cfg.detector.margin_fraction * min(res.box.width, res.box.height)))
+            grown = res.box.expanded(margin, (h, w))
+            keep = None
+            if res.keep_mask is not None:
+                keep = np.zeros((grown.height, grown.width), bool)
+                oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
+                keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
+            decided.append(Decided(res.box, res.action, grown, keep))
+        return rejected, decided
+
+
 class Redactor:
     """Holds the models for a run; ``process`` handles one file."""
 
     def __init__(self, cfg: Config, detector: Detector | None = None) -> None:
         self.cfg = cfg
         self._t_stage = 0.0
-        self.detector = detector or build_detector(cfg.detector)
-        self.retainer = LateralityRetainer(cfg.retention)
-        # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
-        self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
-        self.verifier = TesseractVerifier(cfg.verify) if cfg.verify.enabled else None
+        self.markers = MarkerDecider(cfg, detector)
+        self.verifier = build_verifier(cfg.verify) if cfg.verify.enabled else None
         self.header = HeaderDeidentifier(
             cfg.header,
             Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
@@ -104,28 +140,20 @@ class Redactor:
 
     def detect_retain_redact(self, px: PixelFrames) -> Redaction:
         """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill."""
-        h, w = px.shape
         multi = px.frames.shape[0] > 1
         records: list[dict] = []
         fills: list[Box] = []
         masks: list[np.ndarray | None] = []
         kept: list[Box] = []
         for name, view in frame_views(px, self.cfg.verify.max_frames):
-            found = self.detector(view)
-            text = [b for b, a in found if a is not BoxAction.REJECTED]
-            records += [box_record(b, a, name if multi else "") for b, a in found if a is BoxAction.REJECTED]
-            for res in (self.cine_retainer if multi else self.retainer)(view, text):
-                margin = max(2, int(self.cfg.detector.margin_fraction * min(res.box.width, res.box.height)))
-                grown = res.box.expanded(margin, (h, w))
-                keep = None
-                if res.keep_mask is not None:
-                    keep = np.zeros((grown.height, grown.width), bool)
-                    oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
-                    keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
-                    kept.append(res.box)
-                fills.append(grown)
-                masks.append(keep)
-                records.append(box_record(grown, res.action, name if multi else ""))
+            rejected, decided = self.markers.decide(view, retain=not multi)
+            records += [box_record(b, a, name if multi else "") for b, a in rejected]
+            for d in decided:
+                if d.keep is not None:
+                    kept.append(d.box)
+                fills.append(d.fill)
+                masks.append(d.keep)
+                records.append(box_record(d.fill, d.action, name if multi else ""))
         changed = fill_boxes(px, fills, masks) if fills else 0
         return Redaction(records, kept, changed)
 

@@ -76,3 +76,47 @@ class TesseractVerifier:
         data = self._tess.image_to_data(crop, config="--psm 7", output_type=self._tess.Output.DICT)
         return any(sum(c.isalnum() for c in t) >= self.cfg.min_chars and float(c) >= self.cfg.min_confidence
                    for t, c in zip(data["text"], data["conf"]))
+
+
+class RapidOCRVerifier:
+    """PP-OCRv4 (DBNet proposals, CRNN reading) as the safety net behind the learned marker detector.
+
+    Independent of that detector (other architecture, other training data) and several times faster than
+    Tesseract's page analysis; it cannot be paired with the ``rapidocr-text`` detector (same models).
+    """
+
+    def __init__(self, cfg: VerifyConfig) -> None:
+        from .ocr_models import TextProposer, TextRecognizer
+
+        self.cfg = cfg
+        self.proposer = TextProposer(cfg.long_side, 0.3, 0.5, 2)
+        self.recognizer = TextRecognizer(2)
+
+    def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
+        from .detector import read_any_orientation
+
+        gray = to_gray(view).copy()
+        for box in kept:
+            gray[box.y0 : box.y1, box.x0 : box.x1] = 0
+        h, w = gray.shape
+        scale = min(self.cfg.long_side / max(h, w), 1.0)
+        boxes = [Box(x0, y0, x1, y1, s, source="rapidocr-verify") for x0, y0, x1, y1, s in self.proposer(gray)
+                 if (y1 - y0) * scale >= self.cfg.min_height and min(x1 - x0, y1 - y0) <= 0.08 * min(h, w)]
+        crops = [cv2.cvtColor(gray[b.y0 : b.y1, b.x0 : b.x1], cv2.COLOR_GRAY2BGR) for b in boxes]
+        threshold = self.cfg.min_confidence / 100.0
+        findings = []
+        for box, (text, conf) in zip(boxes, read_any_orientation(self.recognizer, crops, threshold)):
+            n_chars = sum(c.isalnum() for c in text)
+            if n_chars >= self.cfg.min_chars and conf >= threshold:
+                findings.append(Finding(box, round(conf * 100, 1), n_chars))
+        return findings
+
+
+VERIFIERS = {"tesseract": TesseractVerifier, "rapidocr": RapidOCRVerifier}
+
+
+def build_verifier(cfg: VerifyConfig):  # type: ignore[no-untyped-def]
+    try:
+        return VERIFIERS[cfg.engine](cfg)
+    except KeyError:
+        raise ValueError(f"unknown verify.engine '{cfg.engine}'; available: {', '.join(VERIFIERS)}") from None

@@ -252,7 +252,7 @@ def test_non_image_dicom_header_only_option(job, tmp_path: Path, key_overrides: 
     _sr().save_as(tmp_path / "in" / "sr.dcm", write_like_original=False)
     cfg = load_config(overrides=key_overrides + ["input.non_image=header_only"])
     summary = run(tmp_path / "in", tmp_path / "out", cfg, progress=False,
-                  redactor=Redactor(cfg, detector=job["redactor"].detector))
+                  redactor=Redactor(cfg, detector=job["redactor"].markers.detector))
     assert summary["counts"]["written"] == 1
     out = pydicom.dcmread(tmp_path / "out" / "sr.dcm")
     assert "DOE" not in str(out.PatientName) and out.PatientIdentityRemoved == "YES"

@@ -1,0 +1,200 @@
+"""The paper's metrics on a labelled set: detector AP, de-identification accuracy, false boxes, retention.
+
+Each image goes through the same detect -> retain decisions as ``redact`` (``Redactor.decide``) on its display
+view at original resolution, and the decisions are scored against hand or synthetic labels:
+
+* detector: AUPRC (class-agnostic average precision at IoU 0.5) and mAP50 (mean over the two classes);
+* de-identification accuracy: images whose every non-laterality marker is filled (>= ``cover`` of its box) and
+  whose laterality markers are kept or filled (never left untouched), over all images;
+* false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
+* retention accuracy: labelled laterality markers kept (the kept glyph inside the label, the letter right),
+  over all labelled laterality markers.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from .boxes import Box
+from .enums import BoxAction, BoxClass
+from .labels import LabelledBox, LabelledImage
+
+
+@dataclass
+class ImageScore:
+    file: str
+    deidentified: bool
+    false_boxes: int
+    boxes: int
+    laterality_total: int
+    laterality_kept: int
+    missed: list[str] = field(default_factory=list)  # labels of markers left readable (no PHI: label text only)
+    seconds: float = 0.0
+
+
+@dataclass
+class Metrics:
+    images: int
+    deid_accuracy: float
+    false_positive_rate: float
+    retention_accuracy: float
+    auprc: float
+    map50: float
+    ap50: dict[str, float]
+    boxes: int
+    false_boxes: int
+    laterality_markers: int
+    laterality_kept: int
+    seconds_per_image: float
+
+    def table(self) -> str:
+        rows = [("images", f"{self.images}"), ("de-identification accuracy", f"{self.deid_accuracy:.1%}"),
+                ("false-positive rate (false boxes / boxes)", f"{self.false_positive_rate:.1%} ({self.false_boxes}/{self.boxes})"),
+                ("retention accuracy (kept / laterality)", f"{self.retention_accuracy:.1%} ({self.laterality_kept}/{self.laterality_markers})"),
+                ("detector AUPRC (class-agnostic, IoU 0.5)", f"{self.auprc:.3f}"),
+                ("detector mAP50", f"{self.map50:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in self.ap50.items())),
+                ("seconds per image (detect + retain)", f"{self.seconds_per_image:.3f}")]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def iou(a: Sequence[int], b: Sequence[int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def _overlap(a: Sequence[int], b: Sequence[int]) -> float:
+    """Fraction of box ``a`` covered by box ``b``."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return ix * iy / max(1, (a[2] - a[0]) * (a[3] - a[1]))
+
+
+def average_precision(scored: Sequence[tuple[float, bool]], n_positive: int) -> float:
+    """All-point interpolated AP from (score, is_true_positive) pairs."""
+    if n_positive == 0:
+        return float("nan")
+    order = sorted(scored, key=lambda s: -s[0])
+    tp = np.cumsum([t for _, t in order], dtype=float)
+    fp = np.cumsum([not t for _, t in order], dtype=float)
+    recall = np.concatenate([[0.0], tp / n_positive])
+    precision = np.concatenate([[1.0], tp / np.maximum(tp + fp, 1)])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum(np.diff(recall) * precision[1:]))
+
+
+def _match(preds: Sequence[tuple[Sequence[int], float]], truth: Sequence[Sequence[int]], thr: float = 0.5) -> list[tuple[float, bool]]:
+    used: set[int] = set()
+    out = []
+    for xyxy, score in sorted(preds, key=lambda p: -p[1]):
+        best, j = 0.0, -1
+        for k, t in enumerate(truth):
+            if k not in used and iou(xyxy, t) > best:
+                best, j = iou(xyxy, t), k
+        hit = best >= thr
+        if hit:
+            used.add(j)
+        out.append((score, hit))
+    return out
+
+
+def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox], decided: Sequence,  # type: ignore[type-arg]
+                cover: float = 0.85) -> ImageScore:
+    """Score one image's decisions (``pipeline.Decided``) against its labels."""
+    h, w = shape
+    filled = np.zeros((h, w), bool)
+    for d in decided:
+        region = filled[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
+        region |= True if d.keep is None else ~d.keep
+    deid, missed, lat_total, lat_kept = True, [], 0, 0
+    for lab in labels:
+        x0, y0, x1, y1 = lab.xyxy
+        frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
+        if lab.cls is BoxClass.LATERALITY:
+            lat_total += 1
+            kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _overlap(d.box.as_list(), lab.xyxy) > 0.3]
+            letter_ok = any(not lab.text.strip() or len(lab.text.strip()) > 1 or d.box.text == lab.text.strip().upper() for d in kept)
+            if kept and letter_ok:
+                lat_kept += 1
+            elif frac < cover:  # neither kept nor removed: a marker left as it was
+                deid = False
+                missed.append(f"laterality:{lab.text}")
+        elif frac < cover:
+            deid = False
+            missed.append("text")
+    false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
+                          for lab in labels) for d in decided)
+    return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed)
+
+
+def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[LabelledBox], list[tuple[Box, float]]]]) -> Metrics:
+    agnostic: list[tuple[float, bool]] = []
+    per_class: dict[str, list[tuple[float, bool]]] = {c.value: [] for c in BoxClass}
+    n_all, n_cls = 0, {c.value: 0 for c in BoxClass}
+    for labels, preds in detections:
+        truth = [lab.xyxy for lab in labels]
+        n_all += len(truth)
+        agnostic += _match([(b.as_list(), s) for b, s in preds], truth)
+        for c in BoxClass:
+            t = [lab.xyxy for lab in labels if lab.cls is c]
+            n_cls[c.value] += len(t)
+            per_class[c.value] += _match([(b.as_list(), s) for b, s in preds if b.label is c], t)
+    ap50 = {k: average_precision(v, n_cls[k]) for k, v in per_class.items()}
+    valid = [v for v in ap50.values() if not np.isnan(v)]
+    boxes = sum(s.boxes for s in scores)
+    false = sum(s.false_boxes for s in scores)
+    lat = sum(s.laterality_total for s in scores)
+    kept = sum(s.laterality_kept for s in scores)
+    return Metrics(len(scores), float(np.mean([s.deidentified for s in scores])) if scores else float("nan"),
+                   false / boxes if boxes else 0.0, kept / lat if lat else float("nan"),
+                   average_precision(agnostic, n_all), float(np.mean(valid)) if valid else float("nan"), ap50,
+                   boxes, false, lat, kept, float(np.mean([s.seconds for s in scores])) if scores else 0.0)
+
+
+def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]]) -> tuple[Metrics, list[ImageScore]]:  # type: ignore[no-untyped-def]
+    """Run ``redactor.decide`` on each (name, display view, labels) and score it."""
+    import time
+
+    scores, detections = [], []
+    for name, view, labels in items:
+        t = time.perf_counter()
+        _, decided = redactor.decide(view)
+        preds = [(d.box, d.box.score) for d in decided]
+        score = score_image(name, view.shape[:2], labels, decided)
+        score.seconds = time.perf_counter() - t
+        scores.append(score)
+        detections.append((labels, preds))
+    return summarise(scores, detections), scores
+
+
+def labelled_items(images: Sequence[LabelledImage], root: Path) -> Iterator[tuple[str, np.ndarray, Sequence[LabelledBox]]]:
+    for im in images:
+        view = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
+        if view is None:
+            raise FileNotFoundError(f"labelled image not readable: {root / im.file} (is --data-root right?)")
+        yield im.file, view, im.boxes
+
+
+def synthetic_items(backgrounds: Sequence, n: int, seed: int) -> Iterator[tuple[str, np.ndarray, Sequence[LabelledBox]]]:  # type: ignore[type-arg]
+    """The held-out synthetic split: ``n`` images on validation backgrounds, at full resolution."""
+    from .marker_dataset import Background, _load, degrade, synthesize
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        bg = backgrounds[int(rng.integers(len(backgrounds)))] if backgrounds and rng.random() > 0.1 else Background("")
+        img, real = _load(bg, rng)
+        img, placed = synthesize(img, rng, real)
+        full = (degrade(img, rng) * 255).astype(np.uint8)
+        yield f"synthetic-{seed}-{i:05d}", full, [LabelledBox(p.xyxy, p.cls, p.text) for p in placed]
+
+
+def write_report(path: Path, metrics: Metrics, scores: Sequence[ImageScore]) -> None:
+    path.write_text(json.dumps({"metrics": asdict(metrics), "images": [asdict(s) for s in scores]}, indent=1))

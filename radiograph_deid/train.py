@@ -1,0 +1,139 @@
+"""Train, fine-tune and export the marker detector (ultralytics YOLO, from a model ``.yaml``; nothing downloaded).
+
+ultralytics and torch are the ``train`` extra; redaction itself runs the exported ONNX with onnxruntime.
+The shipped weights live in ``radiograph_deid/models/`` (``marker_detector.pt`` to fine-tune from,
+``marker_detector.onnx`` exported from it for inference): the one copy the CLI, the bundle and the app load.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .labels import LabelledImage, hannover_patients, patient_split, read_labels
+from .marker_dataset import (Background, backgrounds_from_labels, detector_view, write_yolo_dataset,
+                             _yolo_lines)
+from .marker_synth import Placed
+
+log = logging.getLogger(__name__)
+MODELS_DIR = Path(__file__).parent / "models"
+MODEL_YAML = MODELS_DIR / "marker_detector.yaml"
+SHIPPED_PT = MODELS_DIR / "marker_detector.pt"
+SHIPPED_ONNX = MODELS_DIR / "marker_detector.onnx"
+
+
+class TrainingUnavailable(RuntimeError):
+    """The ``train`` extra (ultralytics, torch) is not installed."""
+
+
+def _yolo():  # type: ignore[no-untyped-def]
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # never reach for hub weights or fonts
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    try:
+        from ultralytics import YOLO
+    except ImportError as exc:
+        raise TrainingUnavailable("training needs the train extra: pip install -e '.[train]'") from exc
+    return YOLO
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """What one training run does; every field is recorded in the run folder for the model card."""
+
+    out: Path
+    epochs: int = 30
+    imgsz: int = 512  # crops of the 1024-px detector view: same pixel scale as inference
+    batch: int = 8  # small batches: many more optimizer steps per CPU-hour, which is what a CPU run lacks
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 2
+    patience: int = 50
+    init: str = ""  # a .pt to start from (fine-tuning); empty: from MODEL_YAML
+
+
+def label_splits(labels_path: Path, data_root: Path, val_fraction: float = 0.3) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """Hand-checked real images split by patient (Hannover's data.csv; other sources count as one patient each)."""
+    images = read_labels(labels_path)
+    patients = {}
+    csv_path = data_root / "hannover" / "data.csv"
+    if csv_path.exists():
+        patients = hannover_patients(csv_path)
+    train, val = [], []
+    for im in images:
+        patient = im.patient or patients.get(Path(im.file).stem, im.file)
+        split = im.split or patient_split(patient, val_fraction)
+        (val if split == "val" else train).append(im)
+    return train, val
+
+
+def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_train: int, n_val: int,
+                            seed: int = 0) -> Path:
+    """Synthetic training data on the train-split real backgrounds (val backgrounds only for validation)."""
+    train, val = label_splits(labels_path, data_root)
+    return write_yolo_dataset(out, backgrounds_from_labels(train, data_root), n_train, n_val,
+                              backgrounds_from_labels(val, data_root), seed=seed)
+
+
+def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[LabelledImage], root: Path,
+                       long_side: int = 1024, crop: int = 512, copies: int = 8, seed: int = 0) -> Path:
+    """A site's own labelled images as a YOLO dataset: several random crops of each detector view."""
+    import json
+
+    rng = np.random.default_rng(seed)
+    for split, images in (("train", train), ("val", val)):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i, im in enumerate(images):
+            gray = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                raise FileNotFoundError(f"labelled image not readable: {root / im.file}")
+            view, scale = detector_view(gray, long_side)
+            boxes = [Placed(tuple(int(round(v * scale)) for v in b.xyxy), b.cls, b.text) for b in im.boxes]  # type: ignore[misc]
+            h, w = view.shape
+            for k in range(copies if split == "train" else 1):
+                x0 = int(rng.integers(0, max(1, w - crop + 1))) if split == "train" else 0
+                y0 = int(rng.integers(0, max(1, h - crop + 1))) if split == "train" else 0
+                size = crop if split == "train" else max(h, w)
+                tile = view[y0 : y0 + size, x0 : x0 + size]
+                name = f"{split}_{i:05d}_{k}"
+                cv2.imwrite(str(out / "images" / split / f"{name}.png"), tile)
+                lines = _yolo_lines(boxes, x0, y0, tile.shape[1], tile.shape[0])
+                (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    data = out / "data.yaml"
+    data.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
+                                "names": {0: "laterality", 1: "text"}}, indent=1))
+    return data
+
+
+def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False) -> Path:
+    """Train (or resume) and return the best checkpoint. Augmentation keeps pixel scale: markers' size is physics."""
+    YOLO = _yolo()
+    last = plan.out / "weights" / "last.pt"
+    if resume and last.exists():
+        model = YOLO(str(last))
+        model.train(resume=True)
+    else:
+        model = YOLO(plan.init or str(MODEL_YAML))
+        model.train(data=str(data_yaml), epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
+                    seed=plan.seed, deterministic=True, workers=plan.workers, patience=plan.patience,
+                    project=str(plan.out.parent.resolve()), name=plan.out.name, exist_ok=True, pretrained=False,
+                    amp=plan.device != "cpu", plots=False, verbose=False, hsv_h=0.0, hsv_s=0.0, hsv_v=0.3,
+                    degrees=0.0, translate=0.1, scale=0.2, fliplr=0.5, mosaic=1.0, close_mosaic=max(1, plan.epochs // 5),
+                    warmup_epochs=min(3.0, max(0.5, plan.epochs / 10)))
+    best = plan.out / "weights" / "best.pt"
+    return best if best.exists() else last
+
+
+def export_onnx(weights: Path, dest: Path, imgsz: int = 1024) -> Path:
+    """Export ``weights`` to a static ``imgsz`` ONNX graph (end-to-end: boxes out, no NMS step) at ``dest``."""
+    YOLO = _yolo()
+    exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=17))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, dest)
+    return dest

@@ -54,8 +54,10 @@ class HeaderConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    name: str = "rapidocr-text"  # registry name; see radiograph_deid.detector.DETECTORS
-    long_side: int = 960  # the detector sees the image letterboxed to this long side (pixels)
+    # registry name(s), see radiograph_deid.detector.DETECTORS; "a+b" redacts what either finds. The trained
+    # marker detector finds markers and lone glyphs; the OCR text detector adds text it misses (measured, README).
+    name: str = "marker-yolo+rapidocr-text"
+    long_side: int = 960  # rapidocr-text sees the image at this long side (marker-yolo: its model's input size)
     prob_threshold: float = 0.3
     box_threshold: float = 0.5
     min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
@@ -63,7 +65,7 @@ class DetectorConfig:
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
     threads: int = 2
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models
-    score_threshold: float = 0.2  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
+    score_threshold: float = 0.35  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
@@ -122,7 +124,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def __post_init__(self) -> None:
-        _check(not (self.detector.name == "rapidocr-text" and self.verify.engine == "rapidocr"),
+        _check(not ("rapidocr-text" in self.detector.name.split("+") and self.verify.engine == "rapidocr"),
                "verify.engine=rapidocr uses the same models as detector.name=rapidocr-text: the safety net must be "
                "independent of the detector; use verify.engine=tesseract with that detector")
 

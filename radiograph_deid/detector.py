@@ -34,11 +34,50 @@ def register(name: str) -> Callable[[Callable[[DetectorConfig], Detector]], Call
 
 
 def build_detector(cfg: DetectorConfig) -> Detector:
-    try:
-        factory = DETECTORS[cfg.name]
-    except KeyError:
-        raise ValueError(f"unknown detector '{cfg.name}'; available: {', '.join(sorted(DETECTORS))}") from None
-    return factory(cfg)
+    """The detector named by ``cfg.name``; ``a+b`` runs both and redacts what either finds."""
+    names = [n.strip() for n in cfg.name.split("+")]
+    unknown = [n for n in names if n not in DETECTORS]
+    if unknown or not names:
+        raise ValueError(f"unknown detector '{cfg.name}'; available: {', '.join(sorted(DETECTORS))} (or a+b)")
+    parts = [DETECTORS[n](cfg) for n in names]
+    return parts[0] if len(parts) == 1 else UnionDetector(parts)
+
+
+class UnionDetector:
+    """Several detectors on the same view; a box any of them keeps goes on to retention and redaction."""
+
+    def __init__(self, parts: list[Detector]) -> None:
+        self.parts = parts
+
+    def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
+        found = [f for part in self.parts for f in part(view)]
+        rejected = [f for f in found if f[1] is BoxAction.REJECTED]
+        kept = merge_duplicates([b for b, a in found if a is not BoxAction.REJECTED])
+        return rejected + [(b, BoxAction.REDACTED) for b in kept]
+
+
+def _same_marker(a: Box, b: Box) -> bool:
+    """Two detectors' boxes on one marker: the smaller mostly inside the larger, and of similar size."""
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    small, large = sorted((a.width * a.height, b.width * b.height))
+    return ix * iy >= 0.7 * small and large <= 3 * small
+
+
+def merge_duplicates(boxes: list[Box]) -> list[Box]:
+    """One box per marker when several detectors found it (so retention decides it once): their union extent,
+    the best score, laterality if any said so, the text a recognizer read."""
+    merged: list[Box] = []
+    for box in sorted(boxes, key=lambda b: -b.score):
+        for i, m in enumerate(merged):
+            if _same_marker(m, box):
+                label = BoxClass.LATERALITY if BoxClass.LATERALITY in (m.label, box.label) else m.label
+                merged[i] = Box(min(m.x0, box.x0), min(m.y0, box.y0), max(m.x1, box.x1), max(m.y1, box.y1),
+                                m.score, label, m.text or box.text, "+".join(dict.fromkeys((m.source + "+" + box.source).split("+"))))
+                break
+        else:
+            merged.append(box)
+    return merged
 
 
 def orientations(crop: np.ndarray) -> list[np.ndarray]:

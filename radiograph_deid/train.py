@@ -122,7 +122,8 @@ def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False) -> Pa
         model = YOLO(plan.init or str(MODEL_YAML))
         model.train(data=str(data_yaml), epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
                     seed=plan.seed, deterministic=True, workers=plan.workers, patience=plan.patience,
-                    project=str(plan.out.parent.resolve()), name=plan.out.name, exist_ok=True, pretrained=False,
+                    project=str(plan.out.parent.resolve()), name=plan.out.name, exist_ok=True,
+                    pretrained=plan.init or False,  # False would rebuild the model from its yaml, dropping the weights
                     amp=plan.device != "cpu", plots=False, verbose=False, hsv_h=0.0, hsv_s=0.0, hsv_v=0.3,
                     degrees=0.0, translate=0.1, scale=0.2, fliplr=0.5, mosaic=1.0, close_mosaic=max(1, plan.epochs // 5),
                     warmup_epochs=min(3.0, max(0.5, plan.epochs / 10)))
@@ -135,5 +136,6 @@ def export_onnx(weights: Path, dest: Path, imgsz: int = 1024) -> Path:
     YOLO = _yolo()
     exported = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, simplify=True, dynamic=False, opset=17))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(exported, dest)
+    if exported.resolve() != dest.resolve():
+        shutil.copyfile(exported, dest)
     return dest

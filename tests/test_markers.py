@@ -1,0 +1,189 @@
+"""The learned marker stage: training-data generator, labels, glyph classifier, retention, metrics, evaluate.
+
+Uses generated images only (no ../shared). The shipped models are loaded from the package, as users get them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from radiograph_deid.boxes import Box
+from radiograph_deid.cli import main
+from radiograph_deid.config import RetentionConfig, load_config
+from radiograph_deid.enums import BoxAction, BoxClass
+from radiograph_deid.evaluate import average_precision, score_image
+from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component
+from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
+from radiograph_deid.marker_synth import _render_hershey, synthesize
+from radiograph_deid.pipeline import Decided, MarkerDecider
+from radiograph_deid.retention import LateralityRetainer
+from radiograph_deid.synthetic import Burn, burn, phantom
+
+
+def test_generator_labels_every_marker_it_burns() -> None:
+    rng = np.random.default_rng(7)
+    found_classes = set()
+    for _ in range(6):
+        bg = phantom(1600, 1400, seed=int(rng.integers(100)))
+        img, placed = synthesize(bg, rng)
+        changed = np.abs(img - bg) > 0.02
+        for p in placed:
+            x0, y0, x1, y1 = p.xyxy
+            assert 0 <= x0 < x1 <= 1400 and 0 <= y0 < y1 <= 1600
+            assert changed[y0:y1, x0:x1].any(), f"box {p.xyxy} ({p.cls}) holds no burned pixel"
+            found_classes.add(p.cls)
+        ink = changed.copy()
+        for p in placed:
+            ink[p.xyxy[1] - 2 : p.xyxy[3] + 2, p.xyxy[0] - 2 : p.xyxy[2] + 2] = False
+        assert ink.sum() < 0.002 * ink.size + 2000  # ink outside every box: only ruler lines/ticks and antialiasing
+    assert found_classes == {BoxClass.LATERALITY, BoxClass.OTHER_MARKER}
+
+
+def test_labels_round_trip_split_by_patient_and_reject_bad_lines(tmp_path: Path) -> None:
+    images = [LabelledImage("a/1.png", 64, 48, (LabelledBox((1, 2, 10, 12), BoxClass.LATERALITY, "L"),), "p1", "val"),
+              LabelledImage("a/2.png", 64, 48, (), "p1", "val")]
+    write_labels(tmp_path / "l.jsonl", images)
+    assert read_labels(tmp_path / "l.jsonl") == images
+    assert patient_split("p1") == patient_split("p1")
+    splits = {patient_split(f"patient-{i}") for i in range(50)}
+    assert splits == {"train", "val"}
+    (tmp_path / "bad.jsonl").write_text('{"file": "x.png", "w": 4, "h": 4, "boxes": [{"xyxy": [3, 3, 1, 1], "cls": "text"}]}\n')
+    with pytest.raises(LabelError, match="bad.jsonl:1"):
+        read_labels(tmp_path / "bad.jsonl")
+
+
+def _glyph_crop(text: str, k: int, face: int) -> np.ndarray:
+    alpha = _render_hershey(text, 40, face, 5)
+    alpha = np.rot90(alpha if k < 4 else np.fliplr(alpha), k % 4)
+    alpha = cv2.copyMakeBorder(np.ascontiguousarray(alpha), 6, 6, 6, 6, cv2.BORDER_CONSTANT, value=0.0)
+    return (60 + alpha * 180).astype(np.uint8)
+
+
+def test_glyph_classifier_reads_l_and_r_in_every_placement() -> None:
+    """Tesseract alone read 0 of 108 rotated glyphs here; the shipped classifier must read them."""
+    clf = GlyphClassifier()
+    faces = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX)
+    right = total = 0
+    for letter in "LR":
+        for face in faces:
+            for k in range(8):
+                comp = dominant_component(_glyph_crop(letter, k, face))
+                assert comp is not None
+                right += GLYPH_CLASSES[int(np.argmax(clf([comp.tensor])[0]))] == letter
+                total += 1
+    assert right / total >= 0.9, f"{right}/{total}"
+    others = [dominant_component(_glyph_crop(c, 0, faces[0])) for c in "AKEH5"]
+    probs = clf([c.tensor for c in others if c is not None])
+    assert (probs[:, :2].max(axis=1) < 0.9).mean() >= 0.8  # other letters are not kept as laterality
+
+
+def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
+    view = (phantom(400, 400) * 120).astype(np.uint8)
+    view = (burn(view.astype(np.float32) / 255, [Burn("R", 40, 40, 60, 1.0, 8), Burn("JS", 110, 70, 26, 1.0, 3)]) * 255).astype(np.uint8)
+    box = Box(34, 34, 170, 110)
+    retainer = LateralityRetainer(RetentionConfig())
+    (res,) = retainer(view, [box])
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
+    crop = view[34:110, 34:170]
+    r_ink = crop[:, :50] > 200
+    js_ink = crop[:, 76:] > 200
+    assert res.keep_mask[:, :50][r_ink].mean() > 0.95  # the letter's pixels stay
+    assert not res.keep_mask[:, 76:][js_ink].any()  # the initials go
+    off = LateralityRetainer(RetentionConfig(enabled=False))
+    assert off(view, [box])[0].action is BoxAction.REDACTED
+
+
+def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
+    labels = [LabelledBox((10, 10, 30, 20), BoxClass.OTHER_MARKER), LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")]
+    fill_text = Box(8, 8, 32, 22)
+    keep = np.zeros((12, 10), bool)
+    keep[2:10, 3:6] = True
+    decided = [Decided(fill_text, BoxAction.REDACTED, fill_text, None),
+               Decided(Box(50, 50, 60, 62, text="L"), BoxAction.KEPT_LATERALITY, Box(50, 50, 60, 62), keep),
+               Decided(Box(80, 80, 90, 90), BoxAction.REDACTED, Box(80, 80, 90, 90), None)]
+    s = score_image("x", (100, 100), labels, decided)
+    assert s.deidentified and s.laterality_kept == 1 and s.false_boxes == 1 and s.boxes == 3
+    s = score_image("x", (100, 100), labels, decided[1:])
+    assert not s.deidentified and s.missed == ["text"]
+    assert average_precision([(0.9, True), (0.8, False), (0.7, True)], 2) == pytest.approx(1 * 0.5 + 2 / 3 * 0.5)
+
+
+def test_shipped_detector_finds_burned_text_and_keeps_the_marker(tmp_path: Path) -> None:
+    """The default configuration (the shipped ONNX detector) on a generated 2000-px radiograph."""
+    rows = cols = 2000
+    burns = [Burn("DOE, JANE  MRN00482913", 60, 60, 40), Burn("05/03/2024 14:22", 60, 140, 40),
+             Burn("PORTABLE", 1300, 60, 40), Burn("SAINT EXAMPLE HOSP", 1100, 1880, 40),
+             Burn("L", 1720, 360, 90, thickness=14)]
+    base = phantom(rows, cols, 3)
+    base[330:470, 1690:1810] = 0.45  # a lead marker's tile under the L, as on real plates
+    view = (burn(base, burns) * 255).astype(np.uint8)
+    decider = MarkerDecider(load_config(overrides=[]))
+    _, decided = decider.decide(view)
+    labels = [LabelledBox((b.x, b.y, b.x + int(len(b.text) * b.height * 0.95), b.y + b.height),
+                          BoxClass.LATERALITY if b.text == "L" else BoxClass.OTHER_MARKER, b.text) for b in burns]
+    labels = [LabelledBox((x0, y0, min(x1, cols), y1), c, t) for (x0, y0, x1, y1), c, t in
+              ((lab.xyxy, lab.cls, lab.text) for lab in labels)]
+    text_ink = np.zeros((rows, cols), bool)
+    for b in burns[:-1]:
+        text_ink |= (burn(np.zeros((rows, cols), np.float32), [b]) > 0.5)
+    filled = np.zeros((rows, cols), bool)
+    for d in decided:
+        region = filled[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
+        region |= True if d.keep is None else ~d.keep
+    assert filled[text_ink].mean() > 0.99, "burned-in text left unfilled"
+    kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+    assert [d.box.text for d in kept] == ["L"]
+
+
+def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(3)
+    images = []
+    for i in range(2):
+        img, placed = synthesize(phantom(1200, 1000, i), rng)
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), (img * 255).astype(np.uint8))
+        images.append(LabelledImage(f"im{i}.png", 1000, 1200, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
+    write_labels(tmp_path / "labels.jsonl", images)
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(tmp_path),
+                 "--split", "all", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "de-identification accuracy" in out and "retention accuracy" in out
+    data = json.loads(report.read_text())
+    assert data["metrics"]["images"] == 2 and len(data["images"]) == 2
+    assert main(["evaluate", "--labels", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_fine_tuning_refuses_to_validate_on_its_training_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    labels = tmp_path / "site.jsonl"
+    write_labels(labels, [LabelledImage("a.png", 10, 10)])
+    assert main(["train", str(tmp_path / "run"), "--site-labels", str(labels)]) == 2
+    assert "--val-labels" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run"), "--site-labels", str(labels), "--val-labels", str(labels)]) == 2
+    assert "both" in capsys.readouterr().err
+
+
+def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path: Path) -> None:
+    """The paper's few-image site adaptation, one epoch, from the shipped checkpoint (needs the train extra)."""
+    pytest.importorskip("ultralytics")
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+
+    rng = np.random.default_rng(11)
+    sets = {"site": [], "val": []}
+    for i in range(4):
+        img, placed = synthesize(phantom(1100, 900, 20 + i), rng)
+        cv2.imwrite(str(tmp_path / f"s{i}.png"), (img * 255).astype(np.uint8))
+        sets["val" if i == 3 else "site"].append(
+            LabelledImage(f"s{i}.png", 900, 1100, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
+    for name, images in sets.items():
+        write_labels(tmp_path / f"{name}.jsonl", images)
+    onnx = tmp_path / "site.onnx"
+    assert main(["train", str(tmp_path / "run"), "--site-labels", str(tmp_path / "site.jsonl"), "--val-labels",
+                 str(tmp_path / "val.jsonl"), "--site-root", str(tmp_path), "--epochs", "1", "--export", str(onnx)]) == 0
+    det = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(onnx)))
+    assert det.size == 1024
+    det(cv2.imread(str(tmp_path / "s3.png"), cv2.IMREAD_GRAYSCALE))  # runs; accuracy after 1 epoch is not the point

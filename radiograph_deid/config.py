@@ -79,7 +79,7 @@ class DetectorConfig:
 class RetentionConfig:
     enabled: bool = True
     vocabulary: tuple[str, ...] = ("L", "R")
-    min_confidence: float = 0.9  # glyph classifier probability to keep a letter (half of it: Tesseract is asked)
+    min_confidence: float = 0.8  # glyph classifier probability to keep a letter (half of it: Tesseract is asked)
     max_aspect: float = 3.0  # boxes longer than this many times their width are lines of text: never kept
     tesseract_second_opinion: bool = True  # the paper's Tesseract reads glyphs the classifier is unsure of
     glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models

@@ -21,10 +21,9 @@ SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
 @dataclass(frozen=True)
 class GlyphComponent:
-    """The dominant glyph in a crop: its mask (crop-shaped), how much other ink there is, and the model input."""
+    """The dominant glyph in a crop: its mask (crop-shaped) and the model input."""
 
     mask: np.ndarray
-    other_ink: float  # area of all other non-border components / the glyph's area
     tensor: np.ndarray  # (GLYPH_SIZE, GLYPH_SIZE) float32, glyph bright on dark
 
 
@@ -61,9 +60,8 @@ def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
     best = int(candidates[np.argmax(area[candidates])])
     if area[best] < 6:
         return None
-    others = float(area[candidates].sum() - area[best]) / float(area[best])
     mask = labels == best + 1
-    return GlyphComponent(mask, others, normalise(mask, stats[best + 1]))
+    return GlyphComponent(mask, normalise(mask, stats[best + 1]))
 
 
 def normalise(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:

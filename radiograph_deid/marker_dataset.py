@@ -103,18 +103,31 @@ def write_yolo_dataset(out: Path, backgrounds: Sequence[Background], n_train: in
     from tqdm import tqdm
 
     for split, n, bgs, split_seed in (("train", n_train, backgrounds, seed), ("val", n_val, val_backgrounds, seed + 1)):
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        make_split_dirs(out, split)
         rng = np.random.default_rng(split_seed)
         for i in tqdm(range(n), desc=f"synthesizing {split}", unit="img"):
             bg = Background("") if rng.random() < phantom_fraction or not bgs else bgs[int(rng.integers(len(bgs)))]
             view, boxes, _ = sample(bg, rng, long_side)
             for k, (x0, y0) in enumerate(_crops(view, boxes, crop, rng)):
-                tile = view[y0 : y0 + crop, x0 : x0 + crop]
-                name = f"{split}_{i:06d}_{k}"
-                cv2.imwrite(str(out / "images" / split / f"{name}.png"), tile)
-                lines = _yolo_lines(boxes, x0, y0, tile.shape[1], tile.shape[0])
-                (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+                write_tile(out, split, f"{split}_{i:06d}_{k}", view, boxes, x0, y0, crop)
+    return write_data_yaml(out)
+
+
+def make_split_dirs(out: Path, split: str) -> None:
+    (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+
+
+def write_tile(out: Path, split: str, name: str, view: np.ndarray, boxes: Sequence[Placed], x0: int, y0: int,
+               size: int) -> None:
+    """The ``size`` square of ``view`` at (x0, y0) as a YOLO image and its label file (boxes clipped to it)."""
+    tile = view[y0 : y0 + size, x0 : x0 + size]
+    cv2.imwrite(str(out / "images" / split / f"{name}.png"), tile)
+    lines = _yolo_lines(boxes, x0, y0, tile.shape[1], tile.shape[0])
+    (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+
+
+def write_data_yaml(out: Path) -> Path:
     data = out / "data.yaml"
     data.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
                                 "names": dict(enumerate(YOLO_NAMES))}, indent=1))

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
-from .marker_dataset import (Background, backgrounds_from_labels, detector_view, write_yolo_dataset,
-                             _yolo_lines)
+from .marker_dataset import (backgrounds_from_labels, detector_view, make_split_dirs, write_data_yaml, write_tile,
+                             write_yolo_dataset)
 from .marker_synth import Placed
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,9 @@ def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_tra
 def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[LabelledImage], root: Path,
                        long_side: int = 1024, crop: int = 512, copies: int = 8, seed: int = 0) -> Path:
     """A site's own labelled images as a YOLO dataset: several random crops of each detector view."""
-    import json
-
     rng = np.random.default_rng(seed)
     for split, images in (("train", train), ("val", val)):
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        make_split_dirs(out, split)
         for i, im in enumerate(images):
             gray = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
             if gray is None:
@@ -99,16 +96,8 @@ def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[
             for k in range(copies if split == "train" else 1):
                 x0 = int(rng.integers(0, max(1, w - crop + 1))) if split == "train" else 0
                 y0 = int(rng.integers(0, max(1, h - crop + 1))) if split == "train" else 0
-                size = crop if split == "train" else max(h, w)
-                tile = view[y0 : y0 + size, x0 : x0 + size]
-                name = f"{split}_{i:05d}_{k}"
-                cv2.imwrite(str(out / "images" / split / f"{name}.png"), tile)
-                lines = _yolo_lines(boxes, x0, y0, tile.shape[1], tile.shape[0])
-                (out / "labels" / split / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    data = out / "data.yaml"
-    data.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train", "val": "images/val",
-                                "names": {0: "laterality", 1: "text"}}, indent=1))
-    return data
+                write_tile(out, split, f"{split}_{i:05d}_{k}", view, boxes, x0, y0, crop if split == "train" else max(h, w))
+    return write_data_yaml(out)
 
 
 def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False) -> Path:

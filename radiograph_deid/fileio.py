@@ -121,3 +121,17 @@ def write_image_atomic(img: np.ndarray, dst: Path) -> None:
     if not ok:
         raise OSError(f"could not encode {ext}")
     write_bytes_atomic(dst, buf.tobytes())
+
+
+def read_view(path: Path, max_pixels_per_frame: int = 80_000_000, max_frames: int = 2000
+              ) -> tuple[np.ndarray, Dataset | None]:
+    """The first frame of a DICOM or image file as a person sees it (uint8, bright is bright), with the dataset.
+
+    What annotators label and the detector sees; raises ReadError or PixelDataError for what cannot be shown.
+    """
+    from .pixels import decode_dataset, frames_from_array, to_display
+
+    if is_dicom(path):
+        ds = read_dicom(path)
+        return to_display(decode_dataset(ds, max_pixels_per_frame, max_frames), 0), ds
+    return to_display(frames_from_array(read_image(path)), 0), None

@@ -52,6 +52,20 @@ def _box(raw: dict, where: str) -> LabelledBox:
     return LabelledBox((x0, y0, x1, y1), cls, str(raw.get("text", "")))
 
 
+MAX_BOXES = 10_000  # per image: more is not a label but a mistake (or an attack on the server)
+
+
+def parse_boxes(raw: object, where: str) -> tuple[LabelledBox, ...]:
+    """A list of ``{"xyxy", "cls", "text"?}`` boxes, validated; raises LabelError saying what is wrong."""
+    if not isinstance(raw, list) or len(raw) > MAX_BOXES:
+        raise LabelError(f"{where}: 'boxes' must be a list of at most {MAX_BOXES} boxes")
+    boxes = tuple(_box(b if isinstance(b, dict) else {}, where) for b in raw)
+    for b in boxes:
+        if min(b.xyxy) < 0:
+            raise LabelError(f"{where}: box {list(b.xyxy)} has a negative coordinate")
+    return boxes
+
+
 def read_labels(path: str | Path) -> list[LabelledImage]:
     out = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
+from .fileio import ReadError, read_view
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
 from .marker_dataset import (backgrounds_from_labels, detector_view, make_split_dirs, write_data_yaml, write_tile,
                              write_yolo_dataset)
 from .marker_synth import Placed
+from .pixels import PixelDataError
+from .pixels.display import to_gray
 
 log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).parent / "models"
@@ -37,8 +39,13 @@ def _yolo():  # type: ignore[no-untyped-def]
     os.environ.setdefault("YOLO_VERBOSE", "False")
     try:
         from ultralytics import YOLO
+        from ultralytics.utils import SETTINGS
     except ImportError as exc:
         raise TrainingUnavailable("training needs the train extra: pip install -e '.[train]'") from exc
+    # No experiment tracker writes anywhere (MLflow and TensorBoard come with MONAI Label); set in this process
+    # only, so the user's ultralytics settings file is left as it was.
+    for key in ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb"):
+        dict.__setitem__(SETTINGS, key, False)
     return YOLO
 
 
@@ -87,10 +94,11 @@ def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[
     for split, images in (("train", train), ("val", val)):
         make_split_dirs(out, split)
         for i, im in enumerate(images):
-            gray = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
-            if gray is None:
-                raise FileNotFoundError(f"labelled image not readable: {root / im.file}")
-            view, scale = detector_view(gray, long_side)
+            try:
+                shown, _ = read_view(root / im.file)
+            except (ReadError, PixelDataError) as exc:
+                raise FileNotFoundError(f"labelled image not readable: {root / im.file} ({exc})") from exc
+            view, scale = detector_view(to_gray(shown), long_side)
             boxes = [Placed(tuple(int(round(v * scale)) for v in b.xyxy), b.cls, b.text) for b in im.boxes]  # type: ignore[misc]
             h, w = view.shape
             for k in range(copies if split == "train" else 1):

@@ -1,0 +1,203 @@
+"""The app's tasks: infer ``markers`` and ``redact``, train ``markers``, least-confident next sample, scoring.
+
+Each is a few lines over ``radiograph_deid.workflows``; here only requests are read and answers shaped.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import pydicom
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+from monailabel.interfaces.tasks.scoring import ScoringMethod
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+
+from radiograph_deid.config import Config
+from radiograph_deid.fileio import ReadError, is_dicom
+from radiograph_deid.labels import LabelError
+from radiograph_deid.model_store import ModelStore
+from radiograph_deid.pixels import PixelDataError
+from radiograph_deid.workflows import (NotEnoughLabels, RedactionRefused, Served, SiteImage, finetune_round,
+                                       parse_box_label, redact_file)
+
+from .destinations import Destination
+from .errors import bad_request, not_found, unprocessable, unsupported
+
+log = logging.getLogger(__name__)
+LABELS = {"laterality": 1, "text": 2}
+
+
+def _image(request: Dict[str, Any]) -> Path:
+    image = request.get("image")
+    if not isinstance(image, str) or not os.path.isfile(image):
+        raise not_found("no image: give a datastore image id or upload a file")
+    return Path(image)
+
+
+class MarkersInfer(InferTask):
+    """Boxes of the burned-in markers with each decision; the file is a Slicer markups ROI document (LPS mm)."""
+
+    def __init__(self, served: Served) -> None:
+        super().__init__(InferType.DETECTION, LABELS, 2, "Burned-in markers: boxes (JSON) and Slicer ROI markups")
+        self.served = served
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request: Dict[str, Any]) -> Tuple[Optional[str], Dict[str, Any]]:
+        path = _image(request)
+        version, finder, _ = self.served.get()
+        try:
+            with self.served.lock:
+                markers = finder(path)
+        except (ReadError, PixelDataError) as exc:
+            raise unsupported(f"cannot read the image: {exc}") from exc
+        fd, out = tempfile.mkstemp(suffix=".mrk.json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(markers.markups(), fh)
+        return out, markers.to_json()
+
+
+class RedactInfer(InferTask):
+    """The de-identified image (DICOM in, DICOM out); a file that fails any stage is refused, never returned."""
+
+    def __init__(self, served: Served, quarantine: Path, destination: Optional[Destination]) -> None:
+        super().__init__(InferType.OTHERS, LABELS, 2, "De-identify: header profile, burned-in text, verification")
+        self.served, self.quarantine, self.destination = served, quarantine, destination
+
+    def is_valid(self) -> bool:
+        return True
+
+    def __call__(self, request: Dict[str, Any]) -> Tuple[Optional[str], Dict[str, Any]]:
+        path = _image(request)
+        _, _, redactor = self.served.get()
+        out_dir = Path(tempfile.mkdtemp(prefix="redacted-"))
+        try:
+            with self.served.lock:
+                result, record = redact_file(path, out_dir, self.quarantine, redactor)
+        except RedactionRefused as exc:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            rec = exc.record
+            code = unsupported if rec.stage.value == "read" else unprocessable
+            raise code(f"not de-identified ({rec.decision.value} at {rec.stage.value}): {rec.reason}") from exc
+        answer: Dict[str, Any] = {"decision": record.decision.value, "boxes": record.boxes,
+                                  "laterality": record.laterality, "seconds": round(record.seconds, 3)}
+        if self.destination is not None and str(request.get("store", "true")).lower() != "false":
+            answer["stored"] = self.destination.store(result)
+        final = Path(tempfile.mkdtemp(prefix="redacted-out-")) / result.name
+        shutil.move(str(result), final)  # the server deletes the returned file after sending it
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return str(final), answer
+
+
+def _patient_group(path: Path) -> str:
+    """A one-way key of the patient, so a patient's images land on one side of the split (no PHI kept)."""
+    if not is_dicom(path):
+        return ""
+    try:
+        pid = str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", ""))
+    except Exception:  # an unreadable header only loses the grouping
+        return ""
+    return hashlib.sha256(pid.encode()).hexdigest()[:16] if pid else ""
+
+
+class MarkersTrainer(TrainTask):
+    """A round: fine-tune the served detector on every saved final label, then publish (hot swap) if it worked."""
+
+    def __init__(self, served: Served, store: ModelStore, cfg: Config, device: str) -> None:
+        super().__init__("Fine-tune the marker detector on the boxes saved through PUT /datastore/label")
+        self.served, self.store, self.cfg, self.device = served, store, cfg, device
+        self._config = {"max_epochs": 10, "val_fraction": 0.25, "seed": 0}
+
+    def stats(self) -> Dict[str, Any]:
+        return {"serving": self.store.current().name, "rounds": self.store.history()[-5:]}
+
+    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
+        images = []
+        for item in datastore.datalist():
+            image, label = Path(item["image"]), Path(item["label"])
+            try:
+                boxes = parse_box_label(label.read_bytes(), f"saved label of {image.stem}")
+            except LabelError as exc:
+                log.warning("skipping a saved label: %s", exc)
+                continue
+            images.append(SiteImage(image.stem, image, boxes, _patient_group(image)))
+        try:
+            epochs = int(request.get("max_epochs", self._config["max_epochs"]))
+            val_fraction = float(request.get("val_fraction", self._config["val_fraction"]))
+            seed = int(request.get("seed", self._config["seed"]))
+        except (TypeError, ValueError) as exc:
+            raise bad_request(f"max_epochs, val_fraction and seed must be numbers: {exc}") from exc
+        work = self.store.root / "rounds" / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
+        try:
+            version = finetune_round(images, self.store, work, self.cfg, epochs, self.device, seed, val_fraction)
+        except NotEnoughLabels as exc:
+            raise unprocessable(str(exc)) from exc
+        self.served.get()  # this process serves the new weights at once; a server process on its next request
+        return {"version": version.name, **version.info}
+
+
+class UncertaintyCache:
+    """Per-image uncertainty under the served weights, kept in the datastore's image info."""
+
+    def __init__(self, served: Served) -> None:
+        self.served = served
+
+    def score(self, datastore: Datastore, image_id: str) -> float:
+        version, finder, _ = self.served.get()
+        info = datastore.get_image_info(image_id) or {}
+        if info.get("uncertainty_model") == version.name and "uncertainty" in info:
+            return float(info["uncertainty"])
+        with self.served.lock:
+            value = finder.uncertainty(Path(datastore.get_image_uri(image_id)))
+        datastore.update_image_info(image_id, {"uncertainty": value, "uncertainty_model": version.name})
+        return value
+
+
+class LeastConfident(Strategy):
+    """The unlabelled image the detector is least sure about; an image handed out in the last ``hold_s``
+    seconds is skipped, so annotators working at once get different images."""
+
+    def __init__(self, cache: UncertaintyCache, hold_s: float = 600.0) -> None:
+        super().__init__("Least-confident detections first (uncertainty of the marker detector)")
+        self.cache, self.hold_s = cache, hold_s
+        self._handed: Dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            now = time.time()
+            self._handed = {k: t for k, t in self._handed.items() if now - t < self.hold_s}
+            images = [i for i in datastore.get_unlabeled_images() if i not in self._handed]
+            if not images:
+                return None
+            scored = sorted(((self.cache.score(datastore, i), i) for i in images), reverse=True)
+            value, image = scored[0]
+            self._handed[image] = now
+            return {"id": image, "uncertainty": value}
+
+
+class UncertaintyScoring(ScoringMethod):
+    """Rank every unlabelled image by the detector's uncertainty (stored in each image's info)."""
+
+    def __init__(self, cache: UncertaintyCache) -> None:
+        super().__init__("Detector uncertainty of every unlabelled image")
+        self.cache = cache
+
+    def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
+        scores = {i: round(self.cache.score(datastore, i), 4) for i in datastore.get_unlabeled_images()}
+        return {"uncertainty": dict(sorted(scores.items(), key=lambda kv: -kv[1]))}
+
+
+__all__ = ["MarkersInfer", "RedactInfer", "MarkersTrainer", "LeastConfident", "UncertaintyScoring",
+           "UncertaintyCache"]

@@ -1,0 +1,204 @@
+"""What a lab server or a bundle does with single images, shared by the CLI, the MONAI bundle and the MONAI Label
+app so that each is a thin layer: find the markers of one image (boxes a person can correct), redact one file
+(fail-closed, exactly as ``redact`` does for a folder), and a fine-tuning round on corrected boxes.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+
+from .active_learning import UncertaintyScorer
+from .config import Config
+from .enums import BoxAction, Decision
+from .fileio import read_view
+from .labels import LabelledBox, LabelledImage, LabelError, parse_boxes
+from .markups import PixelGeometry, roi_markups
+from .model_store import ModelStore, ModelVersion
+from .pipeline import MarkerDecider, Redactor
+from .records import ImageRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Markers:
+    """The boxes of one image in the label format (``xyxy``, ``cls`` laterality|text) plus what was decided."""
+
+    width: int
+    height: int
+    boxes: list[dict[str, Any]]
+    uncertainty: float
+    model: str
+    geometry: PixelGeometry = field(default_factory=PixelGeometry)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"width": self.width, "height": self.height, "boxes": self.boxes,
+                "uncertainty": round(self.uncertainty, 4), "model": self.model}
+
+    def markups(self) -> dict[str, Any]:
+        """The boxes as a 3D Slicer markups ROI document in LPS millimetres."""
+        return roi_markups(self.boxes, self.geometry)
+
+
+class MarkerFinder:
+    """Detect -> retain on one file's first frame, for review: nothing is written."""
+
+    def __init__(self, cfg: Config, model: ModelVersion | None = None) -> None:
+        self.cfg = cfg
+        self.model = model.name if model else "configured"
+        self.decider = MarkerDecider(cfg)
+        self.scorer = UncertaintyScorer(cfg.detector)
+
+    def __call__(self, path: Path) -> Markers:
+        view, ds = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
+        _, decided = self.decider.decide(view)
+        boxes = []
+        for d in decided:
+            kept = d.action is BoxAction.KEPT_LATERALITY
+            box = {"xyxy": d.box.as_list(), "cls": "laterality" if kept else "text",
+                   "score": round(float(d.box.score), 4), "action": d.action.value, "source": d.box.source,
+                   "detector_class": d.box.label.value}
+            if kept:
+                box["glyph"] = d.box.text
+            boxes.append(box)
+        h, w = view.shape[:2]
+        return Markers(w, h, boxes, self.scorer(view), self.model, PixelGeometry.from_dataset(ds))
+
+    def uncertainty(self, path: Path) -> float:
+        view, _ = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
+        return self.scorer(view)
+
+
+class RedactionRefused(Exception):
+    """The file did not pass every stage; it was quarantined (never returned) and the record says why."""
+
+    def __init__(self, record: ImageRecord) -> None:
+        super().__init__(f"{record.decision.value} at {record.stage.value}: {record.reason}")
+        self.record = record
+
+
+def redact_file(src: Path, out_dir: Path, quarantine: Path, redactor: Redactor) -> tuple[Path, ImageRecord]:
+    """De-identify one file into ``out_dir`` (same name; PNG for a JPEG input) and return it with its record."""
+    rec = redactor.process(src, Path(src.name), out_dir, quarantine)
+    if rec.decision is not Decision.WRITTEN:
+        raise RedactionRefused(rec)
+    return out_dir / rec.output, rec
+
+
+# -- fine-tuning rounds -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SiteImage:
+    """One corrected image of a site: its file and its boxes (``group`` keeps a patient's images on one side)."""
+
+    key: str
+    path: Path
+    boxes: tuple[LabelledBox, ...]
+    group: str = ""
+
+
+class NotEnoughLabels(ValueError):
+    """Too few labelled images for a round with a separate validation set."""
+
+
+def split_site_images(images: Sequence[SiteImage], val_fraction: float = 0.25) -> tuple[list[SiteImage], list[SiteImage]]:
+    """Validation images are never training images: a stable hash order by group (patient), at least one each."""
+    if len(images) < 2:
+        raise NotEnoughLabels(f"a training round needs at least 2 labelled images (one to validate on); "
+                              f"{len(images)} labelled so far")
+    groups = sorted({im.group or im.key for im in images},
+                    key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    if len(groups) < 2:
+        raise NotEnoughLabels("all labelled images belong to one patient; label another patient's image to validate on")
+    n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
+    val_groups = set(groups[:n_val])
+    val = [im for im in images if (im.group or im.key) in val_groups]
+    return [im for im in images if (im.group or im.key) not in val_groups], val
+
+
+def _as_png(images: Sequence[SiteImage], folder: Path, prefix: str, cfg: Config) -> list[LabelledImage]:
+    """Each image's display view as a PNG (what annotators saw and labelled), so DICOM of any kind trains alike."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, im in enumerate(images):
+        view, _ = read_view(im.path, cfg.input.max_pixels_per_frame, cfg.input.max_frames)
+        name = f"{prefix}_{i:05d}.png"
+        cv2.imwrite(str(folder / name), view if view.ndim == 2 else cv2.cvtColor(view, cv2.COLOR_RGB2GRAY))
+        out.append(LabelledImage(name, view.shape[1], view.shape[0], im.boxes))
+    return out
+
+
+def _last_metrics(run: Path) -> dict[str, float]:
+    try:
+        with open(run / "results.csv", newline="") as fh:
+            row = list(csv.DictReader(fh))[-1]
+    except (OSError, IndexError):
+        return {}
+    return {k.strip(): round(float(v), 4) for k, v in row.items() if k and "metrics/" in k}
+
+
+def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, cfg: Config, epochs: int = 10,
+                   device: str = "cpu", seed: int = 0, val_fraction: float = 0.25) -> ModelVersion:
+    """Fine-tune the served detector on corrected images and publish the result; on any failure the served
+    version is left as it was (the exception says why)."""
+    from .train import TrainPlan, build_site_dataset, export_onnx, train_detector
+
+    train, val = split_site_images(images, val_fraction)
+    start = store.current()
+    data = build_site_dataset(work / "dataset", _as_png(train, work / "images", "train", cfg),
+                              _as_png(val, work / "images", "val", cfg), work / "images", seed=seed)
+    plan = TrainPlan(out=work / "run", epochs=epochs, batch=8, device=device, seed=seed, init=str(start.pt))
+    best = train_detector(data, plan)
+    onnx = export_onnx(best, work / "marker_detector.onnx")
+    info = {"started_from": start.name, "train_images": [im.key for im in train],
+            "val_images": [im.key for im in val], "epochs": epochs, "device": device, "seed": seed,
+            "val_metrics": _last_metrics(plan.out)}
+    return store.publish(best, onnx, info)
+
+
+def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:
+    """A saved label: JSON with ``boxes`` ([{"xyxy", "cls"}]), as ``markers`` returns it; raises LabelError."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise LabelError(f"{where}: not JSON ({exc.__class__.__name__}); send {{\"boxes\": [...]}}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("boxes"), list):
+        raise LabelError(f"{where}: a label is a JSON object with a 'boxes' list")
+    return parse_boxes(doc["boxes"], where)
+
+
+__all__ = ["Markers", "MarkerFinder", "RedactionRefused", "redact_file", "SiteImage", "NotEnoughLabels",
+           "split_site_images", "finetune_round", "parse_box_label"]
+
+
+class Served:
+    """The marker finder and redactor for the store's current version, rebuilt when a round publishes another.
+
+    A server holds one of these; every request calls :meth:`get`, so weights published by a training process
+    are picked up on the next request without a restart (the hot swap), and a request in flight keeps the
+    models it started with.
+    """
+
+    def __init__(self, cfg: Config, store: ModelStore) -> None:
+        import threading
+
+        self.cfg, self.store = cfg, store
+        self.lock = threading.RLock()  # one image at a time per model set: the redactor times its stages
+        self._built: tuple[ModelVersion, MarkerFinder, Redactor] | None = None
+
+    def get(self) -> tuple[ModelVersion, MarkerFinder, Redactor]:
+        version = self.store.current()
+        with self.lock:
+            if self._built is None or self._built[0].name != version.name:
+                from dataclasses import replace
+
+                cfg = replace(self.cfg, detector=replace(self.cfg.detector, weights=str(version.onnx)))
+                self._built = (version, MarkerFinder(cfg, version), Redactor(cfg))
+                log.info("serving marker detector version %s", version.name)
+            return self._built

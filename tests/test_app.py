@@ -1,0 +1,175 @@
+"""The MONAI Label app in-process (FastAPI TestClient) on real DICOM: infer, labels, rounds, errors."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from .conftest import deid_data, pydicom_data
+
+monailabel = pytest.importorskip("monailabel")
+REPO = Path(__file__).resolve().parents[1]
+APP_DIR = REPO / "apps" / "radiograph_deid"
+SAMPLE = REPO / "examples" / "sample"
+
+
+def make_studies(root: Path) -> Path:
+    root.mkdir(parents=True)
+    shutil.copy(deid_data("animals/cat.dcm"), root / "dx_burned_r.dcm")
+    shutil.copy(pydicom_data("RG1_UNCR.dcm"), root / "cr_chest.dcm")
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", root / "cr_mono1.dcm")
+    shutil.copy(SAMPLE / "ward3" / "portable_dx.dcm", root / "portable_dx.dcm")
+    shutil.copy(SAMPLE / "ward3" / "bedside.png", root / "bedside.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, key_overrides: list[str]):
+    from fastapi.testclient import TestClient
+    from monailabel.config import settings
+    from monailabel.interfaces.utils.app import clear_cache
+
+    tmp = tmp_path_factory.mktemp("app")
+    studies = make_studies(tmp / "studies")
+    settings.MONAI_LABEL_APP_DIR = str(APP_DIR)
+    settings.MONAI_LABEL_STUDIES = str(studies)
+    settings.MONAI_LABEL_APP_CONF = {"workspace": str(tmp / "workspace"), "destination": str(tmp / "deidentified"),
+                                     "header.key_file": key_overrides[0].split("=", 1)[1]}
+    settings.MONAI_LABEL_SESSION_PATH = str(tmp / "sessions")
+    clear_cache()
+    from monailabel.app import app
+
+    with TestClient(app) as client:
+        yield client, studies, tmp
+    clear_cache()
+
+
+def test_markers_returns_boxes_and_slicer_roi(server) -> None:
+    client, _, _ = server
+    r = client.post("/infer/markers?image=cr_mono1&output=json")
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["width"] == 640 and doc["height"] == 768 and doc["model"] == "shipped"
+    assert doc["boxes"] and all(b["cls"] in ("laterality", "text") for b in doc["boxes"])
+    r = client.post("/infer/markers?image=cr_mono1&output=image")
+    assert r.status_code == 200
+    rois = r.json()["markups"]
+    assert len(rois) == len(doc["boxes"])
+    first, box = rois[0], doc["boxes"][0]["xyxy"]
+    assert first["type"] == "ROI" and first["coordinateSystem"] == "LPS"
+    # the ROI centre and size map back to the pixel box through the image's spacing
+    ds = pydicom.dcmread(SAMPLE / "chest_cr_monochrome1.dcm", stop_before_pixels=True)
+    sp = [float(v) for v in (ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing") or [1, 1])]
+    assert first["size"][0] == pytest.approx((box[2] - box[0]) * sp[1])
+    assert first["center"][1] == pytest.approx(((box[1] + box[3]) / 2 - 0.5) * sp[0])
+
+
+def test_redact_dicom_in_dicom_out_and_stored_to_destination(server) -> None:
+    client, studies, tmp = server
+    before = (studies / "dx_burned_r.dcm").read_bytes()
+    r = client.post("/infer/redact?image=dx_burned_r&output=image")
+    assert r.status_code == 200, r.text
+    out = tmp / "got.dcm"
+    out.write_bytes(r.content)
+    ds = pydicom.dcmread(out)
+    src = pydicom.dcmread(studies / "dx_burned_r.dcm")
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != src.PatientID
+    assert ds.SOPInstanceUID != src.SOPInstanceUID
+    assert (studies / "dx_burned_r.dcm").read_bytes() == before, "the original was modified"
+    stored = list((tmp / "deidentified").glob("*.dcm"))
+    assert [pydicom.dcmread(p).SOPInstanceUID for p in stored] == [ds.SOPInstanceUID]
+
+
+def test_upload_that_is_not_an_image_gets_415(server) -> None:
+    client, _, _ = server
+    r = client.post("/infer/redact?output=image", files={"file": ("notes.png", b"this is not an image", "image/png")})
+    assert r.status_code == 415, r.text
+    assert "not de-identified" in r.json()["detail"]
+    r = client.post("/infer/markers?output=json", files={"file": ("x.dcm", b"\0" * 200, "application/dicom")})
+    assert r.status_code == 415, r.text
+
+
+def test_unknown_names_get_404_with_a_reason(server) -> None:
+    client, _, _ = server
+    for url, word in (("/infer/nosuchmodel?image=cr_mono1", "model"), ("/infer/markers?image=nosuchimage", "image"),
+                      ("/activelearning/nosuchstrategy", "strategy"), ("/train/nosuchmodel", "model"),
+                      ("/scoring/nosuchmethod?run_sync=true", "scoring")):
+        r = client.post(url)
+        assert r.status_code == 404, (url, r.status_code, r.text)
+        assert word in r.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"boxes": "none"}', b'{"boxes": [{"xyxy": [5, 5, 1, 1], "cls": "text"}]}',
+                                  b'{"boxes": [{"xyxy": [0, 0, 10, 10], "cls": "tattoo"}]}',
+                                  b'{"boxes": [{"xyxy": [0, 0, 99999, 10], "cls": "text"}]}'])
+def test_malformed_label_gets_422_and_is_not_saved(server, body: bytes) -> None:
+    client, studies, _ = server
+    r = client.put("/datastore/label?image=bedside", files={"label": ("l.json", body, "application/json")})
+    assert r.status_code == 422, r.text
+    assert client.head("/datastore/label?image=bedside&tag=final").status_code != 200
+
+
+def test_concurrent_annotators_lose_nothing_and_never_mix_images(server) -> None:
+    client, _, _ = server
+    images = ["cr_chest", "cr_mono1", "portable_dx", "dx_burned_r"]
+    labels = {im: {"boxes": [{"xyxy": [10 + i, 20 + i, 60 + i, 50 + i], "cls": "text"}]} for i, im in enumerate(images)}
+    errors: list[str] = []
+
+    def save(im: str) -> None:
+        for _ in range(3):
+            r = client.put(f"/datastore/label?image={im}&params={{}}",
+                           files={"label": (f"{im}.json", json.dumps(labels[im]).encode(), "application/json")})
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=save, args=(im,)) for im in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for im in images:
+        r = client.get(f"/datastore/label?label={im}&tag=final")
+        assert r.status_code == 200 and json.loads(r.content) == labels[im]
+
+
+def test_next_sample_least_confident_skips_labelled_and_handed_out(server) -> None:
+    client, _, _ = server
+    r = client.post("/activelearning/least_confident", json={})
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["id"] == "bedside"  # the only image without a label (the concurrency test labelled the rest)
+    assert 0.0 <= first["uncertainty"] <= 1.0
+    r = client.post("/activelearning/least_confident", json={})
+    assert r.json() == {}, "an image just handed to one annotator went to another"
+    r = client.post("/scoring/uncertainty?run_sync=true")
+    assert r.status_code == 200, r.text
+
+
+def test_training_round_swaps_weights_and_a_failed_round_changes_nothing(server, monkeypatch) -> None:
+    pytest.importorskip("ultralytics")
+    client, _, tmp = server
+    pointer = tmp / "workspace" / "models" / "current.json"
+    assert not pointer.exists()
+    from radiograph_deid import workflows
+
+    def broken(*a, **k):
+        raise RuntimeError("simulated crash in training")
+
+    monkeypatch.setattr("radiograph_deid.train.train_detector", broken)
+    with pytest.raises(RuntimeError):
+        client.post("/train/markers?run_sync=true", json={"max_epochs": 1})
+    assert not pointer.exists()
+    assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == "shipped"
+    monkeypatch.undo()
+    r = client.post("/train/markers?run_sync=true", json={"max_epochs": 1})
+    assert r.status_code == 200, r.text
+    version = json.loads(pointer.read_text())["version"]
+    assert r.json()["version"] == version and set(r.json()["val_images"]).isdisjoint(r.json()["train_images"])
+    assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == version
+    assert workflows is not None

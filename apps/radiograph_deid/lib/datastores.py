@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
-from monailabel.datastore.utils.dicom import dicom_web_download_series
 from monailabel.interfaces.exception import ImageNotFoundException
 from pydicom.dataset import Dataset
 
@@ -97,12 +97,26 @@ class RadiographDICOMwebDatastore(DICOMWebDatastore):
             raise not_found(f"no {'/'.join(self._modalities)} series '{image_id}' on {self._client.base_url}")
         folder = os.path.join(self._datastore.image_path(), ".series", image_id)
         if not os.path.isdir(folder) or not os.listdir(folder):
-            dicom_web_download_series(None, image_id, folder, self._client, self._fetch_by_frame)
+            self._fetch_series(image_id, folder)
         files = sorted(Path(folder).glob("*.dcm")) or sorted(p for p in Path(folder).iterdir() if p.is_file())
         if not files:
             raise not_found(f"series '{image_id}' has no instances")
         LocalDatastore.add_image(self, image_id, str(files[0]), {"series": image_id, "instances": len(files)})
         return os.path.join(self._datastore.image_path(), self._filename(image_id, ".dcm"))
+
+    def _fetch_series(self, series_uid: str, folder: str) -> None:
+        """Every instance as stored (transfer syntax '*'): the PACS is never asked to transcode, which Orthanc
+        refuses for JPEG 2000 and which could be lossy."""
+        found = self._client.search_for_series(search_filters={"SeriesInstanceUID": series_uid})
+        if not found:
+            raise not_found(f"no series '{series_uid}'")
+        study_uid = str(Dataset.from_json(found[0])["StudyInstanceUID"].value)
+        tmp = folder + ".partial"
+        os.makedirs(tmp, exist_ok=True)
+        for ds in self._client.retrieve_series(study_uid, series_uid, media_types=(("application/dicom", "*"),)):
+            ds.save_as(os.path.join(tmp, f"{ds.SOPInstanceUID}.dcm"), write_like_original=False)
+        shutil.rmtree(folder, ignore_errors=True)  # an empty leftover of an interrupted fetch
+        os.replace(tmp, folder)
 
     def get_labeled_images(self, label_tag: Optional[str] = None, labels: Optional[List[str]] = None) -> List[str]:
         listed = set(self.list_images())

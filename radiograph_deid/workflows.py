@@ -202,3 +202,19 @@ class Served:
                 self._built = (version, MarkerFinder(cfg, version), Redactor(cfg))
                 log.info("serving marker detector version %s", version.name)
             return self._built
+
+
+def default_device() -> str:
+    """Training device: the first GPU when torch sees one, else the CPU."""
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def site_images_from_labels(labels: str | Path, root: str | Path) -> list[SiteImage]:
+    """A label JSONL (``radiograph_deid.labels`` format) as a round's images; paths relative to ``root``."""
+    from .labels import read_labels
+
+    return [SiteImage(im.file, Path(root) / im.file, im.boxes, im.patient) for im in read_labels(labels)]

@@ -29,22 +29,10 @@ from monailabel.tasks.activelearning.random import Random
 import radiograph_deid
 from radiograph_deid.config import load_config
 from radiograph_deid.model_store import ModelStore
-from radiograph_deid.workflows import Served
+from radiograph_deid.workflows import Served, default_device
 
 log = logging.getLogger(__name__)
 APP_KEYS = {"workspace", "destination", "modalities", "config", "device", "auto_scoring"}
-
-
-def _device(choice: str) -> str:
-    """'auto': the first GPU when torch sees one (training and, with onnxruntime-gpu, inference), else the CPU."""
-    if choice != "auto":
-        return choice
-    try:
-        import torch
-
-        return "0" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 class RadiographDeidApp(MONAILabelApp):
@@ -54,7 +42,7 @@ class RadiographDeidApp(MONAILabelApp):
         self.cfg = load_config(conf.get("config") or None, overrides)
         self.store = ModelStore(workspace / "models")
         self.quarantine = workspace / "quarantine"
-        self.device = _device(conf.get("device", "auto"))
+        self.device = default_device() if conf.get("device", "auto") == "auto" else conf["device"]
         self.modalities = (conf.get("modalities") or "CR,DX").split(",")
         self.destination = build_destination(conf.get("destination", ""), studies)
         self.served = Served(self.cfg, self.store)

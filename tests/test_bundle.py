@@ -1,0 +1,110 @@
+"""The MONAI bundle: metadata valid offline, inference and fine-tuning run through MONAI's ConfigWorkflow."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+
+from radiograph_deid.labels import LabelledBox, LabelledImage, write_labels
+from radiograph_deid.marker_synth import synthesize
+from radiograph_deid.synthetic import phantom
+from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT
+
+from .conftest import deid_data
+
+monai = pytest.importorskip("monai")
+BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
+SCHEMA_MD5 = "a88036be6363d93274ec8644920927dc"
+
+
+def verify(meta: Path) -> None:
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=str(meta), filepath=str(BUNDLE / "docs" / "meta_schema_20240725.json"),
+                    hash_val=SCHEMA_MD5)
+
+
+def test_metadata_is_valid_against_the_schema_offline(tmp_path: Path) -> None:
+    verify(BUNDLE / "configs" / "metadata.json")
+    broken = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    del broken["network_data_format"]["inputs"]["image"]["spatial_shape"]
+    (tmp_path / "metadata.json").write_text(json.dumps(broken))
+    with pytest.raises(Exception):
+        verify(tmp_path / "metadata.json")
+
+
+def test_bundle_models_are_the_shipped_weights() -> None:
+    for name, shipped in (("marker_detector.onnx", SHIPPED_ONNX), ("marker_detector.pt", SHIPPED_PT)):
+        assert os.path.samefile(BUNDLE / "models" / name, shipped), f"models/{name} is a copy, not the shipped file"
+
+
+def workflow(config: str, **overrides):  # type: ignore[no-untyped-def]
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(config_file=str(BUNDLE / "configs" / config), meta_file=str(BUNDLE / "configs" / "metadata.json"),
+                        workflow_type=None, **overrides)
+    wf.initialize()
+    return wf
+
+
+def test_inference_workflow_deidentifies_a_folder(tmp_path: Path, key_overrides: list[str]) -> None:
+    src = tmp_path / "in"
+    (src / "ward").mkdir(parents=True)
+    shutil.copy(deid_data("animals/cat.dcm"), src / "ward" / "dx.dcm")
+    (src / "broken.dcm").write_bytes(b"\0" * 300)
+    wf = workflow("inference.json", bundle_root=str(BUNDLE), input_dir=str(src), output_dir=str(tmp_path / "out"),
+                  overrides=key_overrides)
+    wf.run()
+    wf.finalize()
+    ds = pydicom.dcmread(tmp_path / "out" / "ward" / "dx.dcm")
+    assert ds.PatientIdentityRemoved == "YES" and ds.BurnedInAnnotation == "NO"
+    summary = json.loads((tmp_path / "out" / ".deid" / "summary.json").read_text())
+    assert summary["counts"] == {"written": 1, "quarantined": 1, "skipped": 0}
+    assert (tmp_path / "out_quarantine" / "broken.dcm").is_file()
+    assert wf.parser.get_parsed_content("detector_weights") == str(SHIPPED_ONNX)
+
+
+def test_bundle_runs_standalone_from_the_command_line(tmp_path: Path, key_overrides: list[str]) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(deid_data("animals/cat.dcm"), src / "dx.dcm")
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+           "--meta_file", "configs/metadata.json", "--bundle_root", ".", "--input_dir", str(src),
+           "--output_dir", str(tmp_path / "out"), "--overrides", repr(key_overrides)]
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'written': 1" in done.stdout
+    assert (tmp_path / "out" / "dx.dcm").is_file()
+
+
+def test_train_workflow_fine_tunes_and_publishes_beside_the_shipped_weights(tmp_path: Path) -> None:
+    pytest.importorskip("ultralytics")
+    rng = np.random.default_rng(5)
+    images = []
+    for i in range(3):
+        img, placed = synthesize(phantom(1000, 900, 40 + i), rng)
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), (img * 255).astype(np.uint8))
+        images.append(LabelledImage(f"im{i}.png", 900, 1000, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed),
+                                    patient=f"p{i}"))
+    write_labels(tmp_path / "labels.jsonl", images)
+    shipped = SHIPPED_ONNX.read_bytes()
+    wf = workflow("train.json", bundle_root=str(BUNDLE), labels=str(tmp_path / "labels.jsonl"), epochs=1,
+                  work_dir=str(tmp_path / "work"), model_store={"_target_": "radiograph_deid.model_store.ModelStore",
+                                                               "root": str(tmp_path / "site")})
+    wf.run()
+    version = wf.parser.get_parsed_content("version")
+    assert (tmp_path / "site" / version.name / "marker_detector.onnx").is_file()
+    assert set(version.info["train_images"]).isdisjoint(version.info["val_images"])
+    assert SHIPPED_ONNX.read_bytes() == shipped
+    # inference now serves the published version
+    wf = workflow("inference.json", bundle_root=str(BUNDLE), model_store={
+        "_target_": "radiograph_deid.model_store.ModelStore", "root": str(tmp_path / "site")})
+    assert wf.parser.get_parsed_content("detector_weights") == str(version.onnx)

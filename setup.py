@@ -26,6 +26,9 @@ TEST = ["pytest>=7", "pydicom-data>=1.0", "deid-data>=0.0.20"]
 # Training the detector and the glyph classifier (inference needs none of this). On a CPU-only machine install
 # torch first from a CPU wheel, or pip fetches the CUDA build (several GB).
 TRAIN = ["ultralytics>=8.4,<9", "torch>=2.2", "torchvision>=0.17", "matplotlib>=3.7", "onnx>=1.15", "onnxslim>=0.1.40"]
+# Serving for a lab: the MONAI bundle and the MONAI Label app (apps/radiograph_deid). monailabel's sam2 dependency
+# is a source build: install with SAM2_BUILD_CUDA=0 and --no-build-isolation after torch (scripts/setup.sh --serve).
+SERVE = TRAIN + ["monailabel==0.8.5", "monai>=1.4", "dicomweb-client>=0.59", "requests>=2.28"]
 
 setup(
     name="radiograph-deid",
@@ -39,7 +42,7 @@ setup(
     packages=find_packages(include=["radiograph_deid", "radiograph_deid.*"]),
     package_data={"radiograph_deid": ["py.typed", "models/*.onnx", "models/*.pt", "models/*.yaml", "models/*.md"]},
     install_requires=CORE,
-    extras_require={"test": TEST, "train": TRAIN},
+    extras_require={"test": TEST, "train": TRAIN, "serve": SERVE},
     entry_points={"console_scripts": ["radiograph-deid=radiograph_deid.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",

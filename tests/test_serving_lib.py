@@ -1,0 +1,81 @@
+"""Library pieces under the server and the bundle: Slicer ROI geometry, model store, uncertainty, round splits."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from radiograph_deid.active_learning import box_uncertainty, image_uncertainty
+from radiograph_deid.labels import LabelledBox
+from radiograph_deid.enums import BoxClass
+from radiograph_deid.markups import PixelGeometry, boxes_from_markups, roi_markups
+from radiograph_deid.model_store import SHIPPED, ModelStore
+from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT
+from radiograph_deid.workflows import NotEnoughLabels, SiteImage, split_site_images
+
+from .conftest import pydicom_data
+
+
+def test_roi_markups_place_boxes_in_lps_and_read_back() -> None:
+    ds = pydicom.Dataset()
+    ds.ImagePositionPatient = [-100.0, 50.0, 20.0]
+    ds.ImageOrientationPatient = [0.0, 1.0, 0.0, 0.0, 0.0, -1.0]  # a coronal-like plane: columns along +y, rows along -z
+    ds.PixelSpacing = [0.5, 0.25]
+    geo = PixelGeometry.from_dataset(ds)
+    boxes = [{"xyxy": [10, 20, 50, 40], "cls": "laterality"}, {"xyxy": [0, 0, 8, 4], "cls": "text"}]
+    doc = roi_markups(boxes, geo)
+    roi = doc["markups"][0]
+    # centre of pixels 10..49 (columns) and 20..39 (rows): column 29.5, row 29.5
+    assert roi["center"] == pytest.approx([-100.0, 50.0 + 29.5 * 0.25, 20.0 - 29.5 * 0.5])
+    assert roi["size"][:2] == pytest.approx([40 * 0.25, 20 * 0.5])
+    assert np.reshape(roi["orientation"], (3, 3))[:, 0] == pytest.approx([0, 1, 0])
+    back = boxes_from_markups(json.loads(json.dumps(doc)), geo)
+    assert back == [{"xyxy": b["xyxy"], "cls": b["cls"]} for b in boxes]
+
+
+def test_geometry_falls_back_when_tags_are_missing_or_wrong() -> None:
+    ds = pydicom.dcmread(pydicom_data("RG1_UNCR.dcm"), stop_before_pixels=True)  # real CR: no position, 0 spacing
+    geo = PixelGeometry.from_dataset(ds)
+    assert geo.origin == (0.0, 0.0, 0.0) and min(geo.spacing) > 0
+    bad = pydicom.Dataset()
+    bad.ImageOrientationPatient = [1, 1, 0, 0, 0, 0]
+    bad.PixelSpacing = [0, 0]
+    assert PixelGeometry.from_dataset(bad) == PixelGeometry()
+
+
+def test_uncertainty_peaks_at_the_threshold() -> None:
+    assert box_uncertainty(0.35, 0.35) == 1.0
+    assert box_uncertainty(0.0, 0.35) == 0.0 and box_uncertainty(1.0, 0.35) == 0.0
+    assert box_uncertainty(0.3, 0.35) > box_uncertainty(0.1, 0.35)
+    assert image_uncertainty([], 0.35) == 0.0
+    assert image_uncertainty([0.99, 0.34, 0.02], 0.35) == pytest.approx(box_uncertainty(0.34, 0.35))
+
+
+def test_a_failed_publish_leaves_the_served_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    assert store.current().name == SHIPPED and store.current().onnx == SHIPPED_ONNX
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(Exception):
+        store.publish(SHIPPED_PT, broken, {})
+    assert store.current().name == SHIPPED and not store.pointer.exists()
+    v = store.publish(SHIPPED_PT, SHIPPED_ONNX, {"note": "same weights, new version"})
+    assert store.current() == v and v.name != SHIPPED and v.info["previous"] == SHIPPED
+    assert v.onnx.read_bytes() == SHIPPED_ONNX.read_bytes()
+    store.pointer.write_text("{garbage")  # a damaged pointer serves the shipped weights, never a crash
+    assert store.current().name == SHIPPED
+
+
+def test_round_split_keeps_patients_on_one_side() -> None:
+    box = (LabelledBox((0, 0, 5, 5), BoxClass.OTHER_MARKER),)
+    images = [SiteImage(f"im{i}", Path(f"im{i}.png"), box, group=f"patient{i // 2}") for i in range(8)]
+    train, val = split_site_images(images, 0.25)
+    assert train and val and len(train) + len(val) == 8
+    assert {im.group for im in train}.isdisjoint({im.group for im in val})
+    with pytest.raises(NotEnoughLabels):
+        split_site_images(images[:1])
+    with pytest.raises(NotEnoughLabels):
+        split_site_images(images[:2])  # one patient only

@@ -108,18 +108,18 @@ class NotEnoughLabels(ValueError):
 
 
 def split_site_images(images: Sequence[SiteImage], val_fraction: float = 0.25) -> tuple[list[SiteImage], list[SiteImage]]:
-    """Validation images are never training images: a stable hash order by group (patient), at least one each."""
+    """Validation images are never training images: a stable hash order of patients (``group``), at least one
+    each side; when every image is one patient's, images are split instead (still never the same image)."""
     if len(images) < 2:
         raise NotEnoughLabels(f"a training round needs at least 2 labelled images (one to validate on); "
                               f"{len(images)} labelled so far")
-    groups = sorted({im.group or im.key for im in images},
-                    key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    key = (lambda im: im.group or im.key) if len({im.group or im.key for im in images}) > 1 else (lambda im: im.key)
+    groups = sorted({key(im) for im in images}, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
     if len(groups) < 2:
-        raise NotEnoughLabels("all labelled images belong to one patient; label another patient's image to validate on")
+        raise NotEnoughLabels("the labelled images are all the same image; label another image to validate on")
     n_val = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
     val_groups = set(groups[:n_val])
-    val = [im for im in images if (im.group or im.key) in val_groups]
-    return [im for im in images if (im.group or im.key) not in val_groups], val
+    return [im for im in images if key(im) not in val_groups], [im for im in images if key(im) in val_groups]
 
 
 def _as_png(images: Sequence[SiteImage], folder: Path, prefix: str, cfg: Config) -> list[LabelledImage]:

@@ -77,5 +77,7 @@ def test_round_split_keeps_patients_on_one_side() -> None:
     assert {im.group for im in train}.isdisjoint({im.group for im in val})
     with pytest.raises(NotEnoughLabels):
         split_site_images(images[:1])
+    train, val = split_site_images(images[:2])  # one patient only: split by image, never the same image
+    assert len(train) == len(val) == 1 and train[0].key != val[0].key
     with pytest.raises(NotEnoughLabels):
-        split_site_images(images[:2])  # one patient only
+        split_site_images([images[0], images[0]])

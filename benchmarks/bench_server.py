@@ -111,7 +111,9 @@ def main() -> None:
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
     except ImportError:
         gpu = ""
-    result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    result = {"machine": f"{cpu}, {os.cpu_count()} cores"
                          + (f", {gpu}" if gpu else ", no GPU"),
               "images": len(ids), "endpoint": "POST /infer/redact (DICOM in, DICOM out)", "levels": levels}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,11 @@ class RetentionConfig:
     max_aspect: float = 3.0  # boxes longer than this many times their width are lines of text: never kept
     tesseract_second_opinion: bool = True  # the paper's Tesseract reads glyphs the classifier is unsure of
     glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models
+    glyph_candidates: int = 3  # glyphs read per box, largest first (a ring's arc can outweigh its letter)
 
     def __post_init__(self) -> None:
         _check(0.0 < self.min_confidence <= 1.0, "retention.min_confidence must be in (0, 1]")
+        _check(1 <= self.glyph_candidates <= 5, "retention.glyph_candidates must be 1..5")
         _check(self.max_aspect >= 1.0, "retention.max_aspect must be >= 1")
         object.__setattr__(self, "vocabulary", tuple(str(v).upper() for v in self.vocabulary))
 

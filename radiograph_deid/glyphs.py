@@ -39,15 +39,16 @@ def figure_mask(gray: np.ndarray) -> np.ndarray:
     return gray > t if bright_inner <= 0.5 else gray <= t
 
 
-def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
-    """The largest connected component that does not touch the crop border (frames and tile edges do) and
-    does not enclose another (a box or circle drawn around the letter)."""
+def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) -> list[GlyphComponent]:
+    """Candidate glyphs, largest first: components that do not touch the crop border (frames and tile edges do)
+    and do not enclose another (a box or circle drawn around the letter); after the largest, up to ``most - 1``
+    more of at least ``min_share`` of its area (a broken ring's arc can outweigh the letter it circles)."""
     if gray.size < 16 or min(gray.shape) < 4:
-        return None
+        return []
     fig = figure_mask(gray).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fig, connectivity=8)
     if n < 2:
-        return None
+        return []
     h, w = gray.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 0.02 * h * w)
@@ -57,11 +58,17 @@ def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
                                               for j in candidates)]
     if len(enclosing) < len(candidates):
         candidates = np.asarray([i for i in candidates if i not in enclosing])
-    best = int(candidates[np.argmax(area[candidates])])
-    if area[best] < 6:
-        return None
-    mask = labels == best + 1
-    return GlyphComponent(mask, normalise(mask, stats[best + 1]))
+    order = [int(i) for i in candidates[np.argsort(-area[candidates], kind="stable")]]
+    if area[order[0]] < 6:
+        return []
+    chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
+    return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1])) for i in chosen]
+
+
+def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
+    """The largest candidate glyph (see :func:`glyph_components`), or None."""
+    found = glyph_components(gray, most=1)
+    return found[0] if found else None
 
 
 def normalise(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
-from .glyphs import GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask
+from .glyphs import GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components
 from .pixels.display import to_gray
 
 
@@ -77,20 +77,21 @@ class LateralityRetainer:
         if not self.cfg.enabled or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height):
             return redact
         crop = gray[box.y0 : box.y1, box.x0 : box.x1]
-        comp = dominant_component(crop)
-        if comp is None:
+        comps = glyph_components(crop, most=self.cfg.glyph_candidates)
+        if not comps:
             return redact
-        letter, score = self._letter(comp)
-        if letter:
-            kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))
-            return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(comp.mask))
+        for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
+            letter, score = self._letter(comp, second_opinion=rank == 0)
+            if letter:
+                kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))
+                return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(comp.mask))
         word = self._word(crop)
         if word:
             kept = replace(box, label=BoxClass.LATERALITY, text=word)
             return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(figure_mask(crop)))
         return redact
 
-    def _letter(self, comp: GlyphComponent) -> tuple[str, float]:
+    def _letter(self, comp: GlyphComponent, second_opinion: bool = True) -> tuple[str, float]:
         if self.classifier is None:
             return "", 0.0
         probs = self.classifier([comp.tensor])[0]
@@ -100,7 +101,7 @@ class LateralityRetainer:
             return "", p
         if p >= self.cfg.min_confidence:
             return letter, p
-        if self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
+        if second_opinion and self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
             return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)
         return "", p
 

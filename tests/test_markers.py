@@ -97,6 +97,23 @@ def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
     assert off(view, [box])[0].action is BoxAction.REDACTED
 
 
+def test_retention_reads_the_letter_inside_a_broken_ring() -> None:
+    """A circled L whose ring breaks into two heavy arcs: the arcs outweigh the letter, so the largest glyph alone
+    would be an arc and the L would be filled; reading the next candidates keeps the L and fills the ring."""
+    view = np.full((200, 200), 40, np.uint8)
+    cv2.ellipse(view, (100, 100), (70, 70), 0, 20, 160, 230, 9)
+    cv2.ellipse(view, (100, 100), (70, 70), 0, 200, 340, 230, 9)
+    view = (burn(view.astype(np.float32) / 255, [Burn("L", 78, 72, 56, 0.9, 7)]) * 255).astype(np.uint8)
+    box = Box(10, 10, 190, 190)
+    one = LateralityRetainer(RetentionConfig(glyph_candidates=1))(view, [box])[0]
+    assert one.action is BoxAction.REDACTED
+    res = LateralityRetainer(RetentionConfig())(view, [box])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "L"
+    ring = np.zeros_like(view, bool)
+    cv2.circle(ring.view(np.uint8), (100, 100), 70, 1, 8)
+    assert ring.sum() > 1000 and not res.keep_mask[ring[10:190, 10:190]].any(), "the ring was kept"
+
+
 def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     labels = [LabelledBox((10, 10, 30, 20), BoxClass.OTHER_MARKER), LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")]
     fill_text = Box(8, 8, 32, 22)

@@ -85,11 +85,23 @@ def test_redact_dicom_in_dicom_out_and_stored_to_destination(server) -> None:
     assert [pydicom.dcmread(p).SOPInstanceUID for p in stored] == [ds.SOPInstanceUID]
 
 
-def test_upload_that_is_not_an_image_gets_415(server) -> None:
+def test_uploaded_dicom_comes_back_deidentified(server) -> None:
     client, _, _ = server
+    data = deid_data("animals/cat.dcm").read_bytes()
+    r = client.post("/infer/redact?output=image&params={\"store\": \"false\"}",
+                    files={"file": ("upload.dcm", data, "application/dicom")})
+    assert r.status_code == 200, r.text
+    ds = pydicom.dcmread(__import__("io").BytesIO(r.content))
+    assert ds.PatientIdentityRemoved == "YES" and ds.SOPInstanceUID != pydicom.dcmread(deid_data("animals/cat.dcm")).SOPInstanceUID
+
+
+def test_upload_that_is_not_an_image_gets_415_and_is_quarantined(server) -> None:
+    client, _, tmp = server
     r = client.post("/infer/redact?output=image", files={"file": ("notes.png", b"this is not an image", "image/png")})
     assert r.status_code == 415, r.text
     assert "not de-identified" in r.json()["detail"]
+    reasons = list((tmp / "workspace" / "quarantine").glob("*.png.reason.json"))
+    assert reasons and "not a readable" in json.loads(reasons[0].read_text())["reason"]
     r = client.post("/infer/markers?output=json", files={"file": ("x.dcm", b"\0" * 200, "application/dicom")})
     assert r.status_code == 415, r.text
 

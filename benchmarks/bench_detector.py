@@ -58,9 +58,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--weights", default="")
+    parser.add_argument("--tile", type=int, default=0, help="detector.tile_long_side (0: the 1024-px view only)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detector.json")
     args = parser.parse_args()
-    det = MarkerDetector(DetectorConfig(name="marker-yolo", threads=args.threads, weights=args.weights))
+    det = MarkerDetector(DetectorConfig(name="marker-yolo", threads=args.threads, weights=args.weights,
+                                        tile_long_side=args.tile))
     view = (phantom(3000, 2500, 1) * 255).astype(np.uint8)
     for _ in range(3):
         det(view)
@@ -71,7 +73,8 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     recall = small_text_recall(det, (6, 8, 10, 12, 16, 24))
     result = {"ms_mean": round(1000 * float(np.mean(times)), 1), "ms_p95": round(1000 * float(np.percentile(times, 95)), 1),
-              "threads": args.threads, "input_size": det.size, "small_text_recall_3000px": recall,
+              "threads": args.threads, "input_size": det.size, "tile_long_side": args.tile,
+              "small_text_recall_3000px": recall,
               "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

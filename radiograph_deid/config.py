@@ -66,6 +66,7 @@ class DetectorConfig:
     threads: int = 2
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models
     score_threshold: float = 0.35  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
+    tile_long_side: int = 2048  # marker-yolo: also search this larger view in model-sized tiles (small text); 0: off
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")

@@ -186,25 +186,55 @@ class MarkerDetector:
         self.cfg = cfg
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
-        from .marker_dataset import detector_view
         from .pixels.display import to_gray
 
-        small, scale = detector_view(to_gray(view), self.size)
-        canvas = np.full((self.size, self.size), 114, np.uint8)
-        canvas[: small.shape[0], : small.shape[1]] = small
-        x = np.repeat(canvas[None, None].astype(np.float32) / 255.0, 3, axis=1)
-        (pred,) = self.session.run(None, {self.input.name: x})
+        gray = to_gray(view)
+        rows = self._search(gray)
         h, w = view.shape[:2]
         out: list[tuple[Box, BoxAction]] = []
-        for x0, y0, x1, y1, score, cls in self._boxes(pred):
-            bx0, by0 = max(0, int(np.floor(x0 / scale))), max(0, int(np.floor(y0 / scale)))
-            bx1, by1 = min(w, int(np.ceil(x1 / scale))), min(h, int(np.ceil(y1 / scale)))
+        for x0, y0, x1, y1, score, cls in rows:
+            bx0, by0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+            bx1, by1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
             if bx1 > bx0 and by1 > by0:
                 label = BoxClass.LATERALITY if int(cls) == 0 else BoxClass.OTHER_MARKER
                 out.append((Box(bx0, by0, bx1, by1, round(float(score), 4), label, source="marker-yolo"),
                             BoxAction.REDACTED))
         return out
 
+    def _search(self, gray: np.ndarray) -> np.ndarray:
+        """(x0, y0, x1, y1, score, class) rows in original pixels: the whole image at the model's size and, with
+        ``tile_long_side``, a larger view in overlapping model-sized tiles, where small text is big enough."""
+        from .marker_dataset import detector_view
+
+        small, scale = detector_view(gray, self.size)
+        found = [self._scaled(self._run(small), 0, 0, scale)]
+        long_side = min(self.cfg.tile_long_side, max(gray.shape[:2]))
+        if long_side >= 1.5 * self.size:
+            big, big_scale = detector_view(gray, long_side)
+            step = self.size - self.size // 8
+            for ty in range(0, max(1, big.shape[0] - self.size // 8), step):
+                for tx in range(0, max(1, big.shape[1] - self.size // 8), step):
+                    tile = big[ty : ty + self.size, tx : tx + self.size]
+                    found.append(self._scaled(self._run(tile), tx, ty, big_scale))
+        rows = np.concatenate(found)
+        if len(found) == 1 or len(rows) < 2:
+            return rows
+        return rows[_nms(rows, 0.5)]
+
+    @staticmethod
+    def _scaled(rows: np.ndarray, tx: int, ty: int, scale: float) -> np.ndarray:
+        rows = rows.astype(np.float32).copy()
+        rows[:, [0, 2]] = (rows[:, [0, 2]] + tx) / scale
+        rows[:, [1, 3]] = (rows[:, [1, 3]] + ty) / scale
+        return rows
+
+    def _run(self, image: np.ndarray) -> np.ndarray:
+        """The model on one image of at most its input size, placed top-left on a grey canvas."""
+        canvas = np.full((self.size, self.size), 114, np.uint8)
+        canvas[: image.shape[0], : image.shape[1]] = image
+        x = np.repeat(canvas[None, None].astype(np.float32) / 255.0, 3, axis=1)
+        (pred,) = self.session.run(None, {self.input.name: x})
+        return self._boxes(pred).reshape(-1, 6)
 
     def _boxes(self, pred: np.ndarray) -> np.ndarray:
         """(x0, y0, x1, y1, score, class) rows above the threshold, from either export layout: end-to-end
@@ -222,10 +252,15 @@ class MarkerDetector:
                                 raw[:, 0] + raw[:, 2] / 2, raw[:, 1] + raw[:, 3] / 2])
         if len(xyxy) == 0:
             return np.zeros((0, 6), np.float32)
-        idx = cv2.dnn.NMSBoxes([[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in xyxy],
-                               conf.tolist(), self.cfg.score_threshold, 0.5)
-        idx = np.asarray(idx, int).reshape(-1)
-        return np.column_stack([xyxy[idx], conf[idx], cls[idx]])
+        rows = np.column_stack([xyxy, conf, cls])
+        return rows[_nms(rows, 0.5)]
+
+
+def _nms(rows: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the (x0, y0, x1, y1, score, ...) rows kept by class-agnostic non-maximum suppression."""
+    idx = cv2.dnn.NMSBoxes([[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in rows[:, :4]],
+                           rows[:, 4].astype(float).tolist(), 0.0, iou)
+    return np.asarray(idx, int).reshape(-1)
 
 
 def _providers(ort) -> list[str]:  # type: ignore[no-untyped-def]

@@ -38,6 +38,13 @@ def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
     return None if comp is None else _grown(comp.mask)
 
 
+def _inside(a: Box, b: Box) -> float:
+    """The share of ``a``'s area that lies inside ``b``."""
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    return ix * iy / (a.width * a.height)
+
+
 def _grown(mask: np.ndarray) -> np.ndarray:
     ys, _ = np.nonzero(mask)
     k = 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
@@ -70,7 +77,18 @@ class LateralityRetainer:
     def __call__(self, view: np.ndarray, boxes: Sequence[Box]) -> list[RetentionResult]:
         """Decide each detected box: keep an isolated laterality glyph, redact everything else."""
         gray = to_gray(view)
-        return [self._decide(gray, box) for box in boxes]
+        return self._isolated([self._decide(gray, box) for box in boxes])
+
+    def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
+        """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is
+        part of that text, not an isolated marker: it is redacted with it."""
+        lines = [r.box for r in results if max(r.box.width, r.box.height) > self.cfg.max_aspect * min(r.box.width, r.box.height)]
+        out = []
+        for r in results:
+            if r.action is BoxAction.KEPT_LATERALITY and any(_inside(r.box, line) >= 0.5 for line in lines):
+                r = RetentionResult(replace(r.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
+            out.append(r)
+        return out
 
     def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
         redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)

@@ -97,6 +97,17 @@ def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
     assert off(view, [box])[0].action is BoxAction.REDACTED
 
 
+def test_a_letter_inside_a_line_of_text_is_not_an_isolated_marker() -> None:
+    view = (phantom(400, 600) * 120).astype(np.uint8)
+    view = (burn(view.astype(np.float32) / 255, [Burn("EXAMPLE", 40, 40, 60, 1.0, 8), Burn("L", 40, 250, 60, 1.0, 8)])
+            * 255).astype(np.uint8)
+    retainer = LateralityRetainer(RetentionConfig())
+    line, letter_in_line, lone = Box(34, 34, 425, 112), Box(318, 34, 372, 112), Box(38, 244, 96, 322)
+    results = retainer(view, [line, letter_in_line, lone])
+    assert [r.action for r in results] == [BoxAction.REDACTED, BoxAction.REDACTED, BoxAction.KEPT_LATERALITY]
+    assert retainer(view, [letter_in_line])[0].action is BoxAction.KEPT_LATERALITY  # alone, it reads as an L
+
+
 def test_retention_reads_the_letter_inside_a_broken_ring() -> None:
     """A circled L whose ring breaks into two heavy arcs: the arcs outweigh the letter, so the largest glyph alone
     would be an arc and the L would be filled; reading the next candidates keeps the L and fills the ring."""

@@ -17,8 +17,11 @@ import numpy as np
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
-from .glyphs import GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components
+from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
+                     rotational_symmetry)
 from .pixels.display import to_gray
+
+SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,8 @@ class LateralityRetainer:
         return redact
 
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True) -> tuple[str, float]:
-        if self.classifier is None:
-            return "", 0.0
+        if self.classifier is None or rotational_symmetry(comp.tensor) >= SYMMETRIC:
+            return "", 0.0  # a square, ring, cross or dot is no letter, whatever the classifier says
         probs = self.classifier([comp.tensor])[0]
         best = int(np.argmax(probs))
         letter, p = GLYPH_CLASSES[best], float(probs[best])

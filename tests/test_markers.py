@@ -108,6 +108,19 @@ def test_a_letter_inside_a_line_of_text_is_not_an_isolated_marker() -> None:
     assert retainer(view, [letter_in_line])[0].action is BoxAction.KEPT_LATERALITY  # alone, it reads as an L
 
 
+def test_squares_rings_and_crosses_are_never_kept_as_letters() -> None:
+    """Burned-in icons a letter classifier can take for an R (a hollow square was read R at 0.84 on a real DX)."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for draw in (lambda v: cv2.rectangle(v, (20, 20), (60, 60), 255, 9), lambda v: cv2.circle(v, (40, 40), 22, 255, 6),
+                 lambda v: cv2.line(cv2.line(v, (40, 12), (40, 68), 255, 8), (12, 40), (68, 40), 255, 8)):
+        view = np.full((80, 80), 30, np.uint8)
+        draw(view)
+        assert retainer(view, [Box(4, 4, 76, 76)])[0].action is BoxAction.REDACTED
+    for text in ("L", "R"):
+        view = (burn(np.full((80, 80), 0.12, np.float32), [Burn(text, 22, 12, 56, 1.0, 7)]) * 255).astype(np.uint8)
+        assert retainer(view, [Box(4, 4, 76, 76)])[0].box.text == text
+
+
 def test_retention_reads_the_letter_inside_a_broken_ring() -> None:
     """A circled L whose ring breaks into two heavy arcs: the arcs outweigh the letter, so the largest glyph alone
     would be an arc and the L would be filled; reading the next candidates keeps the L and fills the ring."""

@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one setting, e.g. --set header.retain_longitudinal_modified_dates=true")
     r.add_argument("--quarantine", type=Path, help="quarantine folder (outside OUTPUT)")
     r.add_argument("--key-file", help="secret key for pseudonyms and UIDs (created if absent; never written out)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="process files in N processes (each loads its own models: about 0.5 GiB each)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
     _evaluate_parser(sub)
@@ -157,7 +159,8 @@ def _redact(args: argparse.Namespace) -> int:
     from .pipeline import run
 
     try:
-        summary = run(args.input, args.output, cfg, args.quarantine, progress=not args.no_progress)
+        summary = run(args.input, args.output, cfg, args.quarantine, progress=not args.no_progress,
+                      workers=args.workers)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"radiograph-deid: {exc}", file=sys.stderr)
         return 2

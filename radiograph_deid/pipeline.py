@@ -289,32 +289,80 @@ def check_folders(inp: Path, out: Path, quarantine: Path) -> None:
 
 
 def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progress: bool = True,
-        redactor: Redactor | None = None) -> dict:
-    """De-identify everything under ``inp`` into ``out``; returns the run summary."""
+        redactor: Redactor | None = None, workers: int = 1) -> dict:
+    """De-identify everything under ``inp`` into ``out``; returns the run summary.
+
+    ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads.
+    """
     from tqdm import tqdm
 
     quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
     check_folders(inp, out, quarantine)
-    redactor = redactor or Redactor(cfg)
     records_dir = out / cfg.output.records_dir
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp))
-    records: list[ImageRecord] = []
-    resumed = 0
-    for src in tqdm(files, desc="redact", unit="img", disable=not progress):
+    done: dict[Path, ImageRecord] = {}
+    pending: list[tuple[Path, Path, Path]] = []
+    for src in files:
         rel = src.relative_to(base)
         rec_path = records_dir / "records" / (rel.as_posix() + ".json")
         if cfg.output.resume and rec_path.is_file() and _done(rec_path, src, out):
-            records.append(ImageRecord.from_json(rec_path.read_text()))
-            resumed += 1
-            continue
-        rec = redactor.process(src, rel, out, quarantine)
+            done[src] = ImageRecord.from_json(rec_path.read_text())
+        else:
+            pending.append((src, rel, rec_path))
+    resumed = len(done)
+    bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
+    for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
         write_bytes_atomic(rec_path, rec.to_json().encode())
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
-        records.append(rec)
+        done[src] = rec
+        bar.update()
+    bar.close()
+    records = [done[src] for src in files]
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
             "quarantine": str(quarantine), "resumed": resumed, "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, cfg: Config,
+               redactor: Redactor | None, workers: int) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
+    """Each pending file's record as it is finished, here or in ``workers`` processes."""
+    if workers <= 1 or len(pending) < 2:
+        redactor = redactor or Redactor(cfg)
+        for src, rel, rec_path in pending:
+            yield src, rel, rec_path, redactor.process(src, rel, out, quarantine)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    load_or_create_key(cfg.header.key_file)  # once, before the workers read it
+    share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(share,)) as pool:
+        futures = {pool.submit(_worker_process, src, rel, out, quarantine): (src, rel, rec_path)
+                   for src, rel, rec_path in pending}
+        try:
+            for fut in as_completed(futures):
+                yield (*futures[fut], fut.result())
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a worker process died (out of memory, or a crash in a decoder); nothing unfinished "
+                               "was written to OUTPUT. Run again to resume (finished files are skipped), with "
+                               "fewer --workers if memory is short") from exc
+
+
+_WORKER: Redactor | None = None
+
+
+def _worker_init(cfg: Config) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    _WORKER = Redactor(cfg)
+
+
+def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.process(src, rel, out, quarantine)

@@ -288,3 +288,15 @@ def test_dot_matrix_date_is_redacted(job, tmp_path: Path) -> None:
     dots = src[region] > 0.9 * 4095
     assert dots.sum() > 50
     assert (out[region][dots] == 0).mean() > 0.95  # the dots are filled black
+
+
+def test_worker_processes_give_the_same_output_and_decisions(job, tmp_path: Path) -> None:
+    """--workers 2: every file gets the decision and the bytes a single process gives (same key, same models)."""
+    out = tmp_path / "out"
+    summary = run(job["inp"], out, job["cfg"], progress=False, workers=2)
+    assert {d["input"]: d["decision"] for d in summary["images_detail"]} == \
+        {k: v["decision"] for k, v in job["records"].items()}
+    produced = {k: v for k, v in tree_hashes(out).items() if not k.startswith(".deid/")}
+    expected = {k: v for k, v in tree_hashes(job["out"]).items() if not k.startswith(".deid/")}
+    assert produced == expected
+    assert tree_hashes(Path(f"{out.resolve()}_quarantine")).keys() == tree_hashes(job["quar"]).keys()

@@ -43,6 +43,12 @@ class Box:
         return replace(self, x0=max(0, self.x0 - margin), y0=max(0, self.y0 - margin),
                        x1=min(w, self.x1 + margin), y1=min(h, self.y1 + margin))
 
+    def intersection(self, other: "Box") -> int:
+        """Pixels the two rectangles share."""
+        ix = max(0, min(self.x1, other.x1) - max(self.x0, other.x0))
+        iy = max(0, min(self.y1, other.y1) - max(self.y0, other.y0))
+        return ix * iy
+
     def gap(self, other: "Box") -> int:
         """Chebyshev distance in pixels between the two rectangles (0 when they touch or overlap)."""
         dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)

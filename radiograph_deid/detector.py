@@ -58,10 +58,8 @@ class UnionDetector:
 
 def _same_marker(a: Box, b: Box) -> bool:
     """Two detectors' boxes on one marker: the smaller mostly inside the larger, and of similar size."""
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
     small, large = sorted((a.width * a.height, b.width * b.height))
-    return ix * iy >= 0.7 * small and large <= 3 * small
+    return a.intersection(b) >= 0.7 * small and large <= 3 * small
 
 
 def merge_duplicates(boxes: list[Box]) -> list[Box]:
@@ -164,9 +162,10 @@ def _rapidocr(cfg: DetectorConfig) -> Detector:
 class MarkerDetector:
     """The project's trained marker detector (YOLO exported to ONNX), run with onnxruntime.
 
-    The image is reduced exactly as in training (``marker_dataset.detector_view``), placed top-left on the
-    model's square input, and the end-to-end graph returns boxes with scores; no NMS step is needed.
-    Every box above ``score_threshold`` is redacted unless the retention pass keeps a laterality glyph in it.
+    The image is reduced exactly as in training (``marker_dataset.detector_view``) and placed top-left on the
+    model's square input (with ``tile_long_side``, a larger view is searched in tiles too); the raw head's boxes
+    get class-agnostic NMS here. Every box above ``score_threshold`` is redacted unless the retention pass keeps
+    a laterality glyph in it.
     """
 
     def __init__(self, cfg: DetectorConfig) -> None:

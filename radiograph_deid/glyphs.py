@@ -62,7 +62,8 @@ def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) ->
     if area[order[0]] < 6:
         return []
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
-    return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1])) for i in chosen]
+    masks = [labels == i + 1 for i in chosen]
+    return [GlyphComponent(m, normalise(m, stats[i + 1])) for i, m in zip(chosen, masks)]
 
 
 def rotational_symmetry(tensor: np.ndarray) -> float:

@@ -1,7 +1,7 @@
 """Keep isolated laterality markers: only the glyph's own pixels survive, the rest of its box is filled.
 
 The paper's second pass on original-resolution pixels: Otsu -> connected components -> the dominant glyph
-(``glyphs.dominant_component``: frames and tile edges set aside) -> recognition. Recognition is the learned glyph
+(``glyphs.glyph_components``: frames and tile edges set aside, largest first) -> recognition. Recognition is the learned glyph
 classifier (any rotation or mirror); Tesseract, as in the paper, is asked only when the classifier is unsure.
 Words in the vocabulary longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer.
 Whatever is not kept is filled whole: "R JS" keeps the R and loses the initials.
@@ -41,13 +41,6 @@ def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
     return None if comp is None else _grown(comp.mask)
 
 
-def _inside(a: Box, b: Box) -> float:
-    """The share of ``a``'s area that lies inside ``b``."""
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    return ix * iy / (a.width * a.height)
-
-
 def _grown(mask: np.ndarray) -> np.ndarray:
     ys, _ = np.nonzero(mask)
     k = 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
@@ -85,17 +78,18 @@ class LateralityRetainer:
     def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is
         part of that text, not an isolated marker: it is redacted with it."""
-        lines = [r.box for r in results if max(r.box.width, r.box.height) > self.cfg.max_aspect * min(r.box.width, r.box.height)]
+        lines = [r.box for r in results if self._is_line(r.box)]
         out = []
         for r in results:
-            if r.action is BoxAction.KEPT_LATERALITY and any(_inside(r.box, line) >= 0.5 for line in lines):
+            area = r.box.width * r.box.height
+            if r.action is BoxAction.KEPT_LATERALITY and any(r.box.intersection(line) >= 0.5 * area for line in lines):
                 r = RetentionResult(replace(r.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
             out.append(r)
         return out
 
     def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
         redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)
-        if not self.cfg.enabled or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height):
+        if not self.cfg.enabled or self._is_line(box):
             return redact
         crop = gray[box.y0 : box.y1, box.x0 : box.x1]
         comps = glyph_components(crop, most=self.cfg.glyph_candidates)
@@ -111,6 +105,10 @@ class LateralityRetainer:
             kept = replace(box, label=BoxClass.LATERALITY, text=word)
             return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(figure_mask(crop)))
         return redact
+
+    def _is_line(self, box: Box) -> bool:
+        """Longer than ``max_aspect`` times its width: a line of text, never an isolated marker."""
+        return max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
 
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True) -> tuple[str, float]:
         if self.classifier is None or rotational_symmetry(comp.tensor) >= SYMMETRIC:

@@ -8,7 +8,8 @@ import csv
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -173,10 +174,6 @@ def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:
     return parse_boxes(doc["boxes"], where)
 
 
-__all__ = ["Markers", "MarkerFinder", "RedactionRefused", "redact_file", "SiteImage", "NotEnoughLabels",
-           "split_site_images", "finetune_round", "parse_box_label"]
-
-
 class Served:
     """The marker finder and redactor for the store's current version, rebuilt when a round publishes another.
 
@@ -186,8 +183,6 @@ class Served:
     """
 
     def __init__(self, cfg: Config, store: ModelStore) -> None:
-        import threading
-
         self.cfg, self.store = cfg, store
         self.lock = threading.RLock()  # one image at a time per model set: the redactor times its stages
         self._built: tuple[ModelVersion, MarkerFinder, Redactor] | None = None
@@ -196,8 +191,6 @@ class Served:
         version = self.store.current()
         with self.lock:
             if self._built is None or self._built[0].name != version.name:
-                from dataclasses import replace
-
                 cfg = replace(self.cfg, detector=replace(self.cfg.detector, weights=str(version.onnx)))
                 self._built = (version, MarkerFinder(cfg, version), Redactor(cfg))
                 log.info("serving marker detector version %s", version.name)

@@ -23,6 +23,7 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 
 from radiograph_deid.config import Config
+from radiograph_deid.enums import Stage
 from radiograph_deid.fileio import ReadError, is_dicom
 from radiograph_deid.labels import LabelError
 from radiograph_deid.model_store import ModelStore
@@ -88,16 +89,13 @@ class RedactInfer(InferTask):
         except RedactionRefused as exc:
             shutil.rmtree(out_dir, ignore_errors=True)
             rec = exc.record
-            code = unsupported if rec.stage.value == "read" else unprocessable
+            code = unsupported if rec.stage is Stage.READ else unprocessable
             raise code(f"not de-identified ({rec.decision.value} at {rec.stage.value}): {rec.reason}") from exc
         answer: Dict[str, Any] = {"decision": record.decision.value, "boxes": record.boxes,
                                   "laterality": record.laterality, "seconds": round(record.seconds, 3)}
         if self.destination is not None and str(request.get("store", "true")).lower() != "false":
             answer["stored"] = self.destination.store(result)
-        final = Path(tempfile.mkdtemp(prefix="redacted-out-")) / result.name
-        shutil.move(str(result), final)  # the server deletes the returned file after sending it
-        shutil.rmtree(out_dir, ignore_errors=True)
-        return str(final), answer
+        return str(result), answer  # MONAI Label deletes the file once it is sent
 
 
 def _patient_group(path: Path) -> str:

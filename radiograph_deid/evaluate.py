@@ -9,6 +9,10 @@ view at original resolution, and the decisions are scored against hand or synthe
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
 * retention accuracy: labelled laterality markers kept (the kept glyph inside the label, the letter right),
   over all labelled laterality markers.
+
+A laterality label whose word is not in the configured vocabulary (the synthetic set also holds other sites'
+words: D/I, DX/SX, LT/RT, ...) is scored as a marker to remove, as ``redact`` treats it; with retention off,
+every laterality label is.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import numpy as np
 from .boxes import Box
 from .enums import BoxAction, BoxClass
 from .labels import LabelledBox, LabelledImage
+from .retention import normalized_token
 
 
 @dataclass
@@ -107,8 +112,9 @@ def _match(preds: Sequence[tuple[Sequence[int], float]], truth: Sequence[Sequenc
 
 
 def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox], decided: Sequence,  # type: ignore[type-arg]
-                cover: float = 0.85) -> ImageScore:
-    """Score one image's decisions (``pipeline.Decided``) against its labels."""
+                cover: float = 0.85, vocabulary: Sequence[str] | None = None) -> ImageScore:
+    """Score one image's decisions (``pipeline.Decided``) against its labels; ``vocabulary``: the laterality
+    words retention keeps (None: every laterality label is one to keep)."""
     h, w = shape
     filled = np.zeros((h, w), bool)
     for d in decided:
@@ -118,7 +124,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     for lab in labels:
         x0, y0, x1, y1 = lab.xyxy
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
-        if lab.cls is BoxClass.LATERALITY:
+        if lab.cls is BoxClass.LATERALITY and _in_vocabulary(lab.text, vocabulary):
             lat_total += 1
             kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _overlap(d.box.as_list(), lab.xyxy) > 0.3]
             letter_ok = any(not lab.text.strip() or len(lab.text.strip()) > 1 or d.box.text == lab.text.strip().upper() for d in kept)
@@ -130,6 +136,11 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
                           for lab in labels) for d in decided)
     return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed)
+
+
+def _in_vocabulary(text: str, vocabulary: Sequence[str] | None) -> bool:
+    word = normalized_token(text)
+    return vocabulary is None or not word or word in {normalized_token(v) for v in vocabulary}
 
 
 def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[LabelledBox], list[tuple[Box, float]]]]) -> Metrics:
@@ -157,15 +168,18 @@ def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[
 
 
 def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]]) -> tuple[Metrics, list[ImageScore]]:  # type: ignore[no-untyped-def]
-    """Run ``redactor.decide`` on each (name, display view, labels) and score it."""
+    """Run ``redactor.decide`` on each (name, display view, labels) and score it against the redactor's
+    laterality vocabulary."""
     import time
 
+    retention = redactor.cfg.retention
+    vocabulary = tuple(retention.vocabulary) if retention.enabled else ()
     scores, detections = [], []
     for name, view, labels in items:
         t = time.perf_counter()
         _, decided = redactor.decide(view)
         preds = [(d.box, d.box.score) for d in decided]
-        score = score_image(name, view.shape[:2], labels, decided)
+        score = score_image(name, view.shape[:2], labels, decided, vocabulary=vocabulary)
         score.seconds = time.perf_counter() - t
         scores.append(score)
         detections.append((labels, preds))

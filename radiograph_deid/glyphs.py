@@ -16,15 +16,18 @@ import numpy as np
 
 GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
+SOLID = 0.75  # share of its bounding box from which a component is a tile, band, counter or blob, not a letter
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
 
 @dataclass(frozen=True)
 class GlyphComponent:
-    """The dominant glyph in a crop: its mask (crop-shaped) and the model input."""
+    """A candidate glyph in a crop: its mask (crop-shaped), the model input, and what says it may be no letter."""
 
     mask: np.ndarray
     tensor: np.ndarray  # (GLYPH_SIZE, GLYPH_SIZE) float32, glyph bright on dark
+    solidity: float = 0.0  # share of its bounding box it fills: letters ~0.2-0.6, a tile or band ~0.8-1
+    in_word: bool = False  # a glyph of like size stands closer than a word space: a letter of a word
 
 
 def figure_mask(gray: np.ndarray) -> np.ndarray:
@@ -42,14 +45,24 @@ def figure_mask(gray: np.ndarray) -> np.ndarray:
 def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) -> list[GlyphComponent]:
     """Candidate glyphs, largest first: components that do not touch the crop border (frames and tile edges do)
     and do not enclose another (a box or circle drawn around the letter); after the largest, up to ``most - 1``
-    more of at least ``min_share`` of its area (a broken ring's arc can outweigh the letter it circles)."""
+    more of at least ``min_share`` of its area (a broken ring's arc can outweigh the letter it circles).
+
+    The glyph is taken to be Otsu's minority side; when that side holds only solid blobs (the counter of a bold
+    letter filling its box, or a tile), the other side is searched instead."""
     if gray.size < 16 or min(gray.shape) < 4:
         return []
-    fig = figure_mask(gray).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fig, connectivity=8)
+    fig = figure_mask(gray)
+    found = _components(fig, most, min_share)
+    if found and all(c.solidity >= SOLID for c in found):
+        return _components(~fig, most, min_share) or found
+    return found
+
+
+def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphComponent]:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
     if n < 2:
         return []
-    h, w = gray.shape
+    h, w = fig.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 0.02 * h * w)
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
@@ -62,8 +75,30 @@ def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) ->
     if area[order[0]] < 6:
         return []
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
-    masks = [labels == i + 1 for i in chosen]
-    return [GlyphComponent(m, normalise(m, stats[i + 1])) for i, m in zip(chosen, masks)]
+    return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1]),
+                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i))
+            for i in chosen]
+
+
+def _in_word(stats: np.ndarray, i: int, gap: float = 0.35) -> bool:
+    """Whether another glyph-like component (0.6 to 1.5 times the height across the line; not a speck, a thin
+    frame or tile edge, or a frame around it) stands beside component ``i`` in a line, horizontal or turned 90
+    degrees, apart but closer than ``gap`` times that height: the spacing of letters in a word ("RD", "12"), not
+    the space before initials ("R JS"), nor a touching piece of the same broken glyph."""
+    x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
+    for j in range(len(stats)):
+        speck_or_frame = area[j] < 0.15 * area[i] or area[j] < 0.15 * w[j] * h[j]
+        encloses = x[j] <= x[i] and y[j] <= y[i] and x[j] + w[j] >= x[i] + w[i] and y[j] + h[j] >= y[i] + h[i]
+        if j == i or speck_or_frame or encloses:
+            continue
+        for along, across in (((x, w), (y, h)), ((y, h), (x, w))):
+            (p, lp), (q, lq) = along, across  # position and extent along the line, and across it
+            overlap = min(q[i] + lq[i], q[j] + lq[j]) - max(q[i], q[j])
+            alike = 0.6 <= lq[j] / lq[i] <= 1.5 and overlap >= 0.5 * min(lq[i], lq[j])
+            distance = max(p[j] - (p[i] + lp[i]), p[i] - (p[j] + lp[j]))
+            if alike and 0 < distance <= gap * lq[i]:  # touching or overlapping: pieces of one glyph
+                return True
+    return False
 
 
 def rotational_symmetry(tensor: np.ndarray) -> float:

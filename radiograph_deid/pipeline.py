@@ -28,7 +28,7 @@ from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, s
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
-from .retention import LateralityRetainer
+from .retention import LateralityRetainer, laterality_mismatch
 from .verify import build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -231,8 +231,8 @@ class Redactor:
         red = self.detect_retain_redact(px)
         rec.boxes, rec.pixels_modified = red.boxes, red.changed_pixels > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})
-        tags = {rec.laterality.get(k) for k in ("ImageLaterality", "Laterality")} & {"L", "R"}
-        rec.laterality["mismatch"] = bool(tags and red.kept and not tags & set(rec.laterality["kept"]))
+        tags = [rec.laterality.get(k, "") for k in ("ImageLaterality", "Laterality")]
+        rec.laterality["mismatch"] = laterality_mismatch(tags, rec.laterality["kept"])
         self._enter(rec, Stage.VERIFY)
         self.verify(px, red.kept, rec)
         self._enter(rec, Stage.WRITE)

@@ -9,7 +9,7 @@ Whatever is not kept is filled whole: "R JS" keeps the R and loses the initials.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
-from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
+from .glyphs import (GLYPH_CLASSES, SOLID, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
                      rotational_symmetry)
 from .pixels.display import to_gray
 
@@ -31,8 +31,27 @@ class RetentionResult:
     keep_mask: np.ndarray | None  # True where the glyph's pixels stay (same shape as the box)
 
 
+# The side each laterality word names (left: gauche, izquierda, sinistra; right: droite/derecha, destra), for
+# the cross-check against the DICOM laterality tags. A vocabulary word not listed here is kept unchecked.
+SIDES = {**dict.fromkeys(("L", "LT", "LEFT", "G", "I", "SX", "SIN"), "L"),
+         **dict.fromkeys(("R", "RT", "RIGHT", "D", "DX", "DEX"), "R")}
+
+
 def normalized_token(text: str) -> str:
     return "".join(c for c in text.upper() if c.isalnum())
+
+
+def side_of(word: str) -> str:
+    """'L', 'R' or '' (unknown) for a kept laterality word."""
+    return SIDES.get(normalized_token(word), "")
+
+
+def laterality_mismatch(tag_values: Iterable[str], kept_words: Iterable[str]) -> bool:
+    """Whether the kept markers name a side that the DICOM laterality tags (ImageLaterality, Laterality) do not:
+    only when both say something ("B", bilateral, and words of unknown side check nothing)."""
+    tags = {normalized_token(t) for t in tag_values} & {"L", "R"}
+    sides = {side_of(w) for w in kept_words} - {""}
+    return bool(tags and sides and not tags & sides)
 
 
 def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
@@ -96,6 +115,8 @@ class LateralityRetainer:
         if not comps:
             return redact
         for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
+            if comp.in_word or comp.solidity >= SOLID:
+                continue  # a letter of "RD" or "12", or a bright band the classifier could take for an R
             letter, score = self._letter(comp, second_opinion=rank == 0)
             if letter:
                 kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))

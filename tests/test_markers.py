@@ -20,7 +20,7 @@ from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_comp
 from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
 from radiograph_deid.marker_synth import _render_hershey, synthesize
 from radiograph_deid.pipeline import Decided, MarkerDecider
-from radiograph_deid.retention import LateralityRetainer
+from radiograph_deid.retention import LateralityRetainer, laterality_mismatch, side_of
 from radiograph_deid.synthetic import Burn, burn, phantom
 
 
@@ -121,6 +121,39 @@ def test_squares_rings_and_crosses_are_never_kept_as_letters() -> None:
         assert retainer(view, [Box(4, 4, 76, 76)])[0].box.text == text
 
 
+def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
+    """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
+    stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for text in ("RD", "R1", "12"):
+        view = (burn(np.full((90, 160), 0.1, np.float32), [Burn(text, 12, 14, 60, 1.0, 7)]) * 255).astype(np.uint8)
+        assert retainer(view, [Box(4, 4, 156, 86)])[0].action is BoxAction.REDACTED, text
+    view = np.full((90, 240), 25, np.uint8)
+    view[:, :110] = 150  # a bright band (read R at 0.80 by the classifier) the box half covers, text beside it
+    view = (burn(view.astype(np.float32) / 255, [Burn("BED 12", 120, 25, 40, 1.0, 5)]) * 255).astype(np.uint8)
+    assert retainer(view, [Box(0, 0, 240, 90)])[0].action is BoxAction.REDACTED
+
+
+def test_a_bold_letter_filling_its_box_keeps_its_own_pixels() -> None:
+    """Otsu's minority side of a tight box around a bold R is its background (the counter reads as an R too):
+    the letter is searched on the other side, so the R's strokes stay and not its hole."""
+    view = (burn(np.full((120, 100), 0.35, np.float32), [Burn("R", 12, 8, 100, 0.9, 22)]) * 255).astype(np.uint8)
+    ink = view > 150
+    ys, xs = np.nonzero(ink)
+    box = Box(int(xs.min()) + 2, int(ys.min()) + 2, int(xs.max()) - 1, int(ys.max()) - 1)
+    res = LateralityRetainer(RetentionConfig())(view, [box])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
+    assert res.keep_mask[ink[box.y0 : box.y1, box.x0 : box.x1]].mean() > 0.9
+
+
+def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
+    assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
+        ["L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]
+    assert laterality_mismatch(["L", ""], ["RT"]) and not laterality_mismatch(["R", ""], ["RT"])
+    assert not laterality_mismatch(["", ""], ["R"]) and not laterality_mismatch(["L", "L"], ["LI"])
+    assert not laterality_mismatch(["B", ""], ["R"])  # bilateral: either side is right
+
+
 def test_retention_reads_the_letter_inside_a_broken_ring() -> None:
     """A circled L whose ring breaks into two heavy arcs: the arcs outweigh the letter, so the largest glyph alone
     would be an arc and the L would be filled; reading the next candidates keeps the L and fills the ring."""
@@ -150,6 +183,10 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     assert s.deidentified and s.laterality_kept == 1 and s.false_boxes == 1 and s.boxes == 3
     s = score_image("x", (100, 100), labels, decided[1:])
     assert not s.deidentified and s.missed == ["text"]
+    word = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "LT")]  # another site's word, outside the vocabulary
+    assert score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).laterality_total == 0
+    assert not score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).deidentified
+    assert score_image("x", (100, 100), word, decided[1:], vocabulary=("LT", "RT")).laterality_total == 1
     assert average_precision([(0.9, True), (0.8, False), (0.7, True)], 2) == pytest.approx(1 * 0.5 + 2 / 3 * 0.5)
 
 

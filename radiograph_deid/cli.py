@@ -49,6 +49,8 @@ def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--config", type=Path)
     e.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     e.add_argument("--report", type=Path, help="write per-image scores and metrics as JSON here")
+    e.add_argument("--verify", action="store_true", help="also run the safety net (verify.engine) on each redacted "
+                   "image: images it would let through with a marker left, clean images it would quarantine")
     e.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -93,10 +95,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .labels import read_labels
     from .marker_dataset import backgrounds_from_labels
     from .pipeline import MarkerDecider
+    from .verify import build_verifier
 
     if not args.labels and not args.synthetic:
         raise ValueError("give --labels FILE and/or --synthetic N")
-    decider = MarkerDecider(load_config(args.config, args.overrides))
+    cfg = load_config(args.config, args.overrides)
+    decider = MarkerDecider(cfg)
+    verifier = build_verifier(cfg.verify) if args.verify else None
     images = read_labels(args.labels) if args.labels else []
     chosen = [im for im in images if args.split == "all" or im.split == args.split]
     report = {}
@@ -109,7 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         sets.append((f"synthetic held-out ({args.synthetic} images, seed {args.seed})",
                      synthetic_items(bgs, args.synthetic, args.seed)))
     for title, items in sets:
-        metrics, scores = evaluate(decider, items)
+        metrics, scores = evaluate(decider, items, verifier)
         print(f"== {title}\n{metrics.table()}\n")
         report[title] = (metrics, scores)
     if args.report:

@@ -8,7 +8,9 @@ view at original resolution, and the decisions are scored against hand or synthe
   over all images (the paper's definition: a laterality marker left as it was is a retention matter);
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
 * retention accuracy: labelled laterality markers kept (the kept glyph inside the label, the letter right),
-  over all labelled laterality markers.
+  over all labelled laterality markers;
+* with a verifier (``evaluate --verify``), what the safety net makes of it: images that would be written with a
+  marker left (not de-identified and not quarantined), and de-identified images it would quarantine.
 
 A laterality label whose word is not in the configured vocabulary (the synthetic set also holds other sites'
 words: D/I, DX/SX, LT/RT, ...) is scored as a marker to remove, as ``redact`` treats it; with retention off,
@@ -40,6 +42,7 @@ class ImageScore:
     laterality_kept: int
     missed: list[str] = field(default_factory=list)  # labels of markers left readable (no PHI: label text only)
     seconds: float = 0.0
+    quarantined: bool | None = None  # the verifier's verdict on the redacted view (None: not run)
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Metrics:
     laterality_markers: int
     laterality_kept: int
     seconds_per_image: float
+    written_with_marker: int | None = None  # not de-identified, and the safety net let it through
+    quarantined_clean: int | None = None  # de-identified, yet the safety net quarantined it
 
     def table(self) -> str:
         rows = [("images", f"{self.images}"), ("de-identification accuracy", f"{self.deid_accuracy:.1%}"),
@@ -64,6 +69,12 @@ class Metrics:
                 ("detector AUPRC (class-agnostic, IoU 0.5)", f"{self.auprc:.3f}"),
                 ("detector mAP50", f"{self.map50:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in self.ap50.items())),
                 ("seconds per image (detect + retain)", f"{self.seconds_per_image:.3f}")]
+        if self.written_with_marker is not None:
+            missed = round(self.images * (1 - self.deid_accuracy))
+            rows += [("after the safety net: written with a marker left", f"{self.written_with_marker}/{missed} "
+                      "images not de-identified"),
+                     ("after the safety net: quarantined though clean", f"{self.quarantined_clean}/{self.images - missed}"
+                      " de-identified images")]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -161,15 +172,28 @@ def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[
     false = sum(s.false_boxes for s in scores)
     lat = sum(s.laterality_total for s in scores)
     kept = sum(s.laterality_kept for s in scores)
+    verified = bool(scores) and all(s.quarantined is not None for s in scores)
     return Metrics(len(scores), float(np.mean([s.deidentified for s in scores])) if scores else float("nan"),
                    false / boxes if boxes else 0.0, kept / lat if lat else float("nan"),
                    average_precision(agnostic, n_all), float(np.mean(valid)) if valid else float("nan"), ap50,
-                   boxes, false, lat, kept, float(np.mean([s.seconds for s in scores])) if scores else 0.0)
+                   boxes, false, lat, kept, float(np.mean([s.seconds for s in scores])) if scores else 0.0,
+                   sum(not s.deidentified and not s.quarantined for s in scores) if verified else None,
+                   sum(s.deidentified and bool(s.quarantined) for s in scores) if verified else None)
 
 
-def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]]) -> tuple[Metrics, list[ImageScore]]:  # type: ignore[no-untyped-def]
+def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]
+    """The display view as ``redact`` leaves it: each decided box filled black but for its kept glyph."""
+    out = view.copy()
+    for d in decided:
+        region = out[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
+        region[np.ones(region.shape[:2], bool) if d.keep is None else ~d.keep] = 0
+    return out
+
+
+def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]],  # type: ignore[no-untyped-def]
+             verifier=None) -> tuple[Metrics, list[ImageScore]]:
     """Run ``redactor.decide`` on each (name, display view, labels) and score it against the redactor's
-    laterality vocabulary."""
+    laterality vocabulary; with a ``verifier`` (``verify.build_verifier``), also its verdict on the result."""
     import time
 
     retention = redactor.cfg.retention
@@ -181,6 +205,9 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
         preds = [(d.box, d.box.score) for d in decided]
         score = score_image(name, view.shape[:2], labels, decided, vocabulary=vocabulary)
         score.seconds = time.perf_counter() - t
+        if verifier is not None:
+            kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+            score.quarantined = bool(verifier(redacted_view(view, decided), kept))
         scores.append(score)
         detections.append((labels, preds))
     return summarise(scores, detections), scores

@@ -15,7 +15,7 @@ from radiograph_deid.boxes import Box
 from radiograph_deid.cli import main
 from radiograph_deid.config import RetentionConfig, load_config
 from radiograph_deid.enums import BoxAction, BoxClass
-from radiograph_deid.evaluate import average_precision, score_image
+from radiograph_deid.evaluate import ImageScore, average_precision, redacted_view, score_image, summarise
 from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component
 from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
 from radiograph_deid.marker_synth import _render_hershey, synthesize
@@ -215,6 +215,26 @@ def test_shipped_detector_finds_burned_text_and_keeps_the_marker(tmp_path: Path)
     assert filled[text_ink].mean() > 0.99, "burned-in text left unfilled"
     kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY]
     assert [d.box.text for d in kept] == ["L"]
+
+
+def test_safety_net_is_scored_on_the_redacted_view() -> None:
+    """evaluate --verify: the verifier reads the text before redaction, not after; what it lets through with a
+    marker left and what it quarantines though clean are counted."""
+    from radiograph_deid.verify import build_verifier
+
+    view = (phantom(900, 1200, 2) * 150).astype(np.uint8)
+    view = (burn(view.astype(np.float32) / 255, [Burn("DOE JANE 1951", 60, 60, 40, 1.0, 4)]) * 255).astype(np.uint8)
+    cfg = load_config()
+    verifier = build_verifier(cfg.verify)
+    assert verifier(view), "the verifier does not read large text"
+    decided = MarkerDecider(cfg).decide(view)[1]
+    assert decided and not verifier(redacted_view(view, decided))
+    scores = [ImageScore("a", False, 0, 1, 0, 0, ["text"], quarantined=True),
+              ImageScore("b", False, 0, 1, 0, 0, ["text"], quarantined=False),
+              ImageScore("c", True, 0, 1, 0, 0, quarantined=True)]
+    m = summarise(scores, [((), [])] * 3)
+    assert (m.written_with_marker, m.quarantined_clean) == (1, 1) and "safety net" in m.table()
+    assert summarise(scores[:1] + [ImageScore("d", True, 0, 0, 0, 0)], [((), [])] * 2).written_with_marker is None
 
 
 def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -49,6 +49,10 @@ class Box:
         iy = max(0, min(self.y1, other.y1) - max(self.y0, other.y0))
         return ix * iy
 
+    def contains(self, other: "Box") -> bool:
+        """Whether ``other`` lies wholly inside this rectangle."""
+        return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
+
     def gap(self, other: "Box") -> int:
         """Chebyshev distance in pixels between the two rectangles (0 when they touch or overlap)."""
         dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)

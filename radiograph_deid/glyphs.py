@@ -28,6 +28,7 @@ class GlyphComponent:
     tensor: np.ndarray  # (GLYPH_SIZE, GLYPH_SIZE) float32, glyph bright on dark
     solidity: float = 0.0  # share of its bounding box it fills: letters ~0.2-0.6, a tile or band ~0.8-1
     in_word: bool = False  # a glyph of like size stands closer than a word space: a letter of a word
+    touches_border: bool = False  # reaches the crop's edge (chosen only when nothing inside the crop would do)
 
 
 def figure_mask(gray: np.ndarray) -> np.ndarray:
@@ -47,14 +48,17 @@ def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) ->
     and do not enclose another (a box or circle drawn around the letter); after the largest, up to ``most - 1``
     more of at least ``min_share`` of its area (a broken ring's arc can outweigh the letter it circles).
 
-    The glyph is taken to be Otsu's minority side; when that side holds only solid blobs (the counter of a bold
-    letter filling its box, or a tile), the other side is searched instead."""
+    The glyph is taken to be Otsu's minority side; when that side holds only solid blobs clear of the border (the
+    counter of a bold letter filling its box), the other side is searched instead. A solid piece that touches the
+    border (a stroke the box cuts, a band) does not turn the search to the background around it."""
     if gray.size < 16 or min(gray.shape) < 4:
         return []
     fig = figure_mask(gray)
     found = _components(fig, most, min_share)
-    if found and all(c.solidity >= SOLID for c in found):
-        return _components(~fig, most, min_share) or found
+    if found and all(c.solidity >= SOLID and not c.touches_border for c in found):  # enclosed blobs: counters
+        other = _components(~fig, most, min_share)
+        if any(c.solidity < SOLID for c in other):
+            return other
     return found
 
 
@@ -76,7 +80,7 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
         return []
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
     return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1]),
-                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i))
+                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i), not inner[i])
             for i in chosen]
 
 

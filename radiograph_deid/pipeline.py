@@ -80,6 +80,13 @@ def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]
     return views
 
 
+def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
+    """Without the filled boxes that lie wholly inside a kept marker's fill: the text detector's box on part of
+    the kept glyph would fill the very pixels kept, and the kept marker's own fill covers the rest anyway."""
+    kept = [d.fill for d in decided if d.keep is not None]
+    return [d for d in decided if d.keep is not None or not any(k.contains(d.fill) for k in kept)]
+
+
 class MarkerDecider:
     """Detect -> retain on one display view: the pixel decisions shared by ``redact`` and ``evaluate``."""
 
@@ -106,7 +113,7 @@ class MarkerDecider:
                 oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
                 keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
             decided.append(Decided(res.box, res.action, grown, keep))
-        return rejected, decided
+        return rejected, _inside_kept_dropped(decided)
 
 
 class Redactor:

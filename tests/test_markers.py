@@ -146,6 +146,24 @@ def test_a_bold_letter_filling_its_box_keeps_its_own_pixels() -> None:
     assert res.keep_mask[ink[box.y0 : box.y1, box.x0 : box.x1]].mean() > 0.9
 
 
+def test_a_text_box_inside_a_kept_marker_does_not_fill_its_glyph() -> None:
+    """The text detector's box on part of a kept L (merged only when of like size) is dropped: the kept marker's
+    fill covers its box but for the glyph, which stays."""
+    view = (burn(np.full((120, 100), 0.3, np.float32), [Burn("L", 30, 20, 60, 1.0, 7)]) * 255).astype(np.uint8)
+    marker = Box(20, 12, 80, 100, 0.9, BoxClass.LATERALITY, source="marker-yolo")
+    inside = Box(34, 40, 50, 70, 0.8, BoxClass.OTHER_MARKER, text="I", source="rapidocr-text")
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(marker, BoxAction.REDACTED), (inside, BoxAction.REDACTED)]
+
+    _, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert [d.action for d in decided] == [BoxAction.KEPT_LATERALITY]
+    ink = view > 200
+    d = decided[0]
+    assert d.keep[ink[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]].mean() > 0.95
+
+
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
     assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
         ["L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]

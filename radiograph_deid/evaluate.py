@@ -126,11 +126,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
                 cover: float = 0.85, vocabulary: Sequence[str] | None = None) -> ImageScore:
     """Score one image's decisions (``pipeline.Decided``) against its labels; ``vocabulary``: the laterality
     words retention keeps (None: every laterality label is one to keep)."""
-    h, w = shape
-    filled = np.zeros((h, w), bool)
-    for d in decided:
-        region = filled[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
-        region |= True if d.keep is None else ~d.keep
+    filled = filled_mask(shape, decided)
     deid, missed, lat_total, lat_kept = True, [], 0, 0
     for lab in labels:
         x0, y0, x1, y1 = lab.xyxy
@@ -181,12 +177,19 @@ def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[
                    sum(s.deidentified and bool(s.quarantined) for s in scores) if verified else None)
 
 
-def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]
-    """The display view as ``redact`` leaves it: each decided box filled black but for its kept glyph."""
-    out = view.copy()
+def filled_mask(shape: tuple[int, int], decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]
+    """Where ``redact`` fills: each decided box's fill but for its kept glyph."""
+    filled = np.zeros(shape, bool)
     for d in decided:
-        region = out[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
-        region[np.ones(region.shape[:2], bool) if d.keep is None else ~d.keep] = 0
+        region = filled[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]
+        region |= True if d.keep is None else ~d.keep
+    return filled
+
+
+def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]
+    """The display view as ``redact`` leaves it: filled black where ``filled_mask`` says."""
+    out = view.copy()
+    out[filled_mask(view.shape[:2], decided)] = 0
     return out
 
 

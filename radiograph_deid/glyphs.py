@@ -70,9 +70,8 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 0.02 * h * w)
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
-    enclosing = [i for i in candidates if any(j != i and x[i] <= x[j] and y[i] <= y[j] and x[j] + bw[j] <= x[i] + bw[i]
-                                              and y[j] + bh[j] <= y[i] + bh[i] and area[j] >= 0.1 * area[i]
-                                              for j in candidates)]
+    enclosing = [i for i in candidates
+                 if any(j != i and _encloses(stats[1:], i, j) and area[j] >= 0.1 * area[i] for j in candidates)]
     if len(enclosing) < len(candidates):
         candidates = np.asarray([i for i in candidates if i not in enclosing])
     order = [int(i) for i in candidates[np.argsort(-area[candidates], kind="stable")]]
@@ -92,8 +91,7 @@ def _in_word(stats: np.ndarray, i: int, gap: float = 0.35) -> bool:
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
     for j in range(len(stats)):
         speck_or_frame = area[j] < 0.15 * area[i] or area[j] < 0.15 * w[j] * h[j]
-        encloses = x[j] <= x[i] and y[j] <= y[i] and x[j] + w[j] >= x[i] + w[i] and y[j] + h[j] >= y[i] + h[i]
-        if j == i or speck_or_frame or encloses:
+        if j == i or speck_or_frame or _encloses(stats, j, i):
             continue
         for along, across in (((x, w), (y, h)), ((y, h), (x, w))):
             (p, lp), (q, lq) = along, across  # position and extent along the line, and across it
@@ -103,6 +101,13 @@ def _in_word(stats: np.ndarray, i: int, gap: float = 0.35) -> bool:
             if alike and 0 < distance <= gap * lq[i]:  # touching or overlapping: pieces of one glyph
                 return True
     return False
+
+
+def _encloses(stats: np.ndarray, outer: int, inner: int) -> bool:
+    """Whether component ``outer``'s bounding box contains component ``inner``'s (rows of connected-component stats)."""
+    ox, oy, ow, oh = (int(v) for v in stats[outer, :4])
+    ix, iy, iw, ih = (int(v) for v in stats[inner, :4])
+    return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
 
 
 def rotational_symmetry(tensor: np.ndarray) -> float:

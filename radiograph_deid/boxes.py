@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 from .enums import BoxClass
 
@@ -58,3 +59,12 @@ class Box:
         dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)
         dy = max(other.y0 - self.y1, self.y0 - other.y1, 0)
         return max(dx, dy)
+
+
+def iou(a: Sequence[int], b: Sequence[int]) -> float:
+    """Intersection over union of two [x0, y0, x1, y1] rectangles."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0

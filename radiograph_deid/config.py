@@ -62,6 +62,7 @@ class DetectorConfig:
     box_threshold: float = 0.5
     min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
     max_text_height_fraction: float = 0.08  # taller proposals are anatomy, not burned-in text
+    vertical_text: bool = True  # rapidocr-text: also propose on the view turned a quarter (text up a plate edge)
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
     threads: int = 2
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models

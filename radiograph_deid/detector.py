@@ -11,7 +11,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
-from .boxes import Box
+from .boxes import Box, iou
 from .config import DetectorConfig
 from .enums import BoxAction, BoxClass
 
@@ -21,6 +21,8 @@ class Detector(Protocol):
         """Boxes found in ``view`` (uint8, (H, W) or (H, W, 3)); proposals not kept are returned as REJECTED."""
         ...
 
+
+VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters
 
 DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
 
@@ -138,20 +140,28 @@ class RapidOCRTextDetector:
         h, w = view.shape[:2]
         max_line = self.cfg.max_text_height_fraction * min(h, w)
         out: list[tuple[Box, BoxAction]] = []
-        candidates = []
-        for x0, y0, x1, y1, score in self.proposer(view):
+        candidates: list[tuple[tuple[int, int, int, int], int]] = []  # (box, least characters it must read)
+        for (x0, y0, x1, y1, score), least in self._proposals(view):
             if min(x1 - x0, y1 - y0) > max_line:
                 out.append((Box(x0, y0, x1, y1, score, source="proposal-too-large"), BoxAction.REJECTED))
             else:
-                candidates.append((x0, y0, x1, y1))
-        crops = [view[y0:y1, x0:x1] for x0, y0, x1, y1 in candidates]
-        for (x0, y0, x1, y1), (text, conf) in zip(
-            candidates, read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
-        ):
-            is_text = conf >= self.cfg.min_recognition_confidence and any(c.isalnum() for c in text)
+                candidates.append(((x0, y0, x1, y1), least))
+        crops = [view[y0:y1, x0:x1] for (x0, y0, x1, y1), _ in candidates]
+        readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
+        for ((x0, y0, x1, y1), least), (text, conf) in zip(candidates, readings):
+            is_text = conf >= self.cfg.min_recognition_confidence and sum(c.isalnum() for c in text) >= least
             box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source="rapidocr-text")
             out.append((box, BoxAction.REDACTED if is_text else BoxAction.REJECTED))
         return out
+
+    def _proposals(self, view: np.ndarray) -> list[tuple[tuple[int, int, int, int, float], int]]:
+        """Upright proposals (text if one character reads), then with ``vertical_text`` the upright-standing ones
+        found only on the view turned a quarter, which must read as a line: ribs and vertebrae, turned, read as
+        "7", "SE" or "T"."""
+        upright = self.proposer(view)
+        turned = self.proposer(view, turned=True) if self.cfg.vertical_text else []
+        new = [p for p in turned if p[3] - p[1] > p[2] - p[0] and all(iou(p[:4], u[:4]) < 0.5 for u in upright)]
+        return [(p, 1) for p in upright] + [(p, VERTICAL_MIN_CHARS) for p in new]
 
 
 @register("rapidocr-text")

@@ -26,7 +26,7 @@ from typing import Iterable, Iterator, Sequence
 import cv2
 import numpy as np
 
-from .boxes import Box
+from .boxes import Box, iou
 from .enums import BoxAction, BoxClass
 from .labels import LabelledBox, LabelledImage
 from .retention import normalized_token
@@ -77,14 +77,6 @@ class Metrics:
                       " de-identified images")]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def iou(a: Sequence[int], b: Sequence[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
 
 
 def _overlap(a: Sequence[int], b: Sequence[int]) -> float:

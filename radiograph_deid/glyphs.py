@@ -17,6 +17,8 @@ import numpy as np
 GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
 SOLID = 0.75  # share of its bounding box from which a component is a tile, band, counter or blob, not a letter
+HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
+MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
 
@@ -29,6 +31,13 @@ class GlyphComponent:
     solidity: float = 0.0  # share of its bounding box it fills: letters ~0.2-0.6, a tile or band ~0.8-1
     in_word: bool = False  # a glyph of like size stands closer than a word space: a letter of a word
     touches_border: bool = False  # reaches the crop's edge (chosen only when nothing inside the crop would do)
+    hollowness: float = 0.0  # area of the holes it encloses over its own area: a letter's counter ~0.1-0.6, a frame >1
+    extent: float = 1.0  # its longer side over the crop's shorter side: a marker fills its box, a speck does not
+
+    @property
+    def may_be_letter(self) -> bool:
+        """Not a letter of a word, a solid band or tile, a frame or ring around something, or a speck."""
+        return not self.in_word and self.solidity < SOLID and self.hollowness <= HOLLOW and self.extent >= MIN_EXTENT
 
 
 def figure_mask(gray: np.ndarray) -> np.ndarray:
@@ -79,8 +88,20 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
         return []
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
     return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1]),
-                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i), not inner[i])
+                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i), not inner[i],
+                           _hollowness(labels == i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
             for i in chosen]
+
+
+def _hollowness(mask: np.ndarray, stat: np.ndarray) -> float:
+    """Area of the holes the component encloses (background not reachable from outside its bounding box), over
+    its own area."""
+    x, y, w, h, area = (int(v) for v in stat[:5])
+    inside = ~cv2.copyMakeBorder(mask[y : y + h, x : x + w].astype(np.uint8), 1, 1, 1, 1,
+                                 cv2.BORDER_CONSTANT, value=0).astype(bool)
+    n, labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=4)
+    holes = inside & (labels != labels[0, 0])
+    return float(holes.sum()) / max(1, area)
 
 
 def _in_word(stats: np.ndarray, i: int, gap: float = 0.35) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
-from .glyphs import (GLYPH_CLASSES, SOLID, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
+from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
                      rotational_symmetry)
 from .pixels.display import to_gray
 
@@ -115,9 +115,9 @@ class LateralityRetainer:
         if not comps:
             return redact
         for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
-            if comp.in_word or comp.solidity >= SOLID:
-                continue  # a letter of "RD" or "12", or a bright band the classifier could take for an R
-            letter, score = self._letter(comp, second_opinion=rank == 0)
+            if not comp.may_be_letter:
+                continue  # e.g. a letter of "RD" or "12", or a bright band the classifier could take for an R
+            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border)
             if letter:
                 kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))
                 return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(comp.mask))

@@ -121,6 +121,51 @@ def test_squares_rings_and_crosses_are_never_kept_as_letters() -> None:
         assert retainer(view, [Box(4, 4, 76, 76)])[0].box.text == text
 
 
+def test_frames_around_text_and_specks_are_never_kept_as_letters() -> None:
+    """A thin frame drawn around a date (a tilted frame's corner was read L) and a dot of a dot-matrix line (read
+    R at 0.91) are no laterality markers, whether the box holds the frame or cuts it; an L of like size is."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for angle in (0, 4, -6):
+        view = np.full((260, 480), 70, np.uint8)
+        cv2.polylines(view, [cv2.boxPoints(((240, 130), (420, 190), angle)).astype(np.int32)], True, 230, 3)
+        view = (burn(view.astype(np.float32) / 255, [Burn("DOB 04/06/2007", 150, 120, 14, 0.9, 1)]) * 255).astype(np.uint8)
+        for box in (Box(10, 10, 470, 250), Box(40, 30, 460, 240)):  # around the frame; cutting it
+            assert retainer(view, [box])[0].action is BoxAction.REDACTED, (angle, box)
+    view = np.full((40, 80), 60, np.uint8)
+    cv2.circle(view, (30, 20), 2, 240, -1)
+    view = (burn(view.astype(np.float32) / 255, [Burn("56 kVp", 40, 14, 12, 0.4, 1)]) * 255).astype(np.uint8)
+    assert retainer(view, [Box(0, 0, 80, 40)])[0].action is BoxAction.REDACTED
+    view = (burn(np.full((260, 480), 70 / 255, np.float32), [Burn("L", 200, 70, 120, 0.9, 12)]) * 255).astype(np.uint8)
+    assert retainer(view, [Box(150, 40, 330, 220)])[0].box.text == "L"
+
+
+def test_text_running_up_the_plate_edge_is_found_on_the_turned_view() -> None:
+    """DBNet, trained on horizontal lines, misses most small vertical ones; the quarter-turned pass finds them."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import RapidOCRTextDetector
+    from radiograph_deid.evaluate import _overlap
+    from radiograph_deid.marker_synth import render_text
+
+    rng = np.random.default_rng(0)
+    img = phantom(2400, 2400).astype(np.float32) * 0.6
+    lines = []
+    for i, text in enumerate(("ID:65940", "MRN 2741833", "SUPINE", "ACC 0670335", "NHS 946255")):
+        alpha = np.rot90(render_text(text, 14, rng), 1 if i % 2 else -1)
+        x, y = 300 + 420 * i, 700 + 200 * i
+        h, w = alpha.shape
+        img[y : y + h, x : x + w] = img[y : y + h, x : x + w] * (1 - alpha) + 0.85 * alpha
+        lines.append((x, y, x + w, y + h))
+    view = (img * 255).astype(np.uint8)
+
+    def found(vertical: bool) -> int:
+        boxes = [b.as_list() for b, a in RapidOCRTextDetector(DetectorConfig(vertical_text=vertical))(view)
+                 if a is BoxAction.REDACTED]
+        return sum(max([_overlap(line, b) for b in boxes] + [0]) >= 0.9 for line in lines)
+
+    upright_only, both = found(False), found(True)
+    assert both >= 4 and both > upright_only
+
+
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
     stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""

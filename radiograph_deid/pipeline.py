@@ -26,9 +26,11 @@ from .enums import BoxAction, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
                      write_dicom_atomic, write_image_atomic)
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
+from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer, laterality_mismatch
+from .text_lines import continued
 from .verify import build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -104,9 +106,11 @@ class MarkerDecider:
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]
         decided = []
+        gray = to_gray(view) if self.cfg.detector.complete_lines else None
         for res in (self.retainer if retain else self.cine_retainer)(view, text):
             margin = max(2, int(self.cfg.detector.margin_fraction * min(res.box.width, res.box.height)))
-            grown = res.box.expanded(margin, (h, w))
+            line = continued(gray, res.box) if gray is not None and res.keep_mask is None else res.box
+            grown = line.expanded(margin, (h, w))
             keep = None
             if res.keep_mask is not None:
                 keep = np.zeros((grown.height, grown.width), bool)

@@ -166,6 +166,26 @@ def test_text_running_up_the_plate_edge_is_found_on_the_turned_view() -> None:
     assert both >= 4 and both > upright_only
 
 
+def test_a_box_that_stops_short_is_filled_to_the_ends_of_its_text_line() -> None:
+    """A detector box on the middle of "DOE^JANE 0012345678" is grown to the whole line, along either axis, but
+    not across the wide gap to the next field; a box with no text beside it stays as it is."""
+    from radiograph_deid.text_lines import continued
+
+    img = phantom(600, 900).astype(np.float32) * 0.6
+    view = (burn(img, [Burn("DOE^JANE 0012345678", 100, 200, 20, 0.95, 2), Burn("ICU 4", 700, 200, 20, 0.95, 2)])
+            * 255).astype(np.uint8)
+    ys, xs = np.nonzero(view[190:230, 90:690] > 230)
+    ink = (int(xs.min()) + 90, int(xs.max()) + 91)
+    line = continued(view, Box(260, 196, 420, 224))  # followed in steps of a quarter box height (7 px)
+    assert line.x0 <= ink[0] + 7 and ink[1] - 7 <= line.x1 < 700 and (line.y0, line.y1) == (196, 224)
+    turned = np.ascontiguousarray(np.rot90(view))  # the same line running up the image
+    w = view.shape[1]
+    up = continued(turned, Box(196, w - 420, 224, w - 260))
+    assert up.y0 <= w - ink[1] + 7 and up.y1 >= w - ink[0] - 7 and (up.x0, up.x1) == (196, 224)
+    alone = Box(300, 420, 380, 450)
+    assert continued(view, alone) == alone
+
+
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
     stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""

@@ -61,6 +61,7 @@ class DetectorConfig:
     prob_threshold: float = 0.3
     box_threshold: float = 0.5
     min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
+    short_text_confidence: float = 0.8  # ... and this well if it reads 1-2 characters (ribs read as "10", "T")
     max_text_height_fraction: float = 0.08  # taller proposals are anatomy, not burned-in text
     vertical_text: bool = True  # rapidocr-text: also propose on the view turned a quarter (text up a plate edge)
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
@@ -73,7 +74,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
         _check(self.long_side >= 320 and self.long_side % 32 == 0, "detector.long_side must be >= 320, multiple of 32")
-        for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "max_text_height_fraction"):
+        for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "short_text_confidence",
+                  "max_text_height_fraction"):
             _check(0.0 < getattr(self, k) <= 1.0, f"detector.{k} must be in (0, 1]")
         _check(self.margin_fraction >= 0.0, "detector.margin_fraction must be >= 0")
 

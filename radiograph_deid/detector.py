@@ -149,7 +149,9 @@ class RapidOCRTextDetector:
         crops = [view[y0:y1, x0:x1] for (x0, y0, x1, y1), _ in candidates]
         readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
         for ((x0, y0, x1, y1), least), (text, conf) in zip(candidates, readings):
-            is_text = conf >= self.cfg.min_recognition_confidence and sum(c.isalnum() for c in text) >= least
+            chars = sum(c.isalnum() for c in text)
+            sure = self.cfg.short_text_confidence if chars <= 2 else self.cfg.min_recognition_confidence
+            is_text = conf >= sure and chars >= least
             box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source="rapidocr-text")
             out.append((box, BoxAction.REDACTED if is_text else BoxAction.REJECTED))
         return out

@@ -186,6 +186,35 @@ def test_a_box_that_stops_short_is_filled_to_the_ends_of_its_text_line() -> None
     assert continued(view, alone) == alone
 
 
+def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:
+    """The text detector's confirmation rule, with the models replaced by fixed answers: one or two characters
+    must be read surely (ribs were read "10" at 0.77), and a box found only on the turned view must read as a line
+    of three or more (a vertebra turned was read "SE" at 0.74)."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import RapidOCRTextDetector
+
+    class Proposer:
+        def __call__(self, view: np.ndarray, turned: bool = False) -> list:
+            return [(300, 40, 320, 200, 0.9)] if turned else [(10, 10, 60, 30, 0.9)]
+
+    class Recognizer:
+        def __init__(self, upright: tuple, turned: tuple) -> None:
+            self.answers = [upright, turned]
+
+        def batch(self, crops: list) -> list:
+            return self.answers[: len(crops)]
+
+    detector = RapidOCRTextDetector(DetectorConfig())
+    detector.proposer = Proposer()  # type: ignore[assignment]
+    view = np.zeros((400, 400), np.uint8)
+    for upright, turned, expect in ((("10", 0.77), ("SE", 0.95), [False, False]),
+                                    (("10", 0.9), ("MRN 123", 0.7), [True, True]),
+                                    (("DOE 12", 0.7), ("ID:5", 0.9), [True, True])):
+        detector.recognizer = Recognizer(upright, turned)  # type: ignore[assignment]
+        found = detector(view)
+        assert [a is BoxAction.REDACTED for _, a in found] == expect, (upright, turned)
+
+
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
     stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""

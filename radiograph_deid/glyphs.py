@@ -131,6 +131,45 @@ def _encloses(stats: np.ndarray, outer: int, inner: int) -> bool:
     return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
 
 
+@dataclass(frozen=True)
+class LettersPage:
+    """A crop's letters alone, black on white with a margin, and how many separate letters there are."""
+
+    image: np.ndarray
+    count: int
+
+
+def letters_page(gray: np.ndarray) -> LettersPage | None:
+    """The crop's letters alone: what a text recognizer reads best (a tile's edge, a frame or a ring around a
+    word is read as another character). Letters are components of Otsu's minority side (else of the other side)
+    that neither touch the crop's edge nor enclose another component, are no outline around a hole much larger
+    than their strokes (a thin D or O has up to about 1.3 times), and are not specks."""
+    if gray.size < 16 or min(gray.shape) < 4:
+        return None
+    fig = figure_mask(gray)
+    found = _letters(fig) or _letters(~fig)
+    if found is None:
+        return None
+    ink, count = found
+    ys, xs = np.nonzero(ink)
+    m = max(2, (int(ys.max()) - int(ys.min())) // 3)
+    page = np.where(ink, 0, 255).astype(np.uint8)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return LettersPage(cv2.copyMakeBorder(page, m, m, m, m, cv2.BORDER_CONSTANT, value=255), count)
+
+
+def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
+    h, w = fig.shape
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    inner = np.flatnonzero((x > 0) & (y > 0) & (x + bw < w) & (y + bh < h))
+    letters = [i for i in inner if not any(j != i and _encloses(stats[1:], i, j) and area[j] >= max(4, 0.02 * area[i])
+                                           for j in inner)]  # a speck in a letter's counter does not make it a frame
+    letters = [i for i in letters if _hollowness(labels == i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
+    tallest = max([int(bh[i]) for i in letters], default=0)
+    letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
+    return (np.isin(labels, np.asarray(letters) + 1), len(letters)) if letters else None
+
+
 def rotational_symmetry(tensor: np.ndarray) -> float:
     """How much the glyph looks the same turned by 90, 180 and 270 degrees (the least IoU of the three).
 

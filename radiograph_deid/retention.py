@@ -8,6 +8,7 @@ Whatever is not kept is filled whole: "R JS" keeps the R and loses the initials.
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
@@ -18,7 +19,7 @@ from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
-                     rotational_symmetry)
+                     letters_page, rotational_symmetry)
 from .pixels.display import to_gray
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
@@ -38,7 +39,9 @@ SIDES = {**dict.fromkeys(("L", "LT", "LEFT", "G", "I", "SX", "SIN"), "L"),
 
 
 def normalized_token(text: str) -> str:
-    return "".join(c for c in text.upper() if c.isalnum())
+    """Letters and digits only, upper case, compatibility forms folded (the recognizer reads a lone I as the
+    full-width \uff29)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).upper() if c.isalnum())
 
 
 def side_of(word: str) -> str:
@@ -146,15 +149,27 @@ class LateralityRetainer:
         return "", p
 
     def _word(self, crop: np.ndarray) -> str:
-        """A multi-letter laterality word from the vocabulary (LT, DX, ...), read in any placement."""
+        """A laterality word of the vocabulary (LT, DX, I, ...), from the crop as it is or from its letters alone.
+        A sure upright reading decides (a panel letter "a" is not turned until it reads G); otherwise any sure
+        reading in another placement does (an S mirrored reads 2, so the surest placement cannot decide). The
+        word must explain as many letters as the crop holds (not the D of "ID")."""
         if not self.words:
             return ""
-        from .detector import read_any_orientation
+        from .detector import orientations
         from .ocr_models import TextRecognizer
 
         if self._recognizer is None:
             self._recognizer = TextRecognizer(1)
-        view = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-        text, conf = read_any_orientation(self._recognizer, [view], self.cfg.min_confidence)[0]
-        token = normalized_token(text)
-        return token if conf >= self.cfg.min_confidence and token in self.words else ""
+        page = letters_page(crop)
+        least = 0 if page is None else page.count
+        for view in [crop] if page is None else [crop, page.image]:
+            placements = [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in [view, *orientations(view)]]
+            readings = self._recognizer.batch(placements)
+            sure = [(conf, unicodedata.normalize("NFKC", text).strip().upper()) for text, conf in readings
+                    if conf >= self.cfg.min_confidence]  # exactly the word: "g." is no G
+            if readings[0][1] >= self.cfg.min_confidence:
+                sure = sure[:1]
+            words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
+            if words:
+                return max(words)[1]
+        return ""

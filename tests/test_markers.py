@@ -215,6 +215,28 @@ def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:
         assert [a is BoxAction.REDACTED for _, a in found] == expect, (upright, turned)
 
 
+def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
+    """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn
+    alone (with the frame it read a framed SX as a CJK character). A reading that explains fewer letters than the
+    box holds is not a marker (the D of "ID"), nor is an upright letter turned until it reads as one ("a" as G)."""
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def decided(text: str, frame: str, turns: int) -> tuple[BoxAction, str]:
+        view = (burn(np.full((200, 300), 0.3, np.float32), [Burn(text, 60, 70, 40, 0.9, 4)]) * 255).astype(np.uint8)
+        if frame == "box":
+            cv2.rectangle(view, (40, 50), (260, 140), 240, 3)
+        elif frame == "ring":
+            cv2.circle(view, (150, 95), 110, 240, 3)
+        view = np.ascontiguousarray(np.rot90(view, turns))
+        res = retainer(view, [Box(10, 10, view.shape[1] - 10, view.shape[0] - 10)])[0]
+        return res.action, res.box.text
+
+    for text, frame, turns in (("SX", "box", 0), ("SX", "box", 1), ("RIGHT", "ring", 0), ("D", "box", 1)):
+        assert decided(text, frame, turns) == (BoxAction.KEPT_LATERALITY, text), (text, frame, turns)
+    for text in ("ID", "JD", "12", "a"):  # "a": a figure's panel letter, read G when turned
+        assert decided(text, "none", 0)[0] is BoxAction.REDACTED, text
+
+
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
     stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""
@@ -259,8 +281,8 @@ def test_a_text_box_inside_a_kept_marker_does_not_fill_its_glyph() -> None:
 
 
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
-    assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
-        ["L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]
+    assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "\uff29", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
+        ["L", "L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]  # \uff29: the full-width I the recognizer reads
     assert laterality_mismatch(["L", ""], ["RT"]) and not laterality_mismatch(["R", ""], ["RT"])
     assert not laterality_mismatch(["", ""], ["R"]) and not laterality_mismatch(["L", "L"], ["LI"])
     assert not laterality_mismatch(["B", ""], ["R"])  # bilateral: either side is right

@@ -162,13 +162,13 @@ class LateralityRetainer:
             self._recognizer = TextRecognizer(1)
         page = letters_page(crop)
         least = 0 if page is None else page.count
-        for view in [crop] if page is None else [crop, page.image]:
-            placements = [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in [view, *orientations(view)]]
-            readings = self._recognizer.batch(placements)
+        views = [crop] if page is None else [crop, page.image]
+        uprights = self._recognizer.batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
+        for view, upright in zip(views, uprights):
+            readings = [upright] if upright[1] >= self.cfg.min_confidence else self._recognizer.batch(
+                [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
             sure = [(conf, unicodedata.normalize("NFKC", text).strip().upper()) for text, conf in readings
                     if conf >= self.cfg.min_confidence]  # exactly the word: "g." is no G
-            if readings[0][1] >= self.cfg.min_confidence:
-                sure = sure[:1]
             words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
             if words:
                 return max(words)[1]

@@ -209,10 +209,17 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
 
 
 def labelled_items(images: Sequence[LabelledImage], root: Path) -> Iterator[tuple[str, np.ndarray, Sequence[LabelledBox]]]:
+    """Each labelled image's first-frame display view, read and windowed exactly as ``redact`` does."""
+    from .fileio import ReadError, read_frames
+    from .pixels import to_display
+
     for im in images:
-        view = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
-        if view is None:
-            raise FileNotFoundError(f"labelled image not readable: {root / im.file} (is --data-root right?)")
+        if not (root / im.file).is_file():
+            raise FileNotFoundError(f"labelled image not found: {root / im.file} (is --data-root right?)")
+        try:
+            view = to_display(read_frames(root / im.file), 0)
+        except ReadError as exc:
+            raise FileNotFoundError(f"labelled image not readable: {root / im.file}: {exc}") from exc
         yield im.file, view, im.boxes
 
 

@@ -12,7 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.errors import InvalidDicomError
 
-from .pixels.decode import LOSSY_SYNTAXES, PixelFrames, UnsupportedPixelData
+from .pixels.decode import LOSSY_SYNTAXES, PixelFrames, UnsupportedPixelData, decode_dataset, frames_from_array
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -62,6 +62,12 @@ def read_image(path: Path) -> np.ndarray:
     if img.dtype not in (np.uint8, np.uint16):
         raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
     return img
+
+
+def read_frames(path: Path) -> PixelFrames:
+    """The pixels of a DICOM file or a PNG/JPEG/TIFF, decoded as ``redact`` decodes them (for ``evaluate`` and
+    contact sheets, which must see what the product sees)."""
+    return decode_dataset(read_dicom(path)) if is_dicom(path) else frames_from_array(read_image(path))
 
 
 def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]

@@ -8,13 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from radiograph_deid.fileio import is_dicom, read_dicom, read_image
-from radiograph_deid.pixels import decode_dataset, frames_from_array, to_display
+from radiograph_deid.fileio import read_frames
+from radiograph_deid.pixels import to_display
 
 
 def thumb(path: Path, size: int) -> np.ndarray:
-    px = decode_dataset(read_dicom(path)) if is_dicom(path) else frames_from_array(read_image(path))
-    view = to_display(px, 0)
+    view = to_display(read_frames(path), 0)
     view = cv2.cvtColor(view, cv2.COLOR_GRAY2BGR) if view.ndim == 2 else cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
     s = size / max(view.shape[:2])
     view = cv2.resize(view, (int(view.shape[1] * s), int(view.shape[0] * s)), interpolation=cv2.INTER_AREA)

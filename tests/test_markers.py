@@ -237,6 +237,17 @@ def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> N
         assert decided(text, "none", 0)[0] is BoxAction.REDACTED, text
 
 
+def test_the_lit_side_of_a_cut_tile_is_no_letter_beside_the_marker() -> None:
+    """Component statistics from a real Hannover L (val patient): the box cut its tile, whose lit side came out
+    of Otsu as a filled band 4 px wide beside the L, at letter spacing. A band at the crop's edge is no neighbouring
+    letter; the same band inside the crop would be."""
+    from radiograph_deid.glyphs import _in_word
+
+    letter, band = [9, 12, 13, 22, 96], [23, 16, 4, 27, 76]
+    assert not _in_word(np.array([letter, band]), 0, (44, 27))
+    assert _in_word(np.array([letter, band]), 0, (50, 30))
+
+
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     """"RD" and "12" boxed on their own (short enough not to be lines): the R and the 1 (a serif 1 reads as an L)
     stand at letter spacing from a glyph of like size, so they belong to a word; a bright band is no letter."""

@@ -12,7 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
 DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
 REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
 

@@ -38,10 +38,14 @@ SIDES = {**dict.fromkeys(("L", "LT", "LEFT", "G", "I", "SX", "SIN"), "L"),
          **dict.fromkeys(("R", "RT", "RIGHT", "D", "DX", "DEX"), "R")}
 
 
+def folded(text: str) -> str:
+    """Upper case, compatibility forms folded (the recognizer reads a lone I as the full-width \uff29), trimmed."""
+    return unicodedata.normalize("NFKC", text).strip().upper()
+
+
 def normalized_token(text: str) -> str:
-    """Letters and digits only, upper case, compatibility forms folded (the recognizer reads a lone I as the
-    full-width \uff29)."""
-    return "".join(c for c in unicodedata.normalize("NFKC", text).upper() if c.isalnum())
+    """Letters and digits only of the folded text."""
+    return "".join(c for c in folded(text) if c.isalnum())
 
 
 def side_of(word: str) -> str:
@@ -167,7 +171,7 @@ class LateralityRetainer:
         for view, upright in zip(views, uprights):
             readings = [upright] if upright[1] >= self.cfg.min_confidence else self._recognizer.batch(
                 [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
-            sure = [(conf, unicodedata.normalize("NFKC", text).strip().upper()) for text, conf in readings
+            sure = [(conf, folded(text)) for text, conf in readings
                     if conf >= self.cfg.min_confidence]  # exactly the word: "g." is no G
             words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
             if words:

@@ -55,8 +55,9 @@ class HeaderConfig:
 @dataclass(frozen=True)
 class DetectorConfig:
     # registry name(s), see radiograph_deid.detector.DETECTORS; "a+b" redacts what either finds. The trained
-    # marker detector finds markers and lone glyphs; the OCR text detector adds text it misses (measured, README).
-    name: str = "marker-yolo+rapidocr-text"
+    # marker detector finds markers and lone glyphs; the OCR text detector adds text it misses; "ruler" finds rulers
+    # by their ticks (their lone number labels escape both). Measured in the README.
+    name: str = "marker-yolo+rapidocr-text+ruler"
     long_side: int = 960  # rapidocr-text sees the image at this long side (marker-yolo: its model's input size)
     prob_threshold: float = 0.3
     box_threshold: float = 0.5

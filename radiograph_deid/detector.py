@@ -171,6 +171,25 @@ def _rapidocr(cfg: DetectorConfig) -> Detector:
     return RapidOCRTextDetector(cfg)
 
 
+class RulerDetector:
+    """Rulers found by their geometry (``rulers.find_rulers``): their lone number labels escape both learned
+    detectors."""
+
+    def __init__(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+
+    def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
+        from .pixels.display import to_gray
+        from .rulers import find_rulers
+
+        return [(box, BoxAction.REDACTED) for box in find_rulers(to_gray(view))]
+
+
+@register("ruler")
+def _ruler(cfg: DetectorConfig) -> Detector:
+    return RulerDetector(cfg)
+
+
 class MarkerDetector:
     """The project's trained marker detector (YOLO exported to ONNX), run with onnxruntime.
 

@@ -21,6 +21,7 @@ from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
                      letters_page, rotational_symmetry)
 from .pixels.display import to_gray
+from .rulers import SOURCE as RULER
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
 
@@ -135,8 +136,8 @@ class LateralityRetainer:
         return redact
 
     def _is_line(self, box: Box) -> bool:
-        """Longer than ``max_aspect`` times its width: a line of text, never an isolated marker."""
-        return max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
+        """Longer than ``max_aspect`` times its width, or a ruler: a line of text, never an isolated marker."""
+        return RULER in box.source.split("+") or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
 
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True) -> tuple[str, float]:
         if self.classifier is None or rotational_symmetry(comp.tensor) >= SYMMETRIC:

@@ -1,0 +1,151 @@
+"""Find rulers burned into a radiograph: a thin straight line with evenly spaced ticks, labelled with numbers.
+
+Why: ruler labels are one- or two-digit numbers, each alone beside a tick. Alone, a "0" or a "1" looks like
+anatomy to the learned detector and is too small for the text detector (on the synthetic held-out split they were
+half of all missed boxes). A ruler as a whole is unmistakable, though: no anatomy draws a thin straight line with
+three or more short, thin, evenly spaced ticks standing on it. So the ruler is found by its geometry, and the band
+on both sides of its line, where the labels stand, is redacted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from .boxes import Box
+
+SOURCE = "ruler"  # Box.source of a ruler's box: a line of labels, never a laterality marker
+
+
+@dataclass(frozen=True)
+class RulerGeometry:
+    """What counts as a ruler, in pixels of the view searched."""
+
+    max_thickness: int = 7  # line and tick strokes thinner than this
+    min_length: int = 40  # the line is at least this long
+    min_ticks: int = 3  # evenly spaced ticks on one side of the line
+    min_spacing: int = 4
+    max_tick: int = 60  # a tick is a short stroke: it ends within this many pixels of the line
+    min_contrast: int = 10  # stroke brightness above (or below) its surroundings, display levels ...
+    noise_contrast: float = 3.5  # ... and this many times the image's pixel noise
+    min_tick: int = 4  # tick length
+    min_cover: float = 0.7  # the ticks span this much of the line, and stand at this share of their places
+    spacing_tolerance: float = 0.05  # drawn ticks: their spacing varies by at most this fraction (and a pixel)
+    length_tolerance: float = 0.1  # ... and the major ticks' length by this fraction (and a pixel)
+    salience: float = 4.0  # the line stands this many times the local texture's spread above the band's median
+    evenness: float = 0.5  # ... and its values spread by at most this fraction of that contrast
+    band: float = 3.5  # labels stand within this many tick lengths of the line (both sides are filled)
+
+
+def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry()) -> list[Box]:
+    """Boxes over each ruler's line, ticks and label band, horizontal and vertical, bright or dark on the image."""
+    if gray.ndim != 2 or gray.dtype != np.uint8:
+        raise ValueError("find_rulers expects a 2-D uint8 display image")
+    g = replace(geometry, min_contrast=max(geometry.min_contrast, int(np.ceil(geometry.noise_contrast * _noise(gray)))))
+    found: list[Box] = []
+    for polarity in (gray, 255 - gray):
+        found += _horizontal(polarity, g)
+        found += [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in _horizontal(polarity.T, g)]
+    return found
+
+
+def _noise(gray: np.ndarray) -> float:
+    """Pixel noise (robust standard deviation of the difference from the 3x3 median) on a sample of rows."""
+    sample = gray[:: max(1, gray.shape[0] // 256)]
+    diff = sample.astype(np.int16) - cv2.medianBlur(sample, 3).astype(np.int16)
+    return 1.4826 * float(np.median(np.abs(diff)))
+
+
+def _strokes(gray: np.ndarray, kernel: tuple[int, int], min_contrast: int) -> np.ndarray:
+    """Pixels brighter than their surroundings along ``kernel`` (a white top-hat with a one-pixel-wide kernel)."""
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, kernel)
+    return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, k) >= min_contrast
+
+
+def _horizontal(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
+    """Rulers whose line runs along the rows of ``gray`` (bright strokes)."""
+    k = g.max_thickness | 1
+    across = _strokes(gray, (1, k + 2), g.min_contrast).astype(np.uint8)  # thin in y: the line
+    # bridged where a tick crosses it (there the stroke is not thin in y), then only long runs kept
+    across = cv2.morphologyEx(across, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k + 2, 1)))
+    lines = cv2.morphologyEx(across, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (g.min_length, 1)))
+    contours, _ = cv2.findContours(lines, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for contour in contours:
+        x, y, w, h = cv2.boundingRect(contour)
+        if w < g.min_length or h > k or h > cv2.countNonZero(lines[y : y + h, x : x + w]) / w + 2:
+            continue  # not straight along the rows: a straight line's box is as tall as the line is thick
+        for side in (-1, 1):
+            ruler = _ticked(gray, x, y, w, h, side, g)
+            if ruler is not None and _inked(gray, lines[y : y + h, x : x + w] > 0, x, y, ruler, g):
+                out.append(ruler)
+    return out
+
+
+def _ticked(gray: np.ndarray, x: int, y: int, w: int, h: int, side: int, g: RulerGeometry) -> Box | None:
+    """The ruler's box if evenly spaced ticks stand on the line [x, x+w) x [y, y+h) on ``side`` (-1 above)."""
+    rows, cols = gray.shape
+    reach = g.max_thickness + 2  # an end tick crosses the line's last columns, where the line is not found
+    ya, yb = (max(0, y - g.max_tick - 1), y) if side < 0 else (y + h, min(rows, y + h + g.max_tick + 1))
+    xa, xb = max(0, x - 2 * reach), min(cols, x + w + 2 * reach)
+    if yb - ya < 3:
+        return None
+    upright = _strokes(gray[ya:yb, xa:xb], (reach, 1), g.min_contrast)  # thin in x: the ticks
+    lo, hi = max(0, x - reach) - xa, min(cols, x + w + reach) - xa
+    strip = upright[::-1, lo:hi] if side < 0 else upright[:, lo:hi]
+    x, w = xa + lo, hi - lo
+    run = np.cumprod(strip, axis=0).sum(axis=0)  # each column's stroke length out from the line
+    tick = (run >= g.min_tick) & (run <= g.max_tick)  # a stroke that ends: a grid line or an edge runs on
+    centers, lengths = _tick_runs(tick, run, g.max_thickness)
+    found = _even_ticks(centers, lengths, g)
+    if found is None:
+        return None
+    centers, spacing, length = found
+    if centers[-1] - centers[0] < g.min_cover * (w - 2 * reach):
+        return None
+    band = int(g.band * length)
+    x0, x1 = x + int(centers[0] - spacing / 2), x + int(centers[-1] + spacing / 2) + 1
+    x0, x1 = max(0, x0), min(cols, x1)
+    y0, y1 = max(0, y - band), min(rows, y + h + band)
+    return Box(y0=y0, x0=x0, y1=y1, x1=x1, score=1.0, source=SOURCE) if x1 > x0 and y1 > y0 else None
+
+
+def _inked(gray: np.ndarray, line: np.ndarray, x: int, y: int, ruler: Box, g: RulerGeometry) -> bool:
+    """Whether the line is drawn in ink: one even value standing well clear of the texture around it. Vessel
+    and rib edges in the lung can line up like a ruler, but they are faint against the lung's own texture and
+    their brightness wanders."""
+    values = gray[y : y + line.shape[0], x : x + line.shape[1]][line].astype(np.float32)
+    band = gray[ruler.y0 : ruler.y1, ruler.x0 : ruler.x1].astype(np.float32)
+    k = 3 * g.max_thickness
+    texture = band - cv2.blur(band, (k, k))
+    spread = 1.4826 * float(np.median(np.abs(texture - np.median(texture)))) + 1.0
+    contrast = float(np.median(values) - np.median(band))
+    return contrast >= g.salience * spread and float(np.std(values)) <= g.evenness * contrast
+
+
+def _tick_runs(tick: np.ndarray, run: np.ndarray, max_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres and lengths of the thin groups of tick columns."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], tick.astype(np.int8), [0]])))
+    centers, lengths = [], []
+    for a, b in zip(edges[::2], edges[1::2]):
+        if b - a <= max_width:
+            centers.append((a + b - 1) / 2)
+            lengths.append(int(run[a:b].max()))
+    return np.asarray(centers), np.asarray(lengths)
+
+
+def _even_ticks(centers: np.ndarray, lengths: np.ndarray, g: RulerGeometry) -> tuple[np.ndarray, float, int] | None:
+    """The longest ticks of about equal length (a ruler's major ticks; minor ones are shorter), if at least
+    ``min_ticks`` of them stand evenly spaced with none missing: (their centres, the spacing, their length)."""
+    for longest in sorted(set(lengths.tolist()), reverse=True):
+        major = (lengths >= (1 - g.length_tolerance) * longest - 1) & (lengths <= longest)
+        if major.sum() < g.min_ticks:
+            continue
+        c = centers[major]
+        gaps = np.diff(c)
+        spacing = float(np.median(gaps))
+        if spacing >= g.min_spacing and np.all(np.abs(gaps - spacing) <= g.spacing_tolerance * spacing + 1):
+            return c, spacing, int(longest)
+    return None
+

@@ -1,0 +1,110 @@
+"""Rulers found by their geometry, on real radiographs from pydicom-data (no ../shared)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from radiograph_deid.boxes import Box
+from radiograph_deid.config import load_config
+from radiograph_deid.enums import BoxAction
+from radiograph_deid.fileio import read_frames
+from radiograph_deid.pipeline import MarkerDecider
+from radiograph_deid.pixels import to_display
+from radiograph_deid.pixels.display import to_gray
+from radiograph_deid.rulers import find_rulers
+
+from .conftest import pydicom_data
+
+
+def _radiograph(name: str) -> np.ndarray:
+    return to_gray(to_display(read_frames(pydicom_data(name)), 0))
+
+
+def _draw_ruler(img: np.ndarray, x: int, y: int, step: int, n: int, tick: int, value: int,
+                minor: int = 0, labels_below: bool = False) -> list[tuple[int, int, int, int]]:
+    """A horizontal ruler drawn in ink ``value``: its line at row ``y`` from ``x``, ``n`` labelled major ticks
+    ``step`` apart (and ``minor`` half-length ticks between them). Returns each label's ink box."""
+    cv2.line(img, (x, y), (x + step * (n - 1), y), value, 2)
+    for i in range(n - 1):
+        for j in range(1, minor + 1):
+            mx = x + i * step + j * step // (minor + 1)
+            cv2.line(img, (mx, y), (mx, y - tick // 2), value, 2)
+    boxes = []
+    for i in range(n):
+        tx = x + i * step
+        cv2.line(img, (tx, y), (tx, y - tick), value, 2)
+        text = str(i * 5)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
+        ty = y + tick + th if labels_below else y - tick - 6
+        cv2.putText(img, text, (tx - tw // 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6, value, 2)
+        boxes.append((tx - tw // 2, ty - th, tx - tw // 2 + tw, ty + 2))
+    return boxes
+
+
+def _inside(label: tuple[int, int, int, int], boxes: list[Box]) -> bool:
+    x0, y0, x1, y1 = label
+    return any(b.x0 <= x0 and b.y0 <= y0 and x1 <= b.x1 and y1 <= b.y1 for b in boxes)
+
+
+@pytest.mark.parametrize("turn, dark, minor, below", [(0, False, 0, False), (1, False, 4, False),
+                                                      (0, True, 1, True), (3, False, 0, True)])
+def test_a_ruler_on_a_radiograph_is_found_and_its_labels_lie_in_its_box(turn: int, dark: bool, minor: int,
+                                                                        below: bool) -> None:
+    """Bright or dark, horizontal or running up the image, plain or with minor ticks, labels on either side."""
+    img = _radiograph("RG1_UNCR.dcm").copy()
+    # bright over the lung; dark low on the plate, where the display is bright
+    labels = _draw_ruler(img, 1100 if dark else 250, 1650 if dark else 700, 90, 6, 16, 20 if dark else 235,
+                         minor, below)
+    turned = np.ascontiguousarray(np.rot90(img, turn))
+    found = find_rulers(turned)
+    back = np.zeros(turned.shape, np.uint8)
+    for b in found:
+        back[b.y0 : b.y1, b.x0 : b.x1] = 1
+    found_upright = np.rot90(back, -turn)
+    for x0, y0, x1, y1 in labels:
+        assert found_upright[y0:y1, x0:x1].all(), f"label {(x0, y0, x1, y1)} outside the ruler boxes {found}"
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "RG3_UNCR.dcm"])
+def test_anatomy_is_no_ruler(name: str) -> None:
+    """Real chest and extremity radiographs: ribs, vessels and cortex never line up as a ruler."""
+    assert find_rulers(_radiograph(name)) == []
+
+
+def test_ticks_that_are_uneven_or_never_end_make_no_ruler() -> None:
+    img = _radiograph("RG1_UNCR.dcm").copy()
+    y = 700
+    cv2.line(img, (250, y), (700, y), 235, 2)  # a line over the lung with ticks at uneven places
+    for tx in (250, 290, 400, 430, 570, 700):
+        cv2.line(img, (tx, y), (tx, y - 16), 235, 2)
+    y = 1650
+    cv2.line(img, (1000, y), (1600, y), 20, 2)  # a comb whose teeth run on: grid lines, not ticks
+    for tx in range(1000, 1601, 60):
+        cv2.line(img, (tx, y), (tx, y - 200), 20, 2)
+    assert find_rulers(img) == []
+    _draw_ruler(img, 1000, 1850, 60, 11, 16, 20)  # the same ticks kept short and even: a ruler
+    assert len(find_rulers(img)) == 1
+
+
+def test_the_default_pipeline_fills_a_rulers_labels_and_keeps_nothing_in_it() -> None:
+    img = _radiograph("RG3_UNCR.dcm").copy()
+    labels = _draw_ruler(img, 30, 1650, 60, 5, 14, 30)  # dark, on the bright margin beside the tibia
+    _, decided = MarkerDecider(load_config(overrides=[])).decide(img)
+    ruler = [d for d in decided if "ruler" in d.box.source.split("+")]  # merged with other detectors' boxes
+    assert ruler and all(d.action is BoxAction.REDACTED and d.keep is None for d in ruler)
+    assert all(_inside(lab, [d.fill for d in ruler]) for lab in labels)
+
+
+def test_a_letter_in_a_rulers_box_is_not_kept_as_a_laterality_marker() -> None:
+    """Whatever its shape, a ruler's box is a line of labels: an "L" drawn in it goes with the ruler."""
+    from radiograph_deid.config import RetentionConfig
+    from radiograph_deid.retention import LateralityRetainer
+
+    view = np.full((200, 200), 60, np.uint8)
+    cv2.putText(view, "L", (70, 140), cv2.FONT_HERSHEY_SIMPLEX, 3, 240, 8)
+    retainer = LateralityRetainer(RetentionConfig())
+    as_marker = retainer(view, [Box(40, 40, 160, 160, source="marker-yolo")])
+    as_ruler = retainer(view, [Box(40, 40, 160, 160, source="ruler+marker-yolo")])
+    assert as_marker[0].action is BoxAction.KEPT_LATERALITY  # the same glyph, found as a marker, is kept
+    assert as_ruler[0].action is BoxAction.REDACTED and as_ruler[0].keep_mask is None

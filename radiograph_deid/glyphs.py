@@ -18,6 +18,7 @@ GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
 SOLID = 0.75  # share of its bounding box from which a component is a tile, band, counter or blob, not a letter
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
+ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
@@ -124,7 +125,11 @@ def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.3
             overlap = min(q[i] + lq[i], q[j] + lq[j]) - max(q[i], q[j])
             alike = 0.6 <= lq[j] / lq[i] <= 1.5 and overlap >= 0.5 * min(lq[i], lq[j])
             distance = max(p[j] - (p[i] + lp[i]), p[i] - (p[j] + lp[j]))
-            if alike and 0 < distance <= gap * lq[i]:  # touching or overlapping: pieces of one glyph
+            # touching or overlapping: pieces of one glyph, unless both are whole letters whose boxes only
+            # slant into each other (italic "ER"); not sparse noise along the crop's edge
+            whole = area[j] >= 0.3 * area[i] and area[j] >= 0.2 * w[j] * h[j]
+            slant = whole and -ITALIC_OVERLAP * min(lp[i], lp[j]) < distance < 0
+            if alike and (0 < distance or slant) and distance <= gap * lq[i]:
                 return True
     return False
 

@@ -261,6 +261,20 @@ def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:
     assert retainer(view, [Box(0, 0, 240, 90)])[0].action is BoxAction.REDACTED
 
 
+def test_an_italic_r_beside_another_letter_is_part_of_a_word() -> None:
+    """Slanted letters' boxes overlap a little ("ER-2" in italics): the R still stands in a word and is redacted;
+    the same slanted R alone is kept."""
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def italic(text: str) -> np.ndarray:
+        upright = burn(np.full((100, 200), 0.1, np.float32), [Burn(text, 40, 16, 64, 1.0, 9)])
+        shear = np.float32([[1, -0.2, 20], [0, 1, 0]])  # 11 degrees, a usual italic angle
+        return (cv2.warpAffine(upright, shear, (200, 100), borderValue=0.1) * 255).astype(np.uint8)
+
+    assert retainer(italic("R"), [Box(4, 4, 196, 96)])[0].action is BoxAction.KEPT_LATERALITY
+    assert retainer(italic("ER"), [Box(4, 4, 196, 96)])[0].action is BoxAction.REDACTED
+
+
 def test_a_bold_letter_filling_its_box_keeps_its_own_pixels() -> None:
     """Otsu's minority side of a tight box around a bold R is its background (the counter reads as an R too):
     the letter is searched on the other side, so the R's strokes stay and not its hole."""

@@ -120,14 +120,14 @@ def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.3
         band = edge[j] and area[j] >= 0.5 * w[j] * h[j] and min(w[j], h[j]) <= 0.4 * min(w[i], h[i])
         if j == i or speck_or_frame or band or _encloses(stats, j, i):
             continue
+        whole = area[j] >= 0.3 * area[i] and area[j] >= 0.2 * w[j] * h[j]  # a letter, not sparse edge noise
         for along, across in (((x, w), (y, h)), ((y, h), (x, w))):
             (p, lp), (q, lq) = along, across  # position and extent along the line, and across it
             overlap = min(q[i] + lq[i], q[j] + lq[j]) - max(q[i], q[j])
             alike = 0.6 <= lq[j] / lq[i] <= 1.5 and overlap >= 0.5 * min(lq[i], lq[j])
             distance = max(p[j] - (p[i] + lp[i]), p[i] - (p[j] + lp[j]))
             # touching or overlapping: pieces of one glyph, unless both are whole letters whose boxes only
-            # slant into each other (italic "ER"); not sparse noise along the crop's edge
-            whole = area[j] >= 0.3 * area[i] and area[j] >= 0.2 * w[j] * h[j]
+            # slant into each other (italic "ER")
             slant = whole and -ITALIC_OVERLAP * min(lp[i], lp[j]) < distance < 0
             if alike and (0 < distance or slant) and distance <= gap * lq[i]:
                 return True

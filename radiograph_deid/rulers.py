@@ -25,12 +25,12 @@ class RulerGeometry:
     max_thickness: int = 7  # line and tick strokes thinner than this
     min_length: int = 40  # the line is at least this long
     min_ticks: int = 3  # evenly spaced ticks on one side of the line
-    min_spacing: int = 4
+    min_spacing: int = 4  # tick spacing
     max_tick: int = 60  # a tick is a short stroke: it ends within this many pixels of the line
     min_contrast: int = 10  # stroke brightness above (or below) its surroundings, display levels ...
     noise_contrast: float = 3.5  # ... and this many times the image's pixel noise
     min_tick: int = 4  # tick length
-    min_cover: float = 0.7  # the ticks span this much of the line, and stand at this share of their places
+    min_cover: float = 0.7  # the ticks span this much of the line
     spacing_tolerance: float = 0.05  # drawn ticks: their spacing varies by at most this fraction (and a pixel)
     length_tolerance: float = 0.1  # ... and the major ticks' length by this fraction (and a pixel)
     salience: float = 4.0  # the line stands this many times the local texture's spread above the band's median

@@ -42,11 +42,6 @@ def _draw_ruler(img: np.ndarray, x: int, y: int, step: int, n: int, tick: int, v
     return boxes
 
 
-def _inside(label: tuple[int, int, int, int], boxes: list[Box]) -> bool:
-    x0, y0, x1, y1 = label
-    return any(b.x0 <= x0 and b.y0 <= y0 and x1 <= b.x1 and y1 <= b.y1 for b in boxes)
-
-
 @pytest.mark.parametrize("turn, dark, minor, below", [(0, False, 0, False), (1, False, 4, False),
                                                       (0, True, 1, True), (3, False, 0, True)])
 def test_a_ruler_on_a_radiograph_is_found_and_its_labels_lie_in_its_box(turn: int, dark: bool, minor: int,
@@ -93,7 +88,7 @@ def test_the_default_pipeline_fills_a_rulers_labels_and_keeps_nothing_in_it() ->
     _, decided = MarkerDecider(load_config(overrides=[])).decide(img)
     ruler = [d for d in decided if "ruler" in d.box.source.split("+")]  # merged with other detectors' boxes
     assert ruler and all(d.action is BoxAction.REDACTED and d.keep is None for d in ruler)
-    assert all(_inside(lab, [d.fill for d in ruler]) for lab in labels)
+    assert all(any(d.fill.contains(Box(*lab)) for d in ruler) for lab in labels)
 
 
 def test_a_letter_in_a_rulers_box_is_not_kept_as_a_laterality_marker() -> None:

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from . import tesseract
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
@@ -76,14 +77,11 @@ def _grown(mask: np.ndarray) -> np.ndarray:
 
 def tesseract_letter(tensor: np.ndarray, letters: str) -> str:
     """Tesseract's single-character reading (``--psm 10``) of a glyph in its eight placements; '' if none."""
-    import pytesseract
-
     img = cv2.copyMakeBorder((255 - tensor * 255).astype(np.uint8), 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=255)
     img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
     for k in range(8):
         variant = np.rot90(img if k < 4 else np.fliplr(img), k % 4)
-        read = pytesseract.image_to_string(np.ascontiguousarray(variant),
-                                           config=f"--psm 10 -c tessedit_char_whitelist={letters}").strip()
+        read = tesseract.image_to_string(variant, f"--psm 10 -c tessedit_char_whitelist={letters}").strip()
         if len(read) == 1 and read in letters:
             return read
     return ""
@@ -167,6 +165,8 @@ class LateralityRetainer:
             self._recognizer = TextRecognizer(1)
         page = letters_page(crop)
         least = 0 if page is None else page.count
+        if least > max(map(len, self.words)):
+            return ""  # more letters than any word of the vocabulary has: no reading could be one
         views = [crop] if page is None else [crop, page.image]
         uprights = self._recognizer.batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
         for view, upright in zip(views, uprights):

@@ -13,6 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from . import tesseract
 from .boxes import Box
 from .config import VerifyConfig
 from .pixels.display import to_gray
@@ -38,9 +39,6 @@ class TesseractVerifier:
                 "the verifier needs the tesseract program: apt-get install tesseract-ocr "
                 "(or run scripts/setup.sh). Switching verification off (verify.enabled=false) is not recommended."
             )
-        import pytesseract
-
-        self._tess = pytesseract
         self.cfg = cfg
 
     def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
@@ -51,7 +49,7 @@ class TesseractVerifier:
         scale = min(self.cfg.long_side / max(h, w), 2.0)
         small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-        data = self._tess.image_to_data(small, config="--psm 11", output_type=self._tess.Output.DICT)
+        data = tesseract.image_to_data(small, "--psm 11")
         findings = []
         for text, conf, x, y, bw, bh in zip(data["text"], data["conf"], data["left"], data["top"],
                                             data["width"], data["height"]):
@@ -73,7 +71,7 @@ class TesseractVerifier:
         crop = gray[max(0, box.y0 - pad) : box.y1 + pad, max(0, box.x0 - pad) : box.x1 + pad]
         zoom = max(1.0, 40.0 / max(1, box.height))
         crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        data = self._tess.image_to_data(crop, config="--psm 7", output_type=self._tess.Output.DICT)
+        data = tesseract.image_to_data(crop, "--psm 7")
         return any(sum(c.isalnum() for c in t) >= self.cfg.min_chars and float(c) >= self.cfg.min_confidence
                    for t, c in zip(data["text"], data["conf"]))
 

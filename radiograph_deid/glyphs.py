@@ -78,7 +78,10 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
         return []
     h, w = fig.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area >= 0.02 * h * w)
+    # clear of the border, and no speck: a fiftieth of the box, or as long as a marker is (a thin-stroked L
+    # inside a ring covers less than that share of its box)
+    big = (area >= 0.02 * h * w) | ((np.maximum(bw, bh) >= MIN_EXTENT * min(h, w)) & (area >= 6))
+    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & big
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
     enclosing = [i for i in candidates
                  if any(j != i and _encloses(stats[1:], i, j) and area[j] >= 0.1 * area[i] for j in candidates)]

@@ -330,6 +330,23 @@ def test_retention_reads_the_letter_inside_a_broken_ring() -> None:
     assert ring.sum() > 1000 and not res.keep_mask[ring[10:190, 10:190]].any(), "the ring was kept"
 
 
+def test_a_thin_stroked_letter_in_a_small_ring_is_kept_not_the_background_around_it() -> None:
+    """A real Hannover marker: a one-pixel L, 10 px tall, in a dark disc with a bright rim on lung texture. The L
+    covers under a fiftieth of its box; taking it for a speck left only the background around the ring to read."""
+    rng = np.random.default_rng(2)
+    view = np.clip(rng.normal(150, 12, (31, 31)), 0, 255).astype(np.uint8)
+    cv2.circle(view, (15, 15), 13, 235, 1)
+    cv2.circle(view, (15, 15), 12, 20, -1)
+    cv2.line(view, (13, 10), (13, 20), 225, 1)
+    cv2.line(view, (13, 20), (19, 20), 225, 1)
+    letter = np.zeros_like(view, bool)
+    letter[10:21, 13] = letter[20, 13:20] = True
+    assert letter.sum() < 0.02 * view.size
+    res = LateralityRetainer(RetentionConfig())(view, [Box(0, 0, 31, 31)])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "L"
+    assert res.keep_mask[letter].all() and not res.keep_mask[:, :2].any(), "the background was kept"
+
+
 def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     labels = [LabelledBox((10, 10, 30, 20), BoxClass.OTHER_MARKER), LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")]
     fill_text = Box(8, 8, 32, 22)

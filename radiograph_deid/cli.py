@@ -1,4 +1,4 @@
-"""Command line: ``radiograph-deid redact | evaluate | train`` (thin: the library's functions underneath)."""
+"""Command line: ``radiograph-deid redact | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-v", "--verbose", action="store_true")
     _evaluate_parser(sub)
     _train_parser(sub)
+    _train_glyphs_parser(sub)
     return p
 
 
@@ -75,6 +76,20 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
     t.add_argument("--export", type=Path, help="also export the best weights to this ONNX path")
 
 
+def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    t = sub.add_parser("train-glyphs", help="train the laterality glyph classifier (needs the train extra)",
+                       description="Render L, R and other glyphs in every placement (some cut by the crop's edge), "
+                       "add the real markers and background patches of the train split of --labels, train the "
+                       "small CNN and export it to ONNX. Use it with --set retention.glyph_weights=OUT.")
+    t.add_argument("out", type=Path, help="the ONNX file to write")
+    t.add_argument("--labels", type=Path, default=Path("data/real_markers.jsonl"))
+    t.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    t.add_argument("--n-train", type=int, default=40000, help="training glyphs")
+    t.add_argument("--n-val", type=int, default=4000, help="held-out rendered glyphs scored at the end")
+    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -84,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "train-glyphs":
+            return _train_glyphs(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"radiograph-deid {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +165,19 @@ def _train(args: argparse.Namespace) -> int:
     print(f"best weights: {best}")
     if args.export:
         print(f"exported: {export_onnx(best, args.export)}")
+    return 0
+
+
+def _train_glyphs(args: argparse.Namespace) -> int:
+    from .glyphs import glyph_material, train_glyph_classifier
+    from .labels import read_labels
+
+    train_split = [im for im in read_labels(args.labels) if im.split == "train"]
+    if not train_split:
+        raise ValueError(f"{args.labels} has no images in the train split")
+    real, backgrounds = glyph_material(train_split, args.data_root)
+    accuracy = train_glyph_classifier(args.out, args.n_train, args.n_val, args.epochs, args.seed, backgrounds, real)
+    print(json.dumps({"out": str(args.out), "real_crops": len(real), "held_out_accuracy": accuracy}))
     return 0
 
 

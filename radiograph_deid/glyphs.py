@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .labels import LabelledImage
 
 GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
@@ -236,7 +239,8 @@ class GlyphClassifier:
 
 # --- training (torch; the train extra) -------------------------------------------------------------------------
 
-OTHER_GLYPHS = "ABCDEFGHIJKMNOPQSTUVWXYZ0123456789abdefghknpqrstuvwxyz#+*?&%"
+OTHER_GLYPHS = "ABCDEFGHIJKMNOPQSTUVWXYZ0123456789abdefghknpqrstuvwxyz#+*?&%-/"
+CUT_SHARE = 0.15  # rendered and real glyphs cut by the crop's edge (real markers at the plate edge are)
 
 
 def _rendered_crop(text: str, rng: np.random.Generator) -> np.ndarray:
@@ -247,8 +251,11 @@ def _rendered_crop(text: str, rng: np.random.Generator) -> np.ndarray:
     alpha = render_text(text, height, rng, bold=rng.random() < 0.6)
     alpha = _framed(alpha, ("bare", "bare", "tile", "box", "circle")[rng.integers(5)], rng)
     alpha = _rotate(alpha, rng) if rng.random() < 0.9 else alpha
-    pad = int(rng.integers(1, max(2, height // 3)))
-    alpha = cv2.copyMakeBorder(alpha, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+    pads = [int(rng.integers(1, max(2, height // 3)))] * 4  # top, bottom, left, right
+    if rng.random() < CUT_SHARE:
+        alpha, side = _cut(alpha, rng)
+        pads[side] = 0
+    alpha = cv2.copyMakeBorder(alpha, *pads, cv2.BORDER_CONSTANT, value=0.0)
     bg = float(rng.uniform(0.1, 0.6))
     ink = float(rng.uniform(0.8, 1.0)) if rng.random() < 0.8 else float(rng.uniform(0.0, 0.1))
     img = bg * (1 - alpha) + ink * alpha
@@ -256,6 +263,16 @@ def _rendered_crop(text: str, rng: np.random.Generator) -> np.ndarray:
         img = cv2.GaussianBlur(img, (0, 0), float(rng.uniform(0.3, 1.2)))
     img = img + rng.normal(0, float(rng.uniform(0, 0.05)), img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _cut(img: np.ndarray, rng: np.random.Generator, most: float = 0.3) -> tuple[np.ndarray, int]:
+    """The image with 8 % to ``most`` of it cut off one side (0 top, 1 bottom, 2 left, 3 right), as the plate or
+    collimation edge cuts a marker placed at it; every class is cut alike, so a cut is no sign of a letter."""
+    side = int(rng.integers(4))
+    n = img.shape[0] if side < 2 else img.shape[1]
+    k = max(1, int(n * rng.uniform(0.08, most)))
+    cut = (img[k:], img[:-k], img[:, k:], img[:, :-k])[side]
+    return np.ascontiguousarray(cut), side
 
 
 def _jittered(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -268,6 +285,8 @@ def _jittered(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = big[y0 : pad + h + d(h), x0 : pad + w + d(w)]
     k = int(rng.integers(8))
     out = np.rot90(out if k < 4 else np.fliplr(out), k % 4)
+    if rng.random() < CUT_SHARE:
+        out = _cut(out, rng, most=0.4)[0]  # the margin goes first: up to 0.4 of the box reaches into the glyph
     noisy = out.astype(np.float32) + rng.normal(0, float(rng.uniform(0, 8)), out.shape)
     return np.clip(noisy, 0, 255).astype(np.uint8)
 
@@ -307,6 +326,34 @@ def synth_glyph_set(n: int, seed: int, backgrounds: Sequence[np.ndarray] = (),
             xs.append(comp.tensor)
             ys.append(label)
     return np.stack(xs).astype(np.float32), np.asarray(ys, np.int64)
+
+
+def glyph_material(images: Sequence["LabelledImage"], root: Path) -> tuple[list[tuple[np.ndarray, int]], list[np.ndarray]]:
+    """Real training material from hand-labelled images (give only the train split): crops of their markers
+    (L and R as such, other text as ``other``; laterality words that are no single glyph left out) and the
+    images themselves, laterality markers painted over, as background patches for ``other``."""
+    from .enums import BoxClass
+
+    crops: list[tuple[np.ndarray, int]] = []
+    backgrounds = []
+    for im in images:
+        gray = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            raise FileNotFoundError(f"labelled image not readable: {root / im.file}")
+        for b in im.boxes:
+            x0, y0, x1, y1 = b.xyxy
+            text = b.text.strip().upper()
+            if b.cls is BoxClass.LATERALITY and text not in ("L", "R"):
+                continue
+            label = text if b.cls is BoxClass.LATERALITY else "other"
+            crops.append((gray[y0:y1, x0:x1].copy(), GLYPH_CLASSES.index(label)))
+        painted = gray.copy()
+        for b in im.boxes:
+            if b.cls is BoxClass.LATERALITY:
+                x0, y0, x1, y1 = b.xyxy
+                painted[y0:y1, x0:x1] = int(np.median(gray))
+        backgrounds.append(painted)
+    return crops, backgrounds
 
 
 def _net():  # type: ignore[no-untyped-def]

@@ -180,9 +180,9 @@ class RulerDetector:
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
         from .pixels.display import to_gray
-        from .rulers import find_rulers
+        from .rulers import find_rulers_any_size
 
-        return [(box, BoxAction.REDACTED) for box in find_rulers(to_gray(view))]
+        return [(box, BoxAction.REDACTED) for box in find_rulers_any_size(to_gray(view))]
 
 
 @register("ruler")

@@ -50,6 +50,21 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry()) -> 
     return found
 
 
+def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), coarse_from: int = 2048
+                         ) -> list[Box]:
+    """``find_rulers`` on the view and, when its long side exceeds ``coarse_from``, on the view halved as well:
+    the geometry's stroke limits are in pixels, and a ruler drawn for a 3000-px image can be thicker than they
+    allow (a 9-px line on a synthetic 3047-px image was missed). The same ruler found at both scales gives two
+    boxes of like extent; the detector's union merges them."""
+    found = find_rulers(gray, geometry)
+    if max(gray.shape) > coarse_from:
+        half = cv2.resize(gray, (gray.shape[1] // 2, gray.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        rows, cols = gray.shape
+        found += [replace(b, x0=2 * b.x0, y0=2 * b.y0, x1=min(cols, 2 * b.x1), y1=min(rows, 2 * b.y1))
+                  for b in find_rulers(half, geometry)]
+    return found
+
+
 def _noise(gray: np.ndarray) -> float:
     """Pixel noise (robust standard deviation of the difference from the 3x3 median) on a sample of rows."""
     sample = gray[:: max(1, gray.shape[0] // 256)]

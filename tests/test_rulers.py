@@ -12,7 +12,7 @@ from radiograph_deid.fileio import read_frames
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.pixels import to_display
 from radiograph_deid.pixels.display import to_gray
-from radiograph_deid.rulers import find_rulers
+from radiograph_deid.rulers import find_rulers, find_rulers_any_size
 
 from .conftest import pydicom_data
 
@@ -22,22 +22,23 @@ def _radiograph(name: str) -> np.ndarray:
 
 
 def _draw_ruler(img: np.ndarray, x: int, y: int, step: int, n: int, tick: int, value: int,
-                minor: int = 0, labels_below: bool = False) -> list[tuple[int, int, int, int]]:
+                minor: int = 0, labels_below: bool = False, stroke: int = 2, font: float = 0.6
+                ) -> list[tuple[int, int, int, int]]:
     """A horizontal ruler drawn in ink ``value``: its line at row ``y`` from ``x``, ``n`` labelled major ticks
     ``step`` apart (and ``minor`` half-length ticks between them). Returns each label's ink box."""
-    cv2.line(img, (x, y), (x + step * (n - 1), y), value, 2)
+    cv2.line(img, (x, y), (x + step * (n - 1), y), value, stroke)
     for i in range(n - 1):
         for j in range(1, minor + 1):
             mx = x + i * step + j * step // (minor + 1)
-            cv2.line(img, (mx, y), (mx, y - tick // 2), value, 2)
+            cv2.line(img, (mx, y), (mx, y - tick // 2), value, stroke)
     boxes = []
     for i in range(n):
         tx = x + i * step
-        cv2.line(img, (tx, y), (tx, y - tick), value, 2)
+        cv2.line(img, (tx, y), (tx, y - tick), value, stroke)
         text = str(i * 5)
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
-        ty = y + tick + th if labels_below else y - tick - 6
-        cv2.putText(img, text, (tx - tw // 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6, value, 2)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, stroke)
+        ty = y + tick + th if labels_below else y - tick - 3 * stroke
+        cv2.putText(img, text, (tx - tw // 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, value, stroke)
         boxes.append((tx - tw // 2, ty - th, tx - tw // 2 + tw, ty + 2))
     return boxes
 
@@ -103,3 +104,14 @@ def test_a_letter_in_a_rulers_box_is_not_kept_as_a_laterality_marker() -> None:
     as_ruler = retainer(view, [Box(40, 40, 160, 160, source="ruler+marker-yolo")])
     assert as_marker[0].action is BoxAction.KEPT_LATERALITY  # the same glyph, found as a marker, is kept
     assert as_ruler[0].action is BoxAction.REDACTED and as_ruler[0].keep_mask is None
+
+
+def test_a_thick_ruler_on_a_large_image_is_found_on_the_halved_view() -> None:
+    """A ruler drawn for a 3000-px image (9-px strokes) is thicker than the finder's stroke limit; the halved
+    view finds it, and the halved anatomy still holds no ruler."""
+    img = cv2.resize(_radiograph("RG1_UNCR.dcm"), None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    assert max(img.shape) > 3000 and find_rulers_any_size(img) == []
+    labels = _draw_ruler(img, 400, 1200, 220, 5, 50, 235, stroke=9, font=2.0)
+    assert find_rulers(img) == []  # too thick at full size
+    found = find_rulers_any_size(img)
+    assert found and all(any(b.contains(Box(*lab)) for b in found) for lab in labels), found

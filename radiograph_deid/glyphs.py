@@ -333,14 +333,14 @@ def glyph_material(images: Sequence["LabelledImage"], root: Path) -> tuple[list[
     (L and R as such, other text as ``other``; laterality words that are no single glyph left out) and the
     images themselves, laterality markers painted over, as background patches for ``other``."""
     from .enums import BoxClass
+    from .evaluate import labelled_items
+    from .pixels.display import to_gray
 
     crops: list[tuple[np.ndarray, int]] = []
     backgrounds = []
-    for im in images:
-        gray = cv2.imread(str(root / im.file), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            raise FileNotFoundError(f"labelled image not readable: {root / im.file}")
-        for b in im.boxes:
+    for _, view, boxes in labelled_items(images, root):  # read as redact reads them, with its errors
+        gray = to_gray(view)
+        for b in boxes:
             x0, y0, x1, y1 = b.xyxy
             text = b.text.strip().upper()
             if b.cls is BoxClass.LATERALITY and text not in ("L", "R"):
@@ -348,7 +348,7 @@ def glyph_material(images: Sequence["LabelledImage"], root: Path) -> tuple[list[
             label = text if b.cls is BoxClass.LATERALITY else "other"
             crops.append((gray[y0:y1, x0:x1].copy(), GLYPH_CLASSES.index(label)))
         painted = gray.copy()
-        for b in im.boxes:
+        for b in boxes:
             if b.cls is BoxClass.LATERALITY:
                 x0, y0, x1, y1 = b.xyxy
                 painted[y0:y1, x0:x1] = int(np.median(gray))

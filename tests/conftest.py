@@ -5,7 +5,9 @@ import hashlib
 import os
 from importlib.metadata import distribution
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
@@ -35,3 +37,22 @@ def tree_hashes(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def key_overrides(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return [f"header.key_file={tmp_path_factory.mktemp('key') / 'secret.key'}"]
+
+
+def labelled_synthetic(folder: Path, prefix: str, rows: int, cols: int, seeds: Sequence[int],
+                       rng: np.random.Generator) -> list:
+    """Markers synthesized on phantoms (one per seed), written to ``folder`` as 8-bit PNGs named ``prefix`` + index,
+    with their labels (``LabelledImage``; set split or patient with ``dataclasses.replace``)."""
+    import cv2
+
+    from radiograph_deid.labels import LabelledBox, LabelledImage
+    from radiograph_deid.marker_synth import synthesize
+    from radiograph_deid.synthetic import phantom
+
+    images = []
+    for i, seed in enumerate(seeds):
+        img, placed = synthesize(phantom(rows, cols, seed), rng)
+        cv2.imwrite(str(folder / f"{prefix}{i}.png"), (img * 255).astype(np.uint8))
+        images.append(LabelledImage(f"{prefix}{i}.png", cols, rows,
+                                    tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
+    return images

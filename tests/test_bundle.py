@@ -6,19 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pydicom
 import pytest
 
-from radiograph_deid.labels import LabelledBox, LabelledImage, write_labels
-from radiograph_deid.marker_synth import synthesize
-from radiograph_deid.synthetic import phantom
+from radiograph_deid.labels import write_labels
 from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT
 
-from .conftest import deid_data
+from .conftest import deid_data, labelled_synthetic
 
 monai = pytest.importorskip("monai")
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
@@ -87,13 +85,8 @@ def test_bundle_runs_standalone_from_the_command_line(tmp_path: Path, key_overri
 
 def test_train_workflow_fine_tunes_and_publishes_beside_the_shipped_weights(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
-    rng = np.random.default_rng(5)
-    images = []
-    for i in range(3):
-        img, placed = synthesize(phantom(1000, 900, 40 + i), rng)
-        cv2.imwrite(str(tmp_path / f"im{i}.png"), (img * 255).astype(np.uint8))
-        images.append(LabelledImage(f"im{i}.png", 900, 1000, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed),
-                                    patient=f"p{i}"))
+    images = [replace(im, patient=f"p{i}") for i, im in
+              enumerate(labelled_synthetic(tmp_path, "im", 1000, 900, range(40, 43), np.random.default_rng(5)))]
     write_labels(tmp_path / "labels.jsonl", images)
     shipped = SHIPPED_ONNX.read_bytes()
     wf = workflow("train.json", bundle_root=str(BUNDLE), labels=str(tmp_path / "labels.jsonl"), epochs=1,

@@ -5,6 +5,7 @@ Uses generated images only (no ../shared). The shipped models are loaded from th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -22,6 +23,8 @@ from radiograph_deid.marker_synth import _render_hershey, synthesize
 from radiograph_deid.pipeline import Decided, MarkerDecider
 from radiograph_deid.retention import LateralityRetainer, laterality_mismatch, side_of
 from radiograph_deid.synthetic import Burn, burn, phantom
+
+from .conftest import labelled_synthetic
 
 
 def test_generator_labels_every_marker_it_burns() -> None:
@@ -443,12 +446,7 @@ def test_safety_net_is_scored_on_the_redacted_view() -> None:
 
 
 def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rng = np.random.default_rng(3)
-    images = []
-    for i in range(2):
-        img, placed = synthesize(phantom(1200, 1000, i), rng)
-        cv2.imwrite(str(tmp_path / f"im{i}.png"), (img * 255).astype(np.uint8))
-        images.append(LabelledImage(f"im{i}.png", 1000, 1200, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
+    images = labelled_synthetic(tmp_path, "im", 1200, 1000, range(2), np.random.default_rng(3))
     write_labels(tmp_path / "labels.jsonl", images)
     report = tmp_path / "report.json"
     assert main(["evaluate", "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(tmp_path),
@@ -475,13 +473,8 @@ def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path:
     from radiograph_deid.config import DetectorConfig
     from radiograph_deid.detector import MarkerDetector
 
-    rng = np.random.default_rng(11)
-    sets = {"site": [], "val": []}
-    for i in range(4):
-        img, placed = synthesize(phantom(1100, 900, 20 + i), rng)
-        cv2.imwrite(str(tmp_path / f"s{i}.png"), (img * 255).astype(np.uint8))
-        sets["val" if i == 3 else "site"].append(
-            LabelledImage(f"s{i}.png", 900, 1100, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
+    images = labelled_synthetic(tmp_path, "s", 1100, 900, range(20, 24), np.random.default_rng(11))
+    sets = {"site": images[:3], "val": images[3:]}
     for name, images in sets.items():
         write_labels(tmp_path / f"{name}.jsonl", images)
     onnx = tmp_path / "site.onnx"
@@ -496,13 +489,8 @@ def test_glyph_training_command_learns_l_and_r_from_labelled_images(tmp_path: Pa
     """``train-glyphs``: rendered glyphs plus the train split's real markers, exported where the retainer loads it
     (a short run; the shipped classifier's accuracy is measured by ``evaluate``, not here)."""
     pytest.importorskip("torch")
-    rng = np.random.default_rng(5)
-    images = []
-    for i in range(2):
-        img, placed = synthesize(phantom(900, 800, 40 + i), rng)
-        cv2.imwrite(str(tmp_path / f"t{i}.png"), (img * 255).astype(np.uint8))
-        images.append(LabelledImage(f"t{i}.png", 800, 900, tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed),
-                                    split="train" if i == 0 else "val"))
+    images = [replace(im, split=split) for im, split in
+              zip(labelled_synthetic(tmp_path, "t", 900, 800, (40, 41), np.random.default_rng(5)), ("train", "val"))]
     write_labels(tmp_path / "labels.jsonl", images)
     onnx = tmp_path / "glyph.onnx"
     assert main(["train-glyphs", str(onnx), "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(tmp_path),

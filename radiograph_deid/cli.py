@@ -38,12 +38,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+LABELS = Path("data/real_markers.jsonl")  # the hand-checked real markers shipped in the repository
+DATA_ROOT = Path("../shared/data")  # where their images are (not shipped)
+
+
+def _labelled_set(parser: argparse.ArgumentParser) -> None:
+    """The training commands' hand-labelled set: its label file, and the folder its image paths are under."""
+    parser.add_argument("--labels", type=Path, default=LABELS, help="label JSONL; its train split is used")
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder the label paths are under")
+
+
 def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e = sub.add_parser("evaluate", help="the paper's metrics for the configured detector and retention",
                        description="De-identification accuracy, false-positive rate, retention accuracy, AUPRC and "
                        "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic).")
     e.add_argument("--labels", type=Path, help="label JSONL (e.g. data/real_markers.jsonl)")
-    e.add_argument("--data-root", type=Path, default=Path("../shared/data"), help="folder the label paths are under")
+    e.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder the label paths are under")
     e.add_argument("--split", default="val", help="which labelled split to score: val | train | all")
     e.add_argument("--synthetic", type=int, default=0, metavar="N", help="also score N held-out synthetic images")
     e.add_argument("--seed", type=int, default=1000, help="seed of the synthetic held-out stream")
@@ -61,8 +71,7 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
                        "the model yaml; or, with --site-labels, fine-tune the shipped weights on a site's own "
                        "labelled images, validated on --val-labels (never the training images).")
     t.add_argument("out", type=Path, help="run folder (dataset, checkpoints, exported ONNX)")
-    t.add_argument("--labels", type=Path, default=Path("data/real_markers.jsonl"))
-    t.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    _labelled_set(t)
     t.add_argument("--n-train", type=int, default=1200, help="synthetic training images (two 512-px crops each)")
     t.add_argument("--n-val", type=int, default=80)
     t.add_argument("--site-labels", type=Path, help="fine-tune on these labelled images of a site")
@@ -82,8 +91,7 @@ def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
                        "add the real markers and background patches of the train split of --labels, train the "
                        "small CNN and export it to ONNX. Use it with --set retention.glyph_weights=OUT.")
     t.add_argument("out", type=Path, help="the ONNX file to write")
-    t.add_argument("--labels", type=Path, default=Path("data/real_markers.jsonl"))
-    t.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    _labelled_set(t)
     t.add_argument("--n-train", type=int, default=40000, help="training glyphs")
     t.add_argument("--n-val", type=int, default=4000, help="held-out rendered glyphs scored at the end")
     t.add_argument("--epochs", type=int, default=8)

@@ -71,12 +71,15 @@ class DetectorConfig:
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models
     score_threshold: float = 0.35  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
     tile_long_side: int = 2048  # marker-yolo: also search this larger view in model-sized tiles (small text); 0: off
+    confirm_threshold: float = 0.1  # marker-yolo: boxes scored from this up to score_threshold are redacted if ...
+    confirm_confidence: float = 0.8  # ... the text recognizer reads 2+ characters in them this well
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
+        _check(0.0 < self.confirm_threshold < 1.0, "detector.confirm_threshold must be in (0, 1)")
         _check(self.long_side >= 320 and self.long_side % 32 == 0, "detector.long_side must be >= 320, multiple of 32")
         for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "short_text_confidence",
-                  "max_text_height_fraction"):
+                  "max_text_height_fraction", "confirm_confidence"):
             _check(0.0 < getattr(self, k) <= 1.0, f"detector.{k} must be in (0, 1]")
         _check(self.margin_fraction >= 0.0, "detector.margin_fraction must be >= 0")
 

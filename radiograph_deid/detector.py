@@ -5,6 +5,7 @@ runs is chosen by ``detector.name`` in the configuration; the learned marker det
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -23,6 +24,7 @@ class Detector(Protocol):
 
 
 VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters
+CONFIRM_MIN_CHARS = 2  # a box the marker detector doubts is text if it reads this many (cables, ribs read "0", "T")
 
 DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
 
@@ -214,6 +216,8 @@ class MarkerDetector:
         self.input = self.session.get_inputs()[0]
         self.size = int(self.input.shape[-1])
         self.cfg = cfg
+        self.floor = min(cfg.confirm_threshold, cfg.score_threshold)  # boxes below this are not looked at
+        self.recognizer = None  # loaded when an unsure box first needs reading
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
         from .pixels.display import to_gray
@@ -221,14 +225,37 @@ class MarkerDetector:
         gray = to_gray(view)
         rows = self._search(gray)
         h, w = view.shape[:2]
-        out: list[tuple[Box, BoxAction]] = []
+        boxes: list[Box] = []
         for x0, y0, x1, y1, score, cls in rows:
             bx0, by0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
             bx1, by1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
             if bx1 > bx0 and by1 > by0:
                 label = BoxClass.LATERALITY if int(cls) == 0 else BoxClass.OTHER_MARKER
-                out.append((Box(bx0, by0, bx1, by1, round(float(score), 4), label, source="marker-yolo"),
-                            BoxAction.REDACTED))
+                boxes.append(Box(bx0, by0, bx1, by1, round(float(score), 4), label, source="marker-yolo"))
+        sure = [b for b in boxes if b.score >= self.cfg.score_threshold]
+        unsure = [b for b in boxes if b.score < self.cfg.score_threshold
+                  and not any(_nested(b, s) for s in sure)]  # a doubt about a marker already boxed adds nothing
+        return [(b, BoxAction.REDACTED) for b in sure] + self._confirmed(view, unsure)
+
+    def _confirmed(self, view: np.ndarray, unsure: list[Box]) -> list[tuple[Box, BoxAction]]:
+        """Boxes scored below ``score_threshold`` (from ``confirm_threshold``) are redacted when the text
+        recognizer reads at least two characters in them with ``confirm_confidence``: faint, dot-matrix or
+        dark-on-dark text the detector sees but doubts; the anatomy and hardware it doubts read as nothing, or as
+        one character (a cable loop "0", a clip "T", noise "R")."""
+        if not unsure:
+            return []
+        if self.recognizer is None:
+            from .ocr_models import TextRecognizer
+
+            self.recognizer = TextRecognizer(self.cfg.threads)
+        crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in unsure]
+        bar = self.cfg.confirm_confidence
+        out = []
+        readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
+        for box, (text, conf) in zip(unsure, readings):
+            read = conf >= bar and sum(c.isalnum() for c in text) >= CONFIRM_MIN_CHARS
+            out.append((replace(box, text=text, source="marker-yolo+read") if read else box,
+                        BoxAction.REDACTED if read else BoxAction.REJECTED))
         return out
 
     def _search(self, gray: np.ndarray) -> np.ndarray:
@@ -271,12 +298,12 @@ class MarkerDetector:
         (1, K, 6) or raw (1, 4 + classes, anchors) with centre boxes, which gets class-agnostic NMS here."""
         if pred.shape[-1] == 6 and pred.shape[1] != 6:
             rows = pred[0]
-            return rows[rows[:, 4] >= self.cfg.score_threshold]
+            return rows[rows[:, 4] >= self.floor]
         raw = pred[0].T
         scores = raw[:, 4:]
         cls = scores.argmax(axis=1)
         conf = scores[np.arange(len(raw)), cls]
-        keep = conf >= self.cfg.score_threshold
+        keep = conf >= self.floor
         raw, cls, conf = raw[keep], cls[keep], conf[keep]
         xyxy = np.column_stack([raw[:, 0] - raw[:, 2] / 2, raw[:, 1] - raw[:, 3] / 2,
                                 raw[:, 0] + raw[:, 2] / 2, raw[:, 1] + raw[:, 3] / 2])
@@ -284,6 +311,11 @@ class MarkerDetector:
             return np.zeros((0, 6), np.float32)
         rows = np.column_stack([xyxy, conf, cls])
         return rows[_nms(rows, 0.5)]
+
+
+def _nested(a: Box, b: Box) -> bool:
+    """Half or more of the smaller box lies in the larger."""
+    return a.intersection(b) >= 0.5 * min(a.width * a.height, b.width * b.height)
 
 
 def _nms(rows: np.ndarray, iou: float) -> np.ndarray:

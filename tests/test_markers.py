@@ -247,6 +247,39 @@ def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:
         assert [a is BoxAction.REDACTED for _, a in found] == expect, (upright, turned)
 
 
+def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -> None:
+    """Below ``score_threshold`` (from ``confirm_threshold``) a marker-detector box needs the recognizer to read
+    two or more characters surely: faint "BM" at 0.98 is redacted; a cable loop read "0" at 0.99, "ID" at 0.7 and
+    a blank are not; a doubt nested in a sure box is not read; nothing is read when the band is switched off."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+
+    rows = np.array([[10, 10, 60, 30, 0.8, 1], [100, 10, 140, 30, 0.2, 1], [200, 10, 220, 40, 0.2, 1],
+                     [300, 10, 330, 40, 0.12, 0], [350, 10, 375, 40, 0.3, 1], [12, 12, 58, 28, 0.2, 1]], np.float32)
+    readings = {40: ("BM", 0.98), 20: ("0", 0.99), 30: ("", 0.0), 25: ("ID", 0.7)}
+
+    class Recognizer:
+        def __init__(self) -> None:
+            self.widths: list[int] = []
+
+        def batch(self, crops: list) -> list:
+            self.widths += [c.shape[1] for c in crops]
+            return [readings.get(c.shape[1], ("", 0.0)) for c in crops]
+
+    view = np.zeros((100, 400), np.uint8)
+    for cfg, expect in ((DetectorConfig(), [True, True, False, False, False]),
+                        (DetectorConfig(confirm_threshold=0.35), [True])):
+        detector = MarkerDetector(cfg)
+        detector._search = lambda gray: rows[rows[:, 4] >= detector.floor]  # type: ignore[method-assign]
+        detector.recognizer = Recognizer()
+        found = detector(view)
+        assert [a is BoxAction.REDACTED for _, a in found] == expect
+        assert detector.recognizer.widths[:4] == ([40, 20, 30, 25] if len(expect) > 1 else [])
+        assert not {46, 50} & set(detector.recognizer.widths)  # the sure box and the doubt inside it: never read
+        if len(found) > 1:
+            assert found[1][0].text == "BM" and found[1][0].source == "marker-yolo+read"
+
+
 def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
     """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn
     alone (with the frame it read a framed SX as a CJK character). A reading that explains fewer letters than the

@@ -251,8 +251,7 @@ class MarkerDetector:
         crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in unsure]
         bar = self.cfg.confirm_confidence
         out = []
-        readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
-        for box, (text, conf) in zip(unsure, readings):
+        for box, (text, conf) in zip(unsure, self.recognizer.batch(crops)):  # upright only: turns cost 0.3 s
             read = conf >= bar and sum(c.isalnum() for c in text) >= CONFIRM_MIN_CHARS
             out.append((replace(box, text=text, source="marker-yolo+read") if read else box,
                         BoxAction.REDACTED if read else BoxAction.REJECTED))

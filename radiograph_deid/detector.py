@@ -198,7 +198,8 @@ class MarkerDetector:
     The image is reduced exactly as in training (``marker_dataset.detector_view``) and placed top-left on the
     model's square input (with ``tile_long_side``, a larger view is searched in tiles too); the raw head's boxes
     get class-agnostic NMS here. Every box above ``score_threshold`` is redacted unless the retention pass keeps
-    a laterality glyph in it.
+    a laterality glyph in it; a box scored from ``confirm_threshold`` up to it only when the text recognizer
+    reads it (``_confirmed``).
     """
 
     def __init__(self, cfg: DetectorConfig) -> None:

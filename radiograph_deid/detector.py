@@ -60,10 +60,15 @@ class UnionDetector:
         return rejected + [(b, BoxAction.REDACTED) for b in kept]
 
 
+def _nested(a: Box, b: Box, share: float = 0.5) -> bool:
+    """At least ``share`` of the smaller box lies in the larger."""
+    return a.intersection(b) >= share * min(a.width * a.height, b.width * b.height)
+
+
 def _same_marker(a: Box, b: Box) -> bool:
     """Two detectors' boxes on one marker: the smaller mostly inside the larger, and of similar size."""
     small, large = sorted((a.width * a.height, b.width * b.height))
-    return a.intersection(b) >= 0.7 * small and large <= 3 * small
+    return _nested(a, b, 0.7) and large <= 3 * small
 
 
 def merge_duplicates(boxes: list[Box]) -> list[Box]:
@@ -311,11 +316,6 @@ class MarkerDetector:
             return np.zeros((0, 6), np.float32)
         rows = np.column_stack([xyxy, conf, cls])
         return rows[_nms(rows, 0.5)]
-
-
-def _nested(a: Box, b: Box) -> bool:
-    """Half or more of the smaller box lies in the larger."""
-    return a.intersection(b) >= 0.5 * min(a.width * a.height, b.width * b.height)
 
 
 def _nms(rows: np.ndarray, iou: float) -> np.ndarray:

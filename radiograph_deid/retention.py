@@ -69,6 +69,20 @@ def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
     return None if comp is None else _grown(comp.mask)
 
 
+def flattened(gray: np.ndarray) -> np.ndarray:
+    """The crop less its smooth lighting (a blur half the box wide), stretched to 0-255: on a tile lit unevenly
+    Otsu splits the tile's bright side from its dark side and takes the bright side and the letter for one glyph."""
+    sigma = max(3.0, min(gray.shape[:2]) / 2)
+    detail = gray.astype(np.float32) - cv2.GaussianBlur(gray.astype(np.float32), (0, 0), sigma)
+    return cv2.normalize(detail, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+def _kept(box: Box, text: str, score: float, mask: np.ndarray) -> RetentionResult:
+    """The box relabelled as the laterality marker it holds; only the glyph's pixels (grown a little) are kept."""
+    return RetentionResult(replace(box, label=BoxClass.LATERALITY, text=text, score=score),
+                           BoxAction.KEPT_LATERALITY, _grown(mask))
+
+
 def _grown(mask: np.ndarray) -> np.ndarray:
     ys, _ = np.nonzero(mask)
     k = 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
@@ -125,12 +139,15 @@ class LateralityRetainer:
                 continue  # e.g. a letter of "RD" or "12", or a bright band the classifier could take for an R
             letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border)
             if letter:
-                kept = replace(box, label=BoxClass.LATERALITY, text=letter, score=round(score, 4))
-                return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(comp.mask))
+                return _kept(box, letter, round(score, 4), comp.mask)
+        flat = glyph_components(flattened(crop), most=1)  # a faint letter on a tile lit unevenly
+        if flat and flat[0].may_be_letter and not flat[0].touches_border:
+            letter, score = self._letter(flat[0], second_opinion=False)
+            if letter:
+                return _kept(box, letter, round(score, 4), flat[0].mask)
         word = self._word(crop)
         if word:
-            kept = replace(box, label=BoxClass.LATERALITY, text=word)
-            return RetentionResult(kept, BoxAction.KEPT_LATERALITY, _grown(figure_mask(crop)))
+            return _kept(box, word, box.score, figure_mask(crop))
         return redact
 
     def _is_line(self, box: Box) -> bool:

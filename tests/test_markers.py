@@ -412,6 +412,28 @@ def test_a_thin_stroked_letter_in_a_small_ring_is_kept_not_the_background_around
     assert res.keep_mask[letter].all() and not res.keep_mask[:, :2].any(), "the background was kept"
 
 
+
+
+def _tile_lit_unevenly(letter_contrast: float) -> np.ndarray:
+    """A lead tile tilted 4 degrees and dimming to the right, cut by its box on three sides, with an R a few grey
+    levels above the tile (a synthetic miss): Otsu takes the tile and the R for one glyph touching the border."""
+    rng = np.random.default_rng(0)
+    view = np.full((240, 220), 110, np.float32)
+    tilt = cv2.getRotationMatrix2D((90, 105), 4, 1.0)
+    tile = cv2.warpAffine(cv2.rectangle(np.zeros_like(view), (10, 10), (170, 200), 1.0, -1), tilt, (220, 240))
+    view += tile * (45 - np.linspace(0, 20, 220, dtype=np.float32)[None, :])
+    ink = cv2.warpAffine(burn(np.zeros_like(view), [Burn("R", 60, 60, 90, 1.0, 14)]), tilt, (220, 240))
+    view = cv2.GaussianBlur(view + letter_contrast * ink, (0, 0), 2) + rng.normal(0, 2, view.shape)
+    return np.clip(view, 0, 255).astype(np.uint8)
+
+
+def test_a_faint_letter_on_a_tile_lit_unevenly_is_read_once_the_lighting_is_taken_out() -> None:
+    box = Box(30, 30, 190, 215)
+    retain = LateralityRetainer(RetentionConfig())
+    res = retain(_tile_lit_unevenly(10), [box])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
+    assert res.keep_mask.mean() < 0.25, "the tile was kept with the letter"
+    assert retain(_tile_lit_unevenly(0), [box])[0].action is BoxAction.REDACTED, "a blank tile was read as a letter"
 def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     labels = [LabelledBox((10, 10, 30, 20), BoxClass.OTHER_MARKER), LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")]
     fill_text = Box(8, 8, 32, 22)

@@ -4,11 +4,13 @@ Why: ruler labels are one- or two-digit numbers, each alone beside a tick. Alone
 anatomy to the learned detector and is too small for the text detector (on the synthetic held-out split they were
 half of all missed boxes). A ruler as a whole is unmistakable, though: no anatomy draws a thin straight line with
 three or more short, thin, evenly spaced ticks standing on it. So the ruler is found by its geometry, and the band
-on both sides of its line, where the labels stand, is redacted.
+on both sides of its line, where the labels stand, is redacted. Some rulers are ticks alone, with no line: eight
+or more, their ends level, on a scale straighter than the spine's endplates or the ribs ever stand.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -36,17 +38,33 @@ class RulerGeometry:
     salience: float = 4.0  # the line stands this many times the local texture's spread above the band's median
     evenness: float = 0.5  # ... and its values spread by at most this fraction of that contrast
     band: float = 3.5  # labels stand within this many tick lengths of the line (both sides are filled)
+    lineless_ticks: int = 8  # ticks drawn with no line: at least this many, their ends level ...
+    lineless_tick: int = 6  # ... each at least this long ...
+    lineless_cover: float = 0.6  # ... standing at this share or more of the places the spacing gives
 
 
-def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry()) -> list[Box]:
-    """Boxes over each ruler's line, ticks and label band, horizontal and vertical, bright or dark on the image."""
+def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lineless: bool = True) -> list[Box]:
+    """Boxes over each ruler's line, ticks and label band, horizontal and vertical, bright or dark on the image;
+    with ``lineless``, also over rows of ticks drawn with no line."""
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("find_rulers expects a 2-D uint8 display image")
     g = replace(geometry, min_contrast=max(geometry.min_contrast, int(np.ceil(geometry.noise_contrast * _noise(gray)))))
+    lined = _both_ways(_horizontal, gray, g)
+    if not lineless:
+        return lined
+    # the ticks of a ruler found with its line are not found again
+    ticks = [b for b in _both_ways(_lineless, gray, g) if not any(2 * f.intersection(b) > b.width * b.height
+                                                                  for f in lined)]
+    return lined + _joined(ticks)
+
+
+def _both_ways(search: Callable[[np.ndarray, RulerGeometry], list[Box]], gray: np.ndarray, g: RulerGeometry
+               ) -> list[Box]:
+    """``search`` along the rows and along the columns, for bright and for dark strokes."""
     found: list[Box] = []
     for polarity in (gray, 255 - gray):
-        found += _horizontal(polarity, g)
-        found += [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in _horizontal(polarity.T, g)]
+        found += search(polarity, g)
+        found += [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in search(polarity.T, g)]
     return found
 
 
@@ -55,9 +73,11 @@ def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeomet
     """``find_rulers`` on the view and, when its long side exceeds ``coarse_from``, on the view halved as well:
     the geometry's stroke limits are in pixels, and a ruler drawn for a 3000-px image can be thicker than they
     allow (a 9-px line on a synthetic 3047-px image was missed). The same ruler found at both scales gives two
-    boxes of like extent; the detector's union merges them."""
-    found = find_rulers(gray, geometry)
-    if max(gray.shape) > coarse_from:
+    boxes of like extent; the detector's union merges them. Rows of ticks with no line are searched on the halved
+    view alone there (their ticks are then 12 px long or more), at a quarter of the cost."""
+    large = max(gray.shape) > coarse_from
+    found = find_rulers(gray, geometry, lineless=not large)
+    if large:
         half = cv2.resize(gray, (gray.shape[1] // 2, gray.shape[0] // 2), interpolation=cv2.INTER_AREA)
         rows, cols = gray.shape
         found += [replace(b, x0=2 * b.x0, y0=2 * b.y0, x1=min(cols, 2 * b.x1), y1=min(rows, 2 * b.y1))
@@ -96,6 +116,105 @@ def _horizontal(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
             if ruler is not None and _inked(gray, lines[y : y + h, x : x + w] > 0, x, y, ruler, g):
                 out.append(ruler)
     return out
+
+
+def _lineless(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
+    """Rulers drawn as ticks alone along the rows (a COVID-19 collection film has 34 dark ticks down its edge and
+    no line): at least ``lineless_ticks`` short thin upright strokes whose tops (or bottoms) stand level within a
+    pixel, evenly spaced, a tick missing here and there. Letters' stems stand level too, but not eight of them
+    evenly spaced, apart from a line of text, which is redacted either way."""
+    upright = _strokes(gray, (g.max_thickness + 2, 1), g.min_contrast).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(upright, connectivity=8)
+    x, y, w, h = (stats[1:, i] for i in range(4))
+    ticks = np.flatnonzero((w <= g.max_thickness) & (h >= np.maximum(g.lineless_tick, 2 * w)) & (h <= g.max_tick))
+    centers = x[ticks] + w[ticks] / 2
+    out: list[Box] = []
+    free = np.ones(len(ticks), bool)
+    for ends in (y[ticks], y[ticks] + h[ticks]):
+        for level in np.unique(ends):
+            row = np.flatnonzero(free & (np.abs(ends - level) <= 1))
+            if len(row) < g.lineless_ticks:
+                continue
+            for chain in _even_chains(centers[row], h[ticks[row]], w[ticks[row]], g):
+                free[row[chain]] = False
+                members = ticks[_followed(list(row[chain]), centers, ends, free, g)]
+                out.append(_lineless_box(gray.shape, x[members], y[members], w[members], h[members], g))
+    return out
+
+
+def _followed(chain: list[int], centers: np.ndarray, ends: np.ndarray, free: np.ndarray, g: RulerGeometry
+              ) -> list[int]:
+    """The chain grown a tick at a time past either end, each new tick at the next place on the scale (or the
+    one after) with its end within a pixel of its neighbour's: a ruler tilted by a tenth of a degree has its
+    tick ends drift a pixel every few ticks, past the one-pixel level that found the chain."""
+    chain = sorted(chain, key=lambda i: centers[i])
+    spacing = float(np.median(np.diff(centers[chain])))
+    for step in (1, -1):
+        while True:
+            last = chain[-1] if step > 0 else chain[0]
+            near = free & (np.abs(ends - ends[last]) <= 1)
+            for places in (1, 2):
+                miss = np.abs(centers - centers[last] - step * places * spacing)
+                fits = np.flatnonzero(near & (miss <= g.spacing_tolerance * spacing + 1))
+                if len(fits):
+                    tick = int(fits[np.argmin(miss[fits])])
+                    free[tick] = False
+                    chain = chain + [tick] if step > 0 else [tick] + chain
+                    break
+            else:
+                break
+    return chain
+
+
+def _joined(boxes: list[Box]) -> list[Box]:
+    """Overlapping boxes joined into one: a ruler tilted by a fraction of a degree has its tick ends level only
+    piecewise, so it is found as several overlapping runs."""
+    joined: list[Box] = []
+    for box in boxes:
+        for other in [j for j in joined if j.intersection(box) > 0]:
+            joined.remove(other)
+            box = replace(box, x0=min(box.x0, other.x0), y0=min(box.y0, other.y0), x1=max(box.x1, other.x1),
+                          y1=max(box.y1, other.y1))
+        joined.append(box)
+    return joined
+
+
+def _even_chains(centers: np.ndarray, lengths: np.ndarray, widths: np.ndarray, g: RulerGeometry
+                 ) -> list[np.ndarray]:
+    """Indices of runs of ticks drawn to a ruler's plan: centres on a straight scale of one spacing (each within
+    the tolerance of its place on the fitted scale, a place left empty here and there) and most of one length.
+    The spine's endplates and the ribs stand about as evenly, but they stray a sixth of a spacing or more; the
+    stems of a word's letters stand closer than three stroke widths apart."""
+    order = np.argsort(centers)
+    c = centers[order]
+    gaps = np.diff(c)
+    spacing = float(np.median(gaps)) if len(gaps) else 0.0
+    if spacing < max(g.min_spacing, 3 * float(np.median(widths))):
+        return []
+    chains = []
+    for run in np.split(np.arange(len(c)), np.flatnonzero(gaps > 2.5 * spacing) + 1):
+        if len(run) < g.lineless_ticks:
+            continue
+        place = np.round((c[run] - c[run[0]]) / spacing)
+        if len(run) < g.lineless_cover * (place[-1] + 1):
+            continue
+        slope, offset = np.polyfit(place, c[run], 1)
+        stray = np.abs(c[run] - (slope * place + offset))
+        length = lengths[order[run]]
+        usual = np.abs(length - np.median(length)) <= g.length_tolerance * np.median(length) + 1
+        if stray.max() <= g.spacing_tolerance * slope + 1 and usual.mean() >= 0.8:
+            chains.append(order[run])
+    return chains
+
+
+def _lineless_box(shape: tuple[int, ...], x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray,
+                  g: RulerGeometry) -> Box:
+    """The ticks' span and, on both sides, the band where a ruler's labels stand."""
+    band = int(g.band * float(np.median(h)))
+    spacing = float(np.median(np.diff(np.sort(x + w / 2))))
+    x0, x1 = max(0, int(x.min() - spacing / 2)), min(shape[1], int((x + w).max() + spacing / 2) + 1)
+    y0, y1 = max(0, int(y.min()) - band), min(shape[0], int((y + h).max()) + band)
+    return Box(y0=y0, x0=x0, y1=y1, x1=x1, score=1.0, source=SOURCE)
 
 
 def _ticked(gray: np.ndarray, x: int, y: int, w: int, h: int, side: int, g: RulerGeometry) -> Box | None:

@@ -115,3 +115,44 @@ def test_a_thick_ruler_on_a_large_image_is_found_on_the_halved_view() -> None:
     assert find_rulers(img) == []  # too thick at full size
     found = find_rulers_any_size(img)
     assert found and all(any(b.contains(Box(*lab)) for b in found) for lab in labels), found
+
+
+def _draw_tick_column(img: np.ndarray, x: int, y: int, step: float, n: int, value: int, stray: float = 0.0,
+                      tilt: float = 0.0) -> Box:
+    """Ticks alone down the image (no line, no labels), their left ends level, or drifting ``tilt`` px per tick;
+    ``stray`` moves every other tick by that share of the step, as the spine's endplates stray from an even
+    scale. Returns the ticks' box."""
+    for i in range(n):
+        ty = int(round(y + i * step + (stray * step if i % 2 else 0)))
+        tx = int(round(x + i * tilt))
+        cv2.line(img, (tx, ty), (tx + 12, ty), value, 2)
+    return Box(x, y, int(x + (n - 1) * tilt) + 13, int(y + (n - 1) * step) + 2)
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_ticks_drawn_without_a_line_are_a_ruler(dark: bool) -> None:
+    """A film of the COVID-19 collection: 34 ticks down its left edge and no line. Twenty of them, bright over
+    the lung or dark over the bright margin, are found and covered whole."""
+    img = _radiograph("RG1_UNCR.dcm").copy()
+    ticks = _draw_tick_column(img, 1500 if dark else 400, 300, 45.5, 20, 20 if dark else 235)
+    found = find_rulers(img)
+    assert found and all(b.source == "ruler" for b in found)
+    covered = np.zeros(img.shape, bool)
+    for b in found:
+        covered[b.y0 : b.y1, b.x0 : b.x1] = True
+    assert covered[ticks.y0 : ticks.y1, ticks.x0 : ticks.x1].all()
+
+
+def test_a_tilted_row_of_ticks_is_one_ruler() -> None:
+    """Tilted, the ticks' ends are level only a few at a time, and the ruler is found as overlapping runs."""
+    img = _radiograph("RG1_UNCR.dcm").copy()
+    ticks = _draw_tick_column(img, 1500, 200, 45.5, 30, 20, tilt=0.2)
+    found = find_rulers(img)
+    assert len(found) == 1 and found[0].contains(ticks)
+
+
+def test_ticks_that_stray_from_an_even_scale_or_are_too_few_make_no_ruler() -> None:
+    img = _radiograph("RG1_UNCR.dcm").copy()
+    _draw_tick_column(img, 400, 300, 45.5, 20, 235, stray=1 / 6)
+    _draw_tick_column(img, 1500, 300, 45.5, 7, 20)
+    assert find_rulers(img) == []

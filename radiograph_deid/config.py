@@ -89,7 +89,7 @@ class RetentionConfig:
     enabled: bool = True
     # laterality words kept when isolated: L/R, English LT/RT/LEFT/RIGHT, French G/D, Spanish I/D, Italian SX/DX
     vocabulary: tuple[str, ...] = ("L", "R", "LT", "RT", "LEFT", "RIGHT", "G", "D", "I", "SX", "DX", "SIN", "DEX")
-    min_confidence: float = 0.8  # glyph classifier probability to keep a letter (half of it: Tesseract is asked)
+    min_confidence: float = 0.8  # glyph classifier probability to keep a letter (from half: a second reader decides)
     max_aspect: float = 3.0  # boxes longer than this many times their width are lines of text: never kept
     tesseract_second_opinion: bool = True  # the paper's Tesseract reads glyphs the classifier is unsure of
     glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models

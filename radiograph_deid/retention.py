@@ -137,7 +137,8 @@ class LateralityRetainer:
         for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
             if not comp.may_be_letter:
                 continue  # e.g. a letter of "RD" or "12", or a bright band the classifier could take for an R
-            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border)
+            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border,
+                                         reading=folded(box.text) if rank == 0 else "")
             if letter:
                 return _kept(box, letter, round(score, 4), comp.mask)
         flat = glyph_components(flattened(crop), most=1)  # a faint letter on a tile lit unevenly
@@ -154,7 +155,10 @@ class LateralityRetainer:
         """Longer than ``max_aspect`` times its width, or a ruler: a line of text, never an isolated marker."""
         return RULER in box.source.split("+") or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
 
-    def _letter(self, comp: GlyphComponent, second_opinion: bool = True) -> tuple[str, float]:
+    def _letter(self, comp: GlyphComponent, second_opinion: bool = True, reading: str = "") -> tuple[str, float]:
+        """The laterality letter the glyph is, or "": the classifier's sure reading, or its unsure one (from half
+        the confidence) confirmed by a second reader: the OCR recognizer's ``reading`` of the whole box (it read
+        the R cut by a film's edge that the classifier gave 0.6), else Tesseract."""
         if self.classifier is None or rotational_symmetry(comp.tensor) >= SYMMETRIC:
             return "", 0.0  # a square, ring, cross or dot is no letter, whatever the classifier says
         probs = self.classifier([comp.tensor])[0]
@@ -163,6 +167,8 @@ class LateralityRetainer:
         if letter not in self.letters:
             return "", p
         if p >= self.cfg.min_confidence:
+            return letter, p
+        if reading == letter and p >= self.cfg.min_confidence / 2:
             return letter, p
         if second_opinion and self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
             return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)

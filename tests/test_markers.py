@@ -558,3 +558,16 @@ def test_glyph_training_command_learns_l_and_r_from_labelled_images(tmp_path: Pa
     write_labels(tmp_path / "none.jsonl", images[1:])
     assert main(["train-glyphs", str(onnx), "--labels", str(tmp_path / "none.jsonl"), "--data-root", str(tmp_path)]) == 2
     assert "train split" in capsys.readouterr().err
+
+
+def test_an_unsure_letter_is_kept_when_the_text_detectors_reading_of_its_box_agrees() -> None:
+    """An R cut by the film's edge (a COVID-19 collection image): the classifier gives it 0.6 and Tesseract is not
+    asked about cut glyphs, but the OCR recognizer read "R" in the box. A second reader that agrees keeps it; one
+    that read another letter, or none, does not."""
+    view = (burn(np.full((80, 80), 30 / 255, np.float32), [Burn("R", 16, 14, 50, 0.95, 6)]) * 255).astype(np.uint8)
+    retain = LateralityRetainer(RetentionConfig())
+    cut = Box(44, 10, 70, 70)
+    assert retain(view, [cut])[0].action is BoxAction.REDACTED
+    assert retain(view, [replace(cut, text="L")])[0].action is BoxAction.REDACTED
+    kept = retain(view, [replace(cut, text="r")])[0]
+    assert kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == "R" and 0.4 <= kept.box.score < 0.8

@@ -1,10 +1,12 @@
 """Keep isolated laterality markers: only the glyph's own pixels survive, the rest of its box is filled.
 
 The paper's second pass on original-resolution pixels: Otsu -> connected components -> the dominant glyph
-(``glyphs.glyph_components``: frames and tile edges set aside, largest first) -> recognition. Recognition is the learned glyph
-classifier (any rotation or mirror); Tesseract, as in the paper, is asked only when the classifier is unsure.
-Words in the vocabulary longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer.
-Whatever is not kept is filled whole: "R JS" keeps the R and loses the initials.
+(``glyphs.glyph_components``: frames and tile edges set aside, largest first) -> recognition. Recognition is the
+learned glyph classifier (any rotation or mirror); when it is unsure, a second reader decides: the text
+detector's own reading of the box, else Tesseract, as in the paper. When no glyph reads as a letter, the crop
+less its smooth lighting is looked at once more (a faint letter on a tile lit unevenly). Words in the vocabulary
+longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer. Whatever is not kept is filled
+whole: "R JS" keeps the R and loses the initials.
 """
 from __future__ import annotations
 

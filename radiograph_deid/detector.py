@@ -180,10 +180,7 @@ def _rapidocr(cfg: DetectorConfig) -> Detector:
 
 class RulerDetector:
     """Rulers found by their geometry (``rulers.find_rulers``): their lone number labels escape both learned
-    detectors."""
-
-    def __init__(self, cfg: DetectorConfig) -> None:
-        self.cfg = cfg
+    detectors. It has no settings: what counts as a ruler is ``rulers.RulerGeometry``."""
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
         from .pixels.display import to_gray
@@ -194,7 +191,7 @@ class RulerDetector:
 
 @register("ruler")
 def _ruler(cfg: DetectorConfig) -> Detector:
-    return RulerDetector(cfg)
+    return RulerDetector()
 
 
 class MarkerDetector:

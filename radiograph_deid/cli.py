@@ -134,6 +134,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if chosen:
         sets.append((f"real ({args.split}, {len(chosen)} images)", labelled_items(chosen, args.data_root)))
     if args.synthetic:
+        from .marker_synth import font_warning
+
+        warning = font_warning()
+        if warning:
+            print(f"radiograph-deid evaluate: warning: {warning}", file=sys.stderr)
         bgs = backgrounds_from_labels([im for im in images if im.split == "val" and im.file.startswith("hannover/")],
                                       args.data_root) if images else []
         sets.append((f"synthetic held-out ({args.synthetic} images, seed {args.seed})",

@@ -125,7 +125,8 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
         if lab.cls is BoxClass.LATERALITY and _in_vocabulary(lab.text, vocabulary):
             lat_total += 1
-            kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _overlap(d.box.as_list(), lab.xyxy) > 0.3]
+            kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _overlap(d.box.as_list(), lab.xyxy) > 0.3
+                    and _survives(d, filled)]
             letter_ok = any(not lab.text.strip() or len(lab.text.strip()) > 1 or d.box.text == lab.text.strip().upper() for d in kept)
             if kept and letter_ok:
                 lat_kept += 1
@@ -135,6 +136,14 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
                           for lab in labels) for d in decided)
     return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed)
+
+
+def _survives(kept, filled: np.ndarray, share: float = 0.9) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the kept glyph is still there once every box is filled: a neighbouring box's fill can cover it."""
+    if kept.keep is None or not kept.keep.any():
+        return True
+    region = filled[kept.fill.y0 : kept.fill.y1, kept.fill.x0 : kept.fill.x1]
+    return float((~region[kept.keep]).mean()) >= share
 
 
 def _in_vocabulary(text: str, vocabulary: Sequence[str] | None) -> bool:

@@ -53,7 +53,7 @@ class Decided:
     box: Box
     action: BoxAction
     fill: Box
-    keep: np.ndarray | None  # True where pixels of ``fill`` stay (the laterality glyph); None: fill all
+    keep: np.ndarray | None  # True where pixels of ``fill`` stay (kept glyphs, this box's or a neighbour's); None: all
 
 
 @dataclass
@@ -85,8 +85,28 @@ def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]
 def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
     """Without the filled boxes that lie wholly inside a kept marker's fill: the text detector's box on part of
     the kept glyph would fill the very pixels kept, and the kept marker's own fill covers the rest anyway."""
-    kept = [d.fill for d in decided if d.keep is not None]
-    return [d for d in decided if d.keep is not None or not any(k.contains(d.fill) for k in kept)]
+    kept = [d.fill for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+    return [d for d in decided if d.action is BoxAction.KEPT_LATERALITY or not any(k.contains(d.fill) for k in kept)]
+
+
+def _glyphs_spared(decided: list[Decided]) -> list[Decided]:
+    """Every fill spares the kept glyphs' pixels, not only the kept marker's own: text boxed beside a marker, its
+    fill grown by the margin and along its line, blacked out the L standing next to "ACC42789". Only the glyph's
+    pixels are spared (grown a little), never the rest of its box."""
+    kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and d.keep is not None]
+    out = []
+    for d in decided:
+        keep = d.keep
+        for k in kept:
+            x0, y0 = max(d.fill.x0, k.fill.x0), max(d.fill.y0, k.fill.y0)
+            x1, y1 = min(d.fill.x1, k.fill.x1), min(d.fill.y1, k.fill.y1)
+            if k is d or x1 <= x0 or y1 <= y0:
+                continue
+            keep = np.zeros((d.fill.height, d.fill.width), bool) if keep is None else keep.copy()
+            keep[y0 - d.fill.y0 : y1 - d.fill.y0, x0 - d.fill.x0 : x1 - d.fill.x0] |= \
+                k.keep[y0 - k.fill.y0 : y1 - k.fill.y0, x0 - k.fill.x0 : x1 - k.fill.x0]
+        out.append(d if keep is d.keep else replace(d, keep=keep))
+    return out
 
 
 class MarkerDecider:
@@ -117,7 +137,7 @@ class MarkerDecider:
                 oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
                 keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
             decided.append(Decided(res.box, res.action, grown, keep))
-        return rejected, _inside_kept_dropped(decided)
+        return rejected, _glyphs_spared(_inside_kept_dropped(decided))
 
 
 class Redactor:
@@ -160,7 +180,7 @@ class Redactor:
             rejected, decided = self.markers.decide(view, retain=not multi)
             records += [box_record(b, a, name if multi else "") for b, a in rejected]
             for d in decided:
-                if d.keep is not None:
+                if d.action is BoxAction.KEPT_LATERALITY:
                     kept.append(d.box)
                 fills.append(d.fill)
                 masks.append(d.keep)

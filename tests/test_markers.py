@@ -447,6 +447,8 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     assert s.deidentified and s.laterality_kept == 1 and s.false_boxes == 1 and s.boxes == 3
     s = score_image("x", (100, 100), labels, decided[1:])
     assert not s.deidentified and s.missed == ["text"]
+    over = Decided(Box(40, 45, 58, 65), BoxAction.REDACTED, Box(40, 45, 58, 65), None)  # a neighbour's fill on the L
+    assert score_image("x", (100, 100), labels, decided + [over]).laterality_kept == 0
     word = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "LT")]  # another site's word, outside the vocabulary
     assert score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).laterality_total == 0
     assert not score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).deidentified

@@ -316,3 +316,28 @@ def test_worker_processes_give_the_same_output_and_decisions(job, tmp_path: Path
     expected = {k: v for k, v in tree_hashes(job["out"]).items() if not k.startswith(".deid/")}
     assert produced == expected
     assert tree_hashes(Path(f"{out.resolve()}_quarantine")).keys() == tree_hashes(job["quar"]).keys()
+
+
+def test_a_neighbours_fill_spares_a_kept_letter_and_only_its_pixels() -> None:
+    """Text boxed beside a laterality tile: the text's fill, grown by its margin and along its line, reached the
+    L kept next to it (a synthetic "ACC42789" blacked out its L). Every fill now spares the kept glyph's pixels,
+    and nothing else of the marker's box; the text box is not thereby a kept marker (the safety net exempts
+    kept markers only)."""
+    from radiograph_deid.evaluate import filled_mask
+    from radiograph_deid.pipeline import Decided, _glyphs_spared
+
+    glyph = np.zeros((40, 30), bool)
+    glyph[5:35, 8:12] = glyph[30:35, 8:24] = True  # an L
+    marker = Decided(Box(100, 10, 130, 50, text="L"), BoxAction.KEPT_LATERALITY, Box(100, 10, 130, 50), glyph)
+    text_fill = Box(20, 5, 115, 55)  # the text line's fill runs 15 px into the marker's box
+    text = Decided(Box(25, 12, 95, 48, text="ACC42789"), BoxAction.REDACTED, text_fill, None)
+    far = Decided(Box(20, 80, 60, 90), BoxAction.REDACTED, Box(20, 80, 60, 90), None)
+    before = filled_mask((100, 200), [text, marker, far])
+    spared = _glyphs_spared([text, marker, far])
+    after = filled_mask((100, 200), spared)
+    letter = np.zeros((100, 200), bool)
+    letter[10:50, 100:130] = glyph
+    assert before[letter].any() and not after[letter].any()
+    assert (before & ~after).sum() == (before & letter).sum(), "more than the glyph's pixels were spared"
+    assert spared[2].keep is None and spared[1] is marker
+    assert [d.action for d in spared] == [BoxAction.REDACTED, BoxAction.KEPT_LATERALITY, BoxAction.REDACTED]

@@ -25,9 +25,14 @@ def stroke_strength(gray: np.ndarray, width: int) -> np.ndarray:
     return np.maximum(bright, dark)
 
 
-def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: int = 12) -> Box:
+def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: int = 12, min_aspect: float = 1.5
+              ) -> Box:
     """``box`` grown along its long axis to the ends of the text line it lies on (at most its own length, or
-    four line heights, on each side); unchanged where no strokes continue."""
+    four line heights, on each side); unchanged where no strokes continue, and for a box under ``min_aspect``
+    times as long as it is tall: one character or a marker tile, whose "line" is whatever edge runs through it
+    (a redacted tile's fill ran 350 px down a rib)."""
+    if max(box.width, box.height) < min_aspect * min(box.width, box.height):
+        return box
     if box.height > box.width:
         x0, x1 = _along(gray.T, box.y0, box.x0, box.y1, box.x1, max_gap, min_contrast)
         return replace(box, y0=x0, y1=x1)

@@ -217,6 +217,9 @@ def test_a_box_that_stops_short_is_filled_to_the_ends_of_its_text_line() -> None
     assert up.y0 <= w - ink[1] + 7 and up.y1 >= w - ink[0] - 7 and (up.x0, up.x1) == (196, 224)
     alone = Box(300, 420, 380, 450)
     assert continued(view, alone) == alone
+    square = Box(300, 196, 328, 224)  # one character's box on the same line: a character, or a marker tile
+    assert continued(view, square) == square
+    assert continued(view, square, min_aspect=0).x1 > 400, "the rule, not the line, stops it"
 
 
 def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:

@@ -46,9 +46,18 @@ class Box:
 
     def intersection(self, other: "Box") -> int:
         """Pixels the two rectangles share."""
-        ix = max(0, min(self.x1, other.x1) - max(self.x0, other.x0))
-        iy = max(0, min(self.y1, other.y1) - max(self.y0, other.y0))
-        return ix * iy
+        common = self.common(other)
+        return 0 if common is None else common.width * common.height
+
+    def common(self, other: "Box") -> "Box | None":
+        """The rectangle the two share (this box's fields otherwise), or None when they do not overlap."""
+        x0, y0, x1, y1 = max(self.x0, other.x0), max(self.y0, other.y0), min(self.x1, other.x1), min(self.y1, other.y1)
+        return replace(self, x0=x0, y0=y0, x1=x1, y1=y1) if x1 > x0 and y1 > y0 else None
+
+    def spanning(self, other: "Box") -> "Box":
+        """The smallest rectangle holding both (this box's fields otherwise)."""
+        return replace(self, x0=min(self.x0, other.x0), y0=min(self.y0, other.y0), x1=max(self.x1, other.x1),
+                       y1=max(self.y1, other.y1))
 
     def contains(self, other: "Box") -> bool:
         """Whether ``other`` lies wholly inside this rectangle."""

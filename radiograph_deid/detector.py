@@ -79,8 +79,8 @@ def merge_duplicates(boxes: list[Box]) -> list[Box]:
         for i, m in enumerate(merged):
             if _same_marker(m, box):
                 label = BoxClass.LATERALITY if BoxClass.LATERALITY in (m.label, box.label) else m.label
-                merged[i] = Box(min(m.x0, box.x0), min(m.y0, box.y0), max(m.x1, box.x1), max(m.y1, box.y1),
-                                m.score, label, m.text or box.text, "+".join(dict.fromkeys((m.source + "+" + box.source).split("+"))))
+                merged[i] = replace(m.spanning(box), label=label, text=m.text or box.text,
+                                    source="+".join(dict.fromkeys((m.source + "+" + box.source).split("+"))))
                 break
         else:
             merged.append(box)

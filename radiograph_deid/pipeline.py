@@ -96,17 +96,20 @@ def _glyphs_spared(decided: list[Decided]) -> list[Decided]:
     kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and d.keep is not None]
     out = []
     for d in decided:
-        keep = d.keep
-        for k in kept:
-            x0, y0 = max(d.fill.x0, k.fill.x0), max(d.fill.y0, k.fill.y0)
-            x1, y1 = min(d.fill.x1, k.fill.x1), min(d.fill.y1, k.fill.y1)
-            if k is d or x1 <= x0 or y1 <= y0:
-                continue
-            keep = np.zeros((d.fill.height, d.fill.width), bool) if keep is None else keep.copy()
-            keep[y0 - d.fill.y0 : y1 - d.fill.y0, x0 - d.fill.x0 : x1 - d.fill.x0] |= \
-                k.keep[y0 - k.fill.y0 : y1 - k.fill.y0, x0 - k.fill.x0 : x1 - k.fill.x0]
-        out.append(d if keep is d.keep else replace(d, keep=keep))
+        shared = [(k, c) for k in kept if k is not d for c in [d.fill.common(k.fill)] if c is not None]
+        if not shared:
+            out.append(d)
+            continue
+        keep = np.zeros((d.fill.height, d.fill.width), bool) if d.keep is None else d.keep.copy()
+        for k, c in shared:
+            keep[_within(c, d.fill)] |= k.keep[_within(c, k.fill)]
+        out.append(replace(d, keep=keep))
     return out
+
+
+def _within(part: Box, whole: Box) -> tuple[slice, slice]:
+    """The rows and columns of ``part`` in an array laid over ``whole``."""
+    return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
 class MarkerDecider:
@@ -134,8 +137,7 @@ class MarkerDecider:
             keep = None
             if res.keep_mask is not None:
                 keep = np.zeros((grown.height, grown.width), bool)
-                oy, ox = res.box.y0 - grown.y0, res.box.x0 - grown.x0
-                keep[oy : oy + res.box.height, ox : ox + res.box.width] = res.keep_mask
+                keep[_within(res.box, grown)] = res.keep_mask
             decided.append(Decided(res.box, res.action, grown, keep))
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
 

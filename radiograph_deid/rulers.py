@@ -74,7 +74,7 @@ def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeomet
     the geometry's stroke limits are in pixels, and a ruler drawn for a 3000-px image can be thicker than they
     allow (a 9-px line on a synthetic 3047-px image was missed). The same ruler found at both scales gives two
     boxes of like extent; the detector's union merges them. Rows of ticks with no line are searched on the halved
-    view alone there (their ticks are then 12 px long or more), at a quarter of the cost."""
+    view alone there (their ticks are then 12 px long or more), a quarter of the pixels."""
     large = max(gray.shape) > coarse_from
     found = find_rulers(gray, geometry, lineless=not large)
     if large:
@@ -173,8 +173,7 @@ def _joined(boxes: list[Box]) -> list[Box]:
     for box in boxes:
         for other in [j for j in joined if j.intersection(box) > 0]:
             joined.remove(other)
-            box = replace(box, x0=min(box.x0, other.x0), y0=min(box.y0, other.y0), x1=max(box.x1, other.x1),
-                          y1=max(box.y1, other.y1))
+            box = box.spanning(other)
         joined.append(box)
     return joined
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
+LETTER_HEIGHT = 0.4  # of the tallest letter: a lower-case letter is about half a capital, a full stop a sixth
 SOLID = 0.75  # share of its bounding box from which a component is a tile, band, counter or blob, not a letter
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
@@ -183,7 +184,8 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
     letters = [i for i in letters if _hollowness(labels == i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)
     letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
-    return (np.isin(labels, np.asarray(letters) + 1), len(letters)) if letters else None
+    count = sum(bh[i] >= LETTER_HEIGHT * tallest for i in letters)  # a speck or a full stop is drawn, not counted
+    return (np.isin(labels, np.asarray(letters) + 1), count) if letters else None
 
 
 def rotational_symmetry(tensor: np.ndarray) -> float:

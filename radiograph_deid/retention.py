@@ -65,6 +65,20 @@ def laterality_mismatch(tag_values: Iterable[str], kept_words: Iterable[str]) ->
     return bool(tags and sides and not tags & sides)
 
 
+def _word_of(reading: str) -> str:
+    """The folded reading, less marks at its ends when two or more letters remain ("RIGHT·" is RIGHT): exactly
+    the word otherwise, so "g." is no G and "L.T" no LT."""
+    text = folded(reading)
+    inner = text.strip("".join(c for c in set(text) if not c.isalnum()))
+    return inner if len(inner) >= 2 else text
+
+
+def _initials(reading: str) -> bool:
+    """Whether a mark stands between the reading's letters ("L.T", "J-D"), as in initials."""
+    inner = _word_of(reading)
+    return len(inner) >= 3 and any(not c.isalnum() and not c.isspace() for c in inner)
+
+
 def glyph_mask(gray: np.ndarray, box: Box) -> np.ndarray | None:
     """The dominant glyph's pixels inside ``box`` (a mask of the box's shape, slightly grown), or None."""
     comp = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
@@ -194,11 +208,12 @@ class LateralityRetainer:
             return ""  # more letters than any word of the vocabulary has: no reading could be one
         views = [crop] if page is None else [crop, page.image]
         uprights = self._recognizer.batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
+        if uprights[0][1] >= self.cfg.min_confidence and _initials(uprights[0][0]):
+            return ""  # "D.X", "S.X.": initials, though their letters alone (stops are specks) read DX, SX
         for view, upright in zip(views, uprights):
             readings = [upright] if upright[1] >= self.cfg.min_confidence else self._recognizer.batch(
                 [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
-            sure = [(conf, folded(text)) for text, conf in readings
-                    if conf >= self.cfg.min_confidence]  # exactly the word: "g." is no G
+            sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
             words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
             if words:
                 return max(words)[1]

@@ -306,6 +306,28 @@ def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> N
         assert decided(text, "none", 0)[0] is BoxAction.REDACTED, text
 
 
+def test_a_speck_beside_a_laterality_word_is_no_letter_of_it() -> None:
+    """A laterality word with a speck beside it, a third of its height (a synthetic italic SIN had one; a ringed
+    RIGHT was read "RIGHT\u00b7"), is kept: the speck is drawn for the recognizer but not counted as a letter its
+    reading must explain, and marks at a reading's ends are dropped when two or more letters remain. A word the
+    reading leaves a letter of is still no marker ("ID" read "D"), nor are initials whose stops, specks too, leave
+    the letters of a word ("D.X")."""
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def decided(text: str) -> tuple[BoxAction, str]:
+        view = (burn(np.full((160, 300), 0.25, np.float32), [Burn(text, 50, 55, 50, 0.9, 4)]) * 255).astype(np.uint8)
+        ys, xs = np.nonzero(view > 128)
+        side = max(3, (ys.max() - ys.min()) // 3)  # a speck a third of the letters' height, at their foot
+        view[ys.max() - side : ys.max(), xs.max() + side : xs.max() + 2 * side] = 230
+        res = retainer(view, [Box(10, 10, 290, 150)])[0]
+        return res.action, res.box.text
+
+    for text in ("SIN", "DX", "RIGHT"):
+        assert decided(text) == (BoxAction.KEPT_LATERALITY, text), text
+    for text in ("ID", "JD", "D.X", "S.X"):  # initials: their stops are specks too
+        assert decided(text)[0] is BoxAction.REDACTED, text
+
+
 def test_the_lit_side_of_a_cut_tile_is_no_letter_beside_the_marker() -> None:
     """Component statistics from a real Hannover L (val patient): the box cut its tile, whose lit side came out
     of Otsu as a filled band 4 px wide beside the L, at letter spacing. A band at the crop's edge is no neighbouring

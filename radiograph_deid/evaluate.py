@@ -9,6 +9,8 @@ view at original resolution, and the decisions are scored against hand or synthe
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
 * retention accuracy: labelled laterality markers kept (the kept glyph inside the label, the letter right),
   over all labelled laterality markers;
+* the image area filled black (mean share per image), and of it the area outside every labelled marker: the
+  diagnostic pixels a fill margin, a false box or a line followed too far costs;
 * with a verifier (``evaluate --verify``), what the safety net makes of it: images that would be written with a
   marker left (not de-identified and not quarantined), and de-identified images it would quarantine.
 
@@ -43,6 +45,8 @@ class ImageScore:
     missed: list[str] = field(default_factory=list)  # labels of markers left readable (no PHI: label text only)
     seconds: float = 0.0
     quarantined: bool | None = None  # the verifier's verdict on the redacted view (None: not run)
+    filled_share: float = 0.0  # of the image's pixels, filled black
+    excess_share: float = 0.0  # of the image's pixels, filled outside every labelled marker
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Metrics:
     seconds_per_image: float
     written_with_marker: int | None = None  # not de-identified, and the safety net let it through
     quarantined_clean: int | None = None  # de-identified, yet the safety net quarantined it
+    filled_share: float = 0.0  # mean over images: share of the image filled black ...
+    excess_share: float = 0.0  # ... and of it, outside every labelled marker (margins, false boxes, overruns)
 
     def table(self) -> str:
         rows = [("images", f"{self.images}"), ("de-identification accuracy", f"{self.deid_accuracy:.1%}"),
@@ -68,6 +74,7 @@ class Metrics:
                 ("retention accuracy (kept / laterality)", f"{self.retention_accuracy:.1%} ({self.laterality_kept}/{self.laterality_markers})"),
                 ("detector AUPRC (class-agnostic, IoU 0.5)", f"{self.auprc:.3f}"),
                 ("detector mAP50", f"{self.map50:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in self.ap50.items())),
+                ("image area filled (mean; outside labels)", f"{self.filled_share:.2%}; {self.excess_share:.2%}"),
                 ("seconds per image (detect + retain)", f"{self.seconds_per_image:.3f}")]
         if self.written_with_marker is not None:
             missed = round(self.images * (1 - self.deid_accuracy))
@@ -135,7 +142,11 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
             missed.append("text")
     false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
                           for lab in labels) for d in decided)
-    return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed)
+    marked = np.zeros(shape, bool)
+    for lab in labels:
+        marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
+    return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed,
+                      filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()))
 
 
 def _survives(kept, filled: np.ndarray, share: float = 0.9) -> bool:  # type: ignore[no-untyped-def]
@@ -175,7 +186,9 @@ def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[
                    average_precision(agnostic, n_all), float(np.mean(valid)) if valid else float("nan"), ap50,
                    boxes, false, lat, kept, float(np.mean([s.seconds for s in scores])) if scores else 0.0,
                    sum(not s.deidentified and not s.quarantined for s in scores) if verified else None,
-                   sum(s.deidentified and bool(s.quarantined) for s in scores) if verified else None)
+                   sum(s.deidentified and bool(s.quarantined) for s in scores) if verified else None,
+                   float(np.mean([s.filled_share for s in scores])) if scores else 0.0,
+                   float(np.mean([s.excess_share for s in scores])) if scores else 0.0)
 
 
 def filled_mask(shape: tuple[int, int], decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]

@@ -470,6 +470,9 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
                Decided(Box(80, 80, 90, 90), BoxAction.REDACTED, Box(80, 80, 90, 90), None)]
     s = score_image("x", (100, 100), labels, decided)
     assert s.deidentified and s.laterality_kept == 1 and s.false_boxes == 1 and s.boxes == 3
+    # filled: the text box with its margin (24 x 14), the L's box less its glyph (120 - 24), the false box (100);
+    # outside the labels: the text box's margin (336 - 200) and the false box
+    assert (s.filled_share, s.excess_share) == (pytest.approx(532 / 1e4), pytest.approx(236 / 1e4))
     s = score_image("x", (100, 100), labels, decided[1:])
     assert not s.deidentified and s.missed == ["text"]
     over = Decided(Box(40, 45, 58, 65), BoxAction.REDACTED, Box(40, 45, 58, 65), None)  # a neighbour's fill on the L
@@ -526,6 +529,10 @@ def test_safety_net_is_scored_on_the_redacted_view() -> None:
     m = summarise(scores, [((), [])] * 3)
     assert (m.written_with_marker, m.quarantined_clean) == (1, 1) and "safety net" in m.table()
     assert summarise(scores[:1] + [ImageScore("d", True, 0, 0, 0, 0)], [((), [])] * 2).written_with_marker is None
+    shares = [ImageScore("e", True, 0, 1, 0, 0, filled_share=0.02, excess_share=0.01),
+              ImageScore("f", True, 0, 1, 0, 0, filled_share=0.04, excess_share=0.0)]
+    m = summarise(shares, [((), [])] * 2)
+    assert (m.filled_share, m.excess_share) == (pytest.approx(0.03), pytest.approx(0.005)) and "3.00%; 0.50%" in m.table()
 
 
 def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

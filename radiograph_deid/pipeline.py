@@ -30,6 +30,7 @@ from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer, laterality_mismatch
+from .rulers import SOURCE as RULER
 from .text_lines import continued
 from .verify import build_verifier
 
@@ -112,6 +113,14 @@ def _within(part: Box, whole: Box) -> tuple[slice, slice]:
     return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
+def _margin(box: Box, fraction: float) -> int:
+    """Pixels a box's fill reaches beyond it: ``fraction`` of its short side (a detector's box can cut a
+    stroke); a ruler's box already spans its label band on both sides, so it gets the least margin."""
+    if RULER in box.source.split("+"):
+        return 2
+    return max(2, int(fraction * min(box.width, box.height)))
+
+
 class MarkerDecider:
     """Detect -> retain on one display view: the pixel decisions shared by ``redact`` and ``evaluate``."""
 
@@ -131,7 +140,7 @@ class MarkerDecider:
         decided = []
         gray = to_gray(view) if self.cfg.detector.complete_lines else None
         for res in (self.retainer if retain else self.cine_retainer)(view, text):
-            margin = max(2, int(self.cfg.detector.margin_fraction * min(res.box.width, res.box.height)))
+            margin = _margin(res.box, self.cfg.detector.margin_fraction)
             line = continued(gray, res.box) if gray is not None and res.keep_mask is None else res.box
             grown = line.expanded(margin, (h, w))
             keep = None

@@ -90,6 +90,9 @@ def test_the_default_pipeline_fills_a_rulers_labels_and_keeps_nothing_in_it() ->
     ruler = [d for d in decided if "ruler" in d.box.source.split("+")]  # merged with other detectors' boxes
     assert ruler and all(d.action is BoxAction.REDACTED and d.keep is None for d in ruler)
     assert all(any(d.fill.contains(Box(*lab)) for d in ruler) for lab in labels)
+    # the box spans the label band on both sides of the line already: its fill adds no margin across the line
+    # (a quarter of the box's height, as a detector's box gets, was 70 px of lung on a synthetic ruler)
+    assert all(d.box.y0 - 2 <= d.fill.y0 and d.fill.y1 <= d.box.y1 + 2 for d in ruler)
 
 
 def test_a_letter_in_a_rulers_box_is_not_kept_as_a_laterality_marker() -> None:

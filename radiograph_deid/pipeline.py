@@ -84,10 +84,22 @@ def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]
 
 
 def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
-    """Without the filled boxes that lie wholly inside a kept marker's fill: the text detector's box on part of
-    the kept glyph would fill the very pixels kept, and the kept marker's own fill covers the rest anyway."""
-    kept = [d.fill for d in decided if d.action is BoxAction.KEPT_LATERALITY]
-    return [d for d in decided if d.action is BoxAction.KEPT_LATERALITY or not any(k.contains(d.fill) for k in kept)]
+    """Without the boxes that lie wholly inside a kept marker's fill: the text detector's box on part of the kept
+    glyph would fill the very pixels kept, and the kept marker's own fill covers the rest anyway. A marker kept
+    twice, its letter boxed inside its tile, is one marker: the inner box's glyph joins the outer's."""
+    out = []
+    for i, d in enumerate(decided):
+        around = [k for j, k in enumerate(decided) if j != i and k.action is BoxAction.KEPT_LATERALITY
+                  and k.fill.contains(d.fill) and (k.fill.as_list() != d.fill.as_list() or j < i)]
+        outer = max(around, key=lambda k: k.fill.width * k.fill.height, default=None)  # the outermost
+        if outer is None:
+            out.append(d)
+        elif d.action is BoxAction.KEPT_LATERALITY:
+            if d.box.text != outer.box.text or outer.keep is None or d.keep is None:
+                out.append(d)  # another reading: both stand
+            else:
+                outer.keep[_within(d.fill, outer.fill)] |= d.keep
+    return out
 
 
 def _glyphs_spared(decided: list[Decided]) -> list[Decided]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -341,3 +342,26 @@ def test_a_neighbours_fill_spares_a_kept_letter_and_only_its_pixels() -> None:
     assert (before & ~after).sum() == (before & letter).sum(), "more than the glyph's pixels were spared"
     assert spared[2].keep is None and spared[1] is marker
     assert [d.action for d in spared] == [BoxAction.REDACTED, BoxAction.KEPT_LATERALITY, BoxAction.REDACTED]
+
+
+def test_a_marker_kept_twice_is_recorded_once_and_keeps_both_glyphs() -> None:
+    """The deid-data cat's R: the shipped detector boxes its tile and, inside it, the letter; both read R. One
+    marker, one record: the inner box goes and its glyph joins the outer's keep mask. A box inside a kept marker
+    that reads another word is left as it is, and a filled box inside one is dropped (the kept fill covers it)."""
+    from radiograph_deid.evaluate import filled_mask
+    from radiograph_deid.pipeline import Decided, _inside_kept_dropped
+
+    outer_glyph = np.zeros((60, 50), bool)
+    outer_glyph[20:40, 20:24] = True
+    inner_glyph = np.zeros((30, 20), bool)
+    inner_glyph[5:25, 10:14] = True  # at (30..34, 15..35) of the outer box: pixels the outer did not keep
+    outer = Decided(Box(0, 0, 50, 60, text="R"), BoxAction.KEPT_LATERALITY, Box(0, 0, 50, 60), outer_glyph.copy())
+    inner = Decided(Box(20, 10, 40, 40, text="R"), BoxAction.KEPT_LATERALITY, Box(20, 10, 40, 40), inner_glyph)
+    shred = Decided(Box(5, 45, 15, 55), BoxAction.REDACTED, Box(5, 45, 15, 55), None)
+    before = filled_mask((80, 80), [outer, inner])
+    out = _inside_kept_dropped([inner, outer, shred])
+    assert len(out) == 1 and out[0] is outer
+    after = filled_mask((80, 80), out)
+    assert not after[~before].any() and not after[10:40, 20:40][inner_glyph].any()  # both glyphs stay, no more
+    other = replace(inner, box=replace(inner.box, text="L"))
+    assert len(_inside_kept_dropped([other, outer])) == 2

@@ -7,8 +7,8 @@ view at original resolution, and the decisions are scored against hand or synthe
 * de-identification accuracy: images whose every non-laterality marker is filled (>= ``cover`` of its box),
   over all images (the paper's definition: a laterality marker left as it was is a retention matter);
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
-* retention accuracy: labelled laterality markers kept (the kept glyph inside the label, the letter right),
-  over all labelled laterality markers;
+* retention accuracy: labelled laterality markers kept (most of the kept glyph's pixels inside the label, the
+  letter right, the glyph still there after every fill), over all labelled laterality markers;
 * the image area filled black (mean share per image), and of it the area outside every labelled marker: the
   diagnostic pixels a fill margin, a false box or a line followed too far costs;
 * with a verifier (``evaluate --verify``), what the safety net makes of it: images that would be written with a
@@ -132,7 +132,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
         if lab.cls is BoxClass.LATERALITY and _in_vocabulary(lab.text, vocabulary):
             lat_total += 1
-            kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _overlap(d.box.as_list(), lab.xyxy) > 0.3
+            kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _kept_in(d, lab.xyxy) > 0.5
                     and _survives(d, filled)]
             letter_ok = any(not lab.text.strip() or len(lab.text.strip()) > 1 or d.box.text == lab.text.strip().upper() for d in kept)
             if kept and letter_ok:
@@ -147,6 +147,18 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
         marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
     return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed,
                       filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()))
+
+
+def _kept_in(kept, xyxy: Sequence[int]) -> float:  # type: ignore[no-untyped-def]
+    """Share of the kept glyph's pixels inside the label box (of the kept box, when no glyph mask): a marker
+    kept in a box much larger than its label (a tile, a line read around it) keeps the label's glyph all the
+    same."""
+    if kept.keep is None or not kept.keep.any():
+        return _overlap(kept.box.as_list(), xyxy)
+    ys, xs = np.nonzero(kept.keep)
+    xs, ys = xs + kept.fill.x0, ys + kept.fill.y0
+    inside = (xs >= xyxy[0]) & (xs < xyxy[2]) & (ys >= xyxy[1]) & (ys < xyxy[3])
+    return float(inside.mean())
 
 
 def _survives(kept, filled: np.ndarray, share: float = 0.9) -> bool:  # type: ignore[no-untyped-def]

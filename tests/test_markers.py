@@ -272,7 +272,7 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
 
     view = np.zeros((100, 400), np.uint8)
     for cfg, expect in ((DetectorConfig(), [True, True, False, False, False]),
-                        (DetectorConfig(confirm_threshold=0.35), [True])):
+                        (DetectorConfig(confirm_threshold=DetectorConfig().score_threshold), [True])):
         detector = MarkerDetector(cfg)
         detector._search = lambda gray: rows[rows[:, 4] >= detector.floor]  # type: ignore[method-assign]
         detector.recognizer = Recognizer()
@@ -477,6 +477,13 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     assert not s.deidentified and s.missed == ["text"]
     over = Decided(Box(40, 45, 58, 65), BoxAction.REDACTED, Box(40, 45, 58, 65), None)  # a neighbour's fill on the L
     assert score_image("x", (100, 100), labels, decided + [over]).laterality_kept == 0
+    # the L kept in a box four times its label's width (a line read around it, a tile): its glyph is the label's
+    wide_keep = np.zeros((12, 40), bool)
+    wide_keep[2:10, 3:6] = True
+    wide = Decided(Box(50, 50, 90, 62, text="L"), BoxAction.KEPT_LATERALITY, Box(50, 50, 90, 62), wide_keep)
+    assert score_image("x", (100, 100), labels, [decided[0], wide]).laterality_kept == 1
+    astray = replace(wide, keep=np.roll(wide_keep, 30, axis=1))  # a glyph kept beside the label, not in it
+    assert score_image("x", (100, 100), labels, [decided[0], astray]).laterality_kept == 0
     word = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "LT")]  # another site's word, outside the vocabulary
     assert score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).laterality_total == 0
     assert not score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).deidentified

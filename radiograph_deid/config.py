@@ -69,7 +69,8 @@ class DetectorConfig:
     complete_lines: bool = True  # fill a redacted box to the ends of the text line it lies on (text_lines)
     threads: int = 2
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models
-    score_threshold: float = 0.35  # marker-yolo: lower finds more (a false box costs a black corner, a miss PHI)
+    # marker-yolo, set for the shipped weights: lower finds more (a false box costs a black corner, a miss PHI)
+    score_threshold: float = 0.45
     tile_long_side: int = 2048  # marker-yolo: also search this larger view in model-sized tiles (small text); 0: off
     confirm_threshold: float = 0.1  # marker-yolo: boxes scored from this up to score_threshold are redacted if ...
     confirm_confidence: float = 0.8  # ... the text recognizer reads 2+ characters in them this well

@@ -21,7 +21,7 @@ class Box:
     score: float = 1.0
     label: BoxClass = BoxClass.OTHER_MARKER
     text: str = ""
-    source: str = ""
+    source: str = ""  # the detector that found it; "a+b" when several did (detector.merge_duplicates)
 
     def __post_init__(self) -> None:
         if self.x1 <= self.x0 or self.y1 <= self.y0:
@@ -58,6 +58,10 @@ class Box:
         """The smallest rectangle holding both (this box's fields otherwise)."""
         return replace(self, x0=min(self.x0, other.x0), y0=min(self.y0, other.y0), x1=max(self.x1, other.x1),
                        y1=max(self.y1, other.y1))
+
+    def found_by(self, detector: str) -> bool:
+        """Whether ``detector`` is among the detectors that found this box."""
+        return detector in self.source.split("+")
 
     def contains(self, other: "Box") -> bool:
         """Whether ``other`` lies wholly inside this rectangle."""

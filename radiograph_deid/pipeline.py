@@ -128,7 +128,7 @@ def _within(part: Box, whole: Box) -> tuple[slice, slice]:
 def _margin(box: Box, fraction: float) -> int:
     """Pixels a box's fill reaches beyond it: ``fraction`` of its short side (a detector's box can cut a
     stroke); a ruler's box already spans its label band on both sides, so it gets the least margin."""
-    if RULER in box.source.split("+"):
+    if box.found_by(RULER):
         return 2
     return max(2, int(fraction * min(box.width, box.height)))
 

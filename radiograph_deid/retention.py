@@ -169,7 +169,7 @@ class LateralityRetainer:
 
     def _is_line(self, box: Box) -> bool:
         """Longer than ``max_aspect`` times its width, or a ruler: a line of text, never an isolated marker."""
-        return RULER in box.source.split("+") or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
+        return box.found_by(RULER) or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
 
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True, reading: str = "") -> tuple[str, float]:
         """The laterality letter the glyph is, or "": the classifier's sure reading, or its unsure one (from half

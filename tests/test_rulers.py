@@ -87,7 +87,7 @@ def test_the_default_pipeline_fills_a_rulers_labels_and_keeps_nothing_in_it() ->
     img = _radiograph("RG3_UNCR.dcm").copy()
     labels = _draw_ruler(img, 30, 1650, 60, 5, 14, 30)  # dark, on the bright margin beside the tibia
     _, decided = MarkerDecider(load_config(overrides=[])).decide(img)
-    ruler = [d for d in decided if "ruler" in d.box.source.split("+")]  # merged with other detectors' boxes
+    ruler = [d for d in decided if d.box.found_by("ruler")]  # merged with other detectors' boxes
     assert ruler and all(d.action is BoxAction.REDACTED and d.keep is None for d in ruler)
     assert all(any(d.fill.contains(Box(*lab)) for d in ruler) for lab in labels)
     # the box spans the label band on both sides of the line already: its fill adds no margin across the line

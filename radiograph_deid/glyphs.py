@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -49,12 +49,18 @@ def figure_mask(gray: np.ndarray) -> np.ndarray:
     """Otsu, with the threshold taken inside the box's inner part (a tile's edge and the margin around it would
     otherwise be the two classes), applied to the whole box; the glyph is the minority side (a letter covers
     less than its tile or background)."""
+    return figure_side(gray)(gray)
+
+
+def figure_side(gray: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """``figure_mask``'s threshold and side as a function, to apply to pixels around the box too."""
     h, w = gray.shape
     m = int(round(min(h, w) * 0.15))
     inner = gray[m : h - m, m : w - m] if min(h, w) - 2 * m >= 6 else gray
     t, _ = cv2.threshold(inner, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    bright_inner = (inner > t).mean()
-    return gray > t if bright_inner <= 0.5 else gray <= t
+    if (inner > t).mean() <= 0.5:
+        return lambda pixels: pixels > t
+    return lambda pixels: pixels <= t
 
 
 def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) -> list[GlyphComponent]:

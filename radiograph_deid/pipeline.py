@@ -29,7 +29,7 @@ from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fi
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
-from .retention import LateralityRetainer, laterality_mismatch
+from .retention import LateralityRetainer, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
 from .text_lines import continued
 from .verify import build_verifier
@@ -150,15 +150,16 @@ class MarkerDecider:
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]
         decided = []
-        gray = to_gray(view) if self.cfg.detector.complete_lines else None
+        gray = to_gray(view)
         for res in (self.retainer if retain else self.cine_retainer)(view, text):
             margin = _margin(res.box, self.cfg.detector.margin_fraction)
-            line = continued(gray, res.box) if gray is not None and res.keep_mask is None else res.box
+            line = continued(gray, res.box) if self.cfg.detector.complete_lines and res.keep_mask is None else res.box
             grown = line.expanded(margin, (h, w))
             keep = None
             if res.keep_mask is not None:
                 keep = np.zeros((grown.height, grown.width), bool)
                 keep[_within(res.box, grown)] = res.keep_mask
+                keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
             decided.append(Decided(res.box, res.action, grown, keep))
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
 

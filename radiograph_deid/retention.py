@@ -21,8 +21,8 @@ from . import tesseract
 from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
-from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, glyph_components,
-                     letters_page, rotational_symmetry)
+from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, figure_side,
+                     glyph_components, letters_page, rotational_symmetry)
 from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
@@ -100,9 +100,36 @@ def _kept(box: Box, text: str, score: float, mask: np.ndarray) -> RetentionResul
 
 
 def _grown(mask: np.ndarray) -> np.ndarray:
-    ys, _ = np.nonzero(mask)
-    k = 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
+    k = _kernel(mask)
     return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+
+def _kernel(mask: np.ndarray) -> int:
+    """The side of the square a kept glyph is grown by: a twelfth of its height, odd, at least 3."""
+    ys, _ = np.nonzero(mask)
+    return 3 if len(ys) == 0 else max(3, ((int(ys.max() - ys.min()) // 12) | 1))
+
+
+def whole_glyph(gray: np.ndarray, keep: np.ndarray, box: tuple[slice, slice], most_added: float = 0.5) -> np.ndarray:
+    """The keep mask of a fill (``gray``'s shape; the detector's box at ``box`` in it) extended over the kept
+    glyph's ink beyond the box: a box that stops short of a letter's foot keeps only the part inside it, and the
+    fill's margin would cut the foot off ("L" reads "L."). Only ink joined to the kept glyph is added, only
+    outside the box (inside it retention has decided), and at most ``most_added`` of the glyph's area (ink that
+    runs on is a band or the body, not the letter); otherwise ``keep`` as it is."""
+    k = _kernel(keep)
+    core = cv2.erode(keep.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)  # the glyph, less the growth
+    ink = figure_side(gray[box])(gray)
+    if (core & ~ink).sum() > (core & ink).sum():
+        ink = ~ink  # the kept glyph is on the other side (a bold letter's strokes, not its counter)
+    _, labels = cv2.connectedComponents(ink.astype(np.uint8), connectivity=8)
+    inside = np.zeros_like(ink)
+    inside[box] = True
+    glyph = core & ink & inside
+    joined = np.isin(labels, np.unique(labels[glyph])) & ink if glyph.any() else np.zeros_like(ink)
+    added = joined & ~inside & ~keep
+    if not added.any() or added.sum() > most_added * int(glyph.sum()):
+        return keep
+    return keep | _grown(added | glyph) & ~inside
 
 
 def tesseract_letter(tensor: np.ndarray, letters: str) -> str:

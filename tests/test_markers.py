@@ -396,6 +396,31 @@ def test_a_text_box_inside_a_kept_marker_does_not_fill_its_glyph() -> None:
     assert d.keep[ink[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1]].mean() > 0.95
 
 
+def test_a_kept_letter_its_box_cuts_short_stays_whole_and_the_initials_beside_it_go() -> None:
+    """The detector's box stops 4 px short of the R's foot (and of the initials'): the fill's margin would cut
+    the foot off and leave the tip beyond it ("R" with a gap). The glyph's ink joined to it is kept whole; the
+    initials, not joined to it, are filled."""
+    view = (burn(np.full((140, 200), 0.3, np.float32), [Burn("R", 30, 20, 60, 1.0, 7), Burn("JS", 100, 60, 24, 1.0, 3)])
+            * 255).astype(np.uint8)
+    ink = view > 200
+    ys, xs = np.nonzero(ink)
+    marker = Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 3, int(ys.max()) - 4, 0.9, BoxClass.LATERALITY,
+                 source="marker-yolo")
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(marker, BoxAction.REDACTED)]
+
+    _, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert [(d.action, d.box.text) for d in decided] == [(BoxAction.KEPT_LATERALITY, "R")]
+    out = view.copy()
+    d = decided[0]
+    out[d.fill.y0 : d.fill.y1, d.fill.x0 : d.fill.x1][~d.keep] = 0
+    left = out > 200
+    assert left[:, :95].sum() == ink[:, :95].sum()  # every pixel of the R, its foot below the box included
+    assert not left[:, 95:].any()  # the initials
+
+
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
     assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "\uff29", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
         ["L", "L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]  # \uff29: the full-width I the recognizer reads

@@ -2,9 +2,13 @@
 
 Inputs: real CR/DX from the pip data packages (pydicom-data RG1/RG3, deid-data cat) and, when ../shared/data is
 present, real chest radiographs from it upsampled to 2000-3000 px with burned-in fake PHI; otherwise synthetic
-phantoms. Each is written as uncompressed 12-bit DICOM. Model loading is excluded (a run loads once).
+phantoms. Each is written as uncompressed 12-bit DICOM. In one process model loading is excluded (a run loads
+once).
 
-    python benchmarks/bench_redact.py [--n 24] [--out benchmarks/results/cpu.json]
+    python benchmarks/bench_redact.py [--n 24] [--workers 1] [--out benchmarks/results/cpu.json]
+
+``s_per_image_*`` are each file's own time in its process; ``wall_s_per_image`` is the run's wall-clock time per
+file, what a folder costs: with more than one worker it includes their model loading.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import cv2
 import numpy as np
 
 from radiograph_deid.config import load_config
-from radiograph_deid.pipeline import Redactor, run
+from radiograph_deid.pipeline import Redactor, run, worker_count
 from radiograph_deid.records import ImageRecord
 from radiograph_deid.synthetic import burn, default_burns, make_dataset, phantom, to_stored
 
@@ -66,7 +70,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu.json")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--keep", type=Path, help="copy inputs, outputs and quarantine here for inspection")
-    ap.add_argument("--workers", type=int, default=1, help="as redact --workers: files in N processes")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="as redact --workers: files in N processes; 0 (the default, as redact's): one per core")
     args = ap.parse_args()
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,10 +80,11 @@ def main() -> None:
         kinds = build(inp, args.n)
         cfg = load_config(overrides=[f"header.key_file={tmp}/key"] + args.overrides)
         t0 = time.perf_counter()
-        redactor = Redactor(cfg) if args.workers <= 1 else None
+        workers = worker_count(args.workers, len(kinds))
+        redactor = Redactor(cfg) if workers <= 1 else None
         load_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        summary = run(inp, out, cfg, quar, progress=False, redactor=redactor, workers=args.workers)
+        summary = run(inp, out, cfg, quar, progress=False, redactor=redactor, workers=workers)
         wall = time.perf_counter() - t1  # with --workers: the workers' model loading included
         recs = [ImageRecord.from_json((out / ".deid" / "records" / f"{d['input']}.json").read_text())
                 for d in summary["images_detail"]]
@@ -93,7 +99,7 @@ def main() -> None:
         "images": len(recs), "sizes": sorted({f"{r.rows}x{r.columns}" for r in recs})[:5],
         "inputs": sorted(set(kinds.values())),
         "model_load_s": round(load_s, 2),
-        "workers": args.workers,
+        "workers": workers,
         "wall_s_per_image": round(wall / len(recs), 3),
         "s_per_image_mean": round(statistics.mean(secs), 3),
         "s_per_image_median": round(statistics.median(secs), 3),

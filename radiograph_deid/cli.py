@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one setting, e.g. --set header.retain_longitudinal_modified_dates=true")
     r.add_argument("--quarantine", type=Path, help="quarantine folder (outside OUTPUT)")
     r.add_argument("--key-file", help="secret key for pseudonyms and UIDs (created if absent; never written out)")
-    r.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="process files in N processes (each loads its own models: about 0.5 GiB each)")
+    r.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="process files in N processes, each with its own models (about 0.5 GiB each); default 0: "
+                   "one per CPU core, at most 8 and at most one per four files")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
     _evaluate_parser(sub)

@@ -347,7 +347,8 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
         redactor: Redactor | None = None, workers: int = 1) -> dict:
     """De-identify everything under ``inp`` into ``out``; returns the run summary.
 
-    ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads.
+    ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads;
+    0 chooses (``worker_count``).
     """
     from tqdm import tqdm
 
@@ -366,6 +367,7 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
         else:
             pending.append((src, rel, rec_path))
     resumed = len(done)
+    workers = worker_count(workers, len(pending))
     bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
     for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
         write_bytes_atomic(rec_path, rec.to_json().encode())
@@ -376,10 +378,21 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     bar.close()
     records = [done[src] for src in files]
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
-            "quarantine": str(quarantine), "resumed": resumed, "config": cfg.to_dict()}
+            "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+def worker_count(requested: int, files: int) -> int:
+    """``requested`` processes; for 0, one per CPU core this process may use (at most 8), but none beyond one
+    for every four files: a worker first loads its own models (seconds), which a short run does not repay."""
+    if requested < 0:
+        raise ValueError(f"workers must be 0 (one per CPU core) or a number of processes, not {requested}")
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8, files // 4))
 
 
 def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, cfg: Config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -317,6 +318,20 @@ def test_worker_processes_give_the_same_output_and_decisions(job, tmp_path: Path
     expected = {k: v for k, v in tree_hashes(job["out"]).items() if not k.startswith(".deid/")}
     assert produced == expected
     assert tree_hashes(Path(f"{out.resolve()}_quarantine")).keys() == tree_hashes(job["quar"]).keys()
+
+
+def test_the_default_worker_count_follows_the_cores_and_the_run_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--workers 0 (the default): one process per usable core, at most 8, none beyond one per four files (a
+    worker loads its own models first); a count given is used as it is; a negative one is refused."""
+    from radiograph_deid.pipeline import worker_count
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
+    assert [worker_count(0, n) for n in (1, 3, 7, 8, 100)] == [1, 1, 1, 2, 2]
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert [worker_count(0, n) for n in (8, 20, 1000)] == [2, 5, 8]
+    assert worker_count(3, 1) == 3
+    with pytest.raises(ValueError, match="workers"):
+        worker_count(-1, 10)
 
 
 def test_a_neighbours_fill_spares_a_kept_letter_and_only_its_pixels() -> None:

@@ -241,6 +241,8 @@ class LateralityRetainer:
             readings = [upright] if upright[1] >= self.cfg.min_confidence else self._recognizer.batch(
                 [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
             sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
+            if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:
+                return ""  # its placements read both sides (a lit tile's edge "D", its dark letter "L"): no guess
             words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
             if words:
                 return max(words)[1]

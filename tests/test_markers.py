@@ -640,6 +640,30 @@ def test_an_unsure_letter_is_kept_when_the_text_detectors_reading_of_its_box_agr
     assert kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == "R" and 0.4 <= kept.box.score < 0.8
 
 
+def test_a_word_read_as_both_sides_in_different_placements_is_not_kept() -> None:
+    """A dark mirrored L on a tile lit from below, cut by the film's top edge (a COVID-19 collection image): no
+    glyph reads, and the recognizer, turning the crop, read "L" (0.95) in one placement and "D" (0.87, the lit
+    half of the tile) in another. The surest *word* was D, so the tile was kept as a right-side marker. Readings
+    that name both sides keep nothing; one side alone is kept as before. (The readings are the recognizer's,
+    recorded on that crop; the image is not shipped.)"""
+    crop = np.full((57, 71), 40, np.uint8)
+    cv2.ellipse(crop, (35, 10), (33, 44), 0, 0, 180, 200, -1)
+    turned = [("1", 0.47), ("", 0.0), ("L", 0.95), ("S", 0.32), ("C", 0.22), ("G", 0.33), ("D", 0.87)]
+
+    class Recorded:
+        def __init__(self, readings: list) -> None:
+            self.readings = readings
+
+        def batch(self, crops: list) -> list:
+            return [("", 0.0)] * len(crops) if len(crops) < 7 else self.readings[: len(crops)]
+
+    retain = LateralityRetainer(RetentionConfig())
+    retain._recognizer = Recorded(turned)
+    assert retain._word(crop) == ""
+    retain._recognizer = Recorded([r if r[0] != "L" else ("L", 0.5) for r in turned])
+    assert retain._word(crop) == "D"
+
+
 def test_evaluate_warns_when_the_synthetic_set_cannot_be_the_recorded_one(monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture) -> None:
     """The synthetic set is drawn in the fonts found: without matplotlib's (the train extra) the same seed draws

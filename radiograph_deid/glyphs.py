@@ -190,8 +190,26 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
     letters = [i for i in letters if _hollowness(labels == i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)
     letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
-    count = sum(bh[i] >= LETTER_HEIGHT * tallest for i in letters)  # a speck or a full stop is drawn, not counted
-    return (np.isin(labels, np.asarray(letters) + 1), count) if letters else None
+    counted = [i for i in letters if bh[i] >= LETTER_HEIGHT * tallest]  # a speck or a full stop is drawn, not counted
+    return (np.isin(labels, np.asarray(letters) + 1), _letter_count(stats[1:][counted])) if letters else None
+
+
+def _letter_count(stats: np.ndarray) -> int:
+    """How many letters the components (cv2 stats rows) make: a letter worn or printed thin breaks into pieces
+    (a T's bar and stem), which stand over one another across the line, where letters stand side by side along
+    it. A piece whose extent along the line lies mostly within a larger one's is part of that letter."""
+    if len(stats) < 2:
+        return len(stats)
+    x, y, w, h = (stats[:, i].astype(float) for i in range(4))
+    along_x = (x + w).max() - x.min() >= (y + h).max() - y.min()  # the line runs across the crop
+    lo, size = (x, w) if along_x else (y, h)
+    order = np.argsort(-size)
+    letters: list[int] = []
+    for i in order:
+        inside = [j for j in letters if min(lo[i] + size[i], lo[j] + size[j]) - max(lo[i], lo[j]) >= 0.7 * size[i]]
+        if not inside:
+            letters.append(int(i))
+    return len(letters)
 
 
 def rotational_symmetry(tensor: np.ndarray) -> float:

@@ -328,6 +328,29 @@ def test_a_speck_beside_a_laterality_word_is_no_letter_of_it() -> None:
         assert decided(text)[0] is BoxAction.REDACTED, text
 
 
+def test_a_laterality_word_whose_letters_broke_into_pieces_is_kept() -> None:
+    """A faint LEFT on a noisy background came out of Otsu with its T's bar apart from its stem: five pieces, so
+    no four-letter reading could explain them and the marker was filled (synthetic held-out set). Pieces standing
+    over one another across the line are one letter, any way round; letters side by side stay letters ("ID" is
+    still two, so its D is no marker)."""
+    from radiograph_deid.glyphs import letters_page
+
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def broken(text: str) -> np.ndarray:
+        view = (burn(np.full((160, 340), 0.25, np.float32), [Burn(text, 40, 55, 60, 0.9, 2)]) * 255).astype(np.uint8)
+        ys, xs = np.nonzero(view > 128)
+        middle = (ys.min() + ys.max()) // 2  # a gap across every letter half way down
+        view[middle : middle + 3, xs.min() : xs.max() + 1] = 64
+        return view
+
+    view = broken("LEFT")
+    assert [letters_page(np.ascontiguousarray(np.rot90(view, k))).count for k in range(4)] == [4, 4, 4, 4]
+    res = retainer(view, [Box(10, 10, 330, 150)])[0]
+    assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "LEFT")
+    assert retainer(broken("ID"), [Box(10, 10, 330, 150)])[0].action is BoxAction.REDACTED
+
+
 def test_the_lit_side_of_a_cut_tile_is_no_letter_beside_the_marker() -> None:
     """Component statistics from a real Hannover L (val patient): the box cut its tile, whose lit side came out
     of Otsu as a filled band 4 px wide beside the L, at letter spacing. A band at the crop's edge is no neighbouring

@@ -114,6 +114,11 @@ def stroke_variants(crop: np.ndarray) -> list[np.ndarray]:
     return [cv2.morphologyEx(crop, cv2.MORPH_CLOSE, kernel), cv2.morphologyEx(crop, cv2.MORPH_OPEN, kernel)]
 
 
+def _surely_read(reading: tuple[str, float], bar: float) -> bool:
+    """Read at ``bar`` or better as ``CONFIRM_MIN_CHARS`` or more letters and digits."""
+    return reading[1] >= bar and sum(c.isalnum() for c in reading[0]) >= CONFIRM_MIN_CHARS
+
+
 def _alnum(reading: tuple[str, float]) -> float:
     return reading[1] if any(c.isalnum() for c in reading[0]) else -1.0
 
@@ -244,7 +249,8 @@ class MarkerDetector:
         """Boxes scored below ``score_threshold`` (from ``confirm_threshold``) are redacted when the text
         recognizer reads at least two characters in them with ``confirm_confidence``: faint, dot-matrix or
         dark-on-dark text the detector sees but doubts; the anatomy and hardware it doubts read as nothing, or as
-        one character (a cable loop "0", a clip "T", noise "R")."""
+        one character (a cable loop "0", a clip "T", noise "R"). A box standing upright that does not read is
+        read turned a quarter either way too: text running up or down a plate's edge ("113 kVp")."""
         if not unsure:
             return []
         if self.recognizer is None:
@@ -254,9 +260,12 @@ class MarkerDetector:
         crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in unsure]
         bar = self.cfg.confirm_confidence
         out = []
-        for box, (text, conf) in zip(unsure, self.recognizer.batch(crops)):  # upright only: turns cost 0.3 s
-            read = conf >= bar and sum(c.isalnum() for c in text) >= CONFIRM_MIN_CHARS
-            out.append((replace(box, text=text, source="marker-yolo+read") if read else box,
+        for box, crop, reading in zip(unsure, crops, self.recognizer.batch(crops)):  # upright: all turns cost 0.3 s
+            if box.height > 1.5 * box.width and not _surely_read(reading, bar):  # a line running up or down
+                turned = self.recognizer.batch([np.ascontiguousarray(np.rot90(crop, k)) for k in (1, 3)])
+                reading = max([reading] + turned, key=lambda r: (_surely_read(r, bar), r[1]))
+            read = _surely_read(reading, bar)
+            out.append((replace(box, text=reading[0], source="marker-yolo+read") if read else box,
                         BoxAction.REDACTED if read else BoxAction.REJECTED))
         return out
 

@@ -284,6 +284,28 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
             assert found[1][0].text == "BM" and found[1][0].source == "marker-yolo+read"
 
 
+def test_a_doubted_box_on_text_running_up_the_plate_is_read_turned() -> None:
+    """A doubted box standing upright is read turned a quarter either way when it does not read upright: a
+    synthetic "113 kVp" running down the plate's edge was boxed at 0.36 and read "3" upright. A cable running
+    down the image, boxed the same way, reads as nothing in any turn."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+
+    line = (burn(np.full((80, 260), 0.45, np.float32), [Burn("113 kVp", 20, 20, 36, 0.7, 3)]) * 255).astype(np.uint8)
+    for k in (1, 3):  # running down, running up
+        view = np.full((400, 300), 115, np.uint8)
+        view[50:310, 100:180] = np.rot90(line, k)
+        cv2.line(view, (250, 20), (252, 380), 200, 5)  # a cable
+        ys, xs = np.nonzero(view[:, :200] > 140)
+        rows = np.array([[xs.min() - 3, ys.min() - 3, xs.max() + 4, ys.max() + 4, 0.36, 1],
+                         [240, 40, 262, 360, 0.3, 1]], np.float32)
+        detector = MarkerDetector(DetectorConfig())
+        detector._search = lambda gray: rows  # type: ignore[method-assign]
+        (text, text_action), (_, cable_action) = detector(view)
+        assert text_action is BoxAction.REDACTED and "113" in text.text, (k, text.text)
+        assert cable_action is BoxAction.REJECTED
+
+
 def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
     """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn
     alone (with the frame it read a framed SX as a CJK character). A reading that explains fewer letters than the

@@ -249,8 +249,9 @@ class MarkerDetector:
         """Boxes scored below ``score_threshold`` (from ``confirm_threshold``) are redacted when the text
         recognizer reads at least two characters in them with ``confirm_confidence``: faint, dot-matrix or
         dark-on-dark text the detector sees but doubts; the anatomy and hardware it doubts read as nothing, or as
-        one character (a cable loop "0", a clip "T", noise "R"). A box standing upright that does not read is
-        read turned a quarter either way too: text running up or down a plate's edge ("113 kVp")."""
+        one character (a cable loop "0", a clip "T", noise "R"). A box that does not read upright is read with its
+        dots joined into strokes too (dot-matrix imprints), and if it stands upright, turned a quarter either way
+        (text running up or down a plate's edge, "113 kVp")."""
         if not unsure:
             return []
         if self.recognizer is None:
@@ -261,9 +262,11 @@ class MarkerDetector:
         bar = self.cfg.confirm_confidence
         out = []
         for box, crop, reading in zip(unsure, crops, self.recognizer.batch(crops)):  # upright: all turns cost 0.3 s
-            if box.height > 1.5 * box.width and not _surely_read(reading, bar):  # a line running up or down
-                turned = self.recognizer.batch([np.ascontiguousarray(np.rot90(crop, k)) for k in (1, 3)])
-                reading = max([reading] + turned, key=lambda r: (_surely_read(r, bar), r[1]))
+            if not _surely_read(reading, bar):
+                retries = stroke_variants(crop)  # dot-matrix text ("L:1.8" read "L" and a CJK sign, its dots apart)
+                if box.height > 1.5 * box.width:  # a line running up or down
+                    retries += [np.ascontiguousarray(np.rot90(crop, k)) for k in (1, 3)]
+                reading = max([reading] + self.recognizer.batch(retries), key=lambda r: (_surely_read(r, bar), r[1]))
             read = _surely_read(reading, bar)
             out.append((replace(box, text=reading[0], source="marker-yolo+read") if read else box,
                         BoxAction.REDACTED if read else BoxAction.REJECTED))

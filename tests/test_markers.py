@@ -306,6 +306,29 @@ def test_a_doubted_box_on_text_running_up_the_plate_is_read_turned() -> None:
         assert cable_action is BoxAction.REJECTED
 
 
+def test_a_doubted_box_on_dot_matrix_text_is_read_with_its_dots_joined() -> None:
+    """A dot-matrix imprint in a doubted box reads as nothing upright, its dots apart (a synthetic "L:1.8" boxed at
+    0.37 read "L" and a CJK sign); with them joined into strokes, this date reads as the date it is. Noise boxed
+    the same way reads as nothing either way."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+    from radiograph_deid.marker_synth import dot_matrix
+
+    alpha = np.zeros((40, 320), np.float32)
+    cv2.putText(alpha, "12.03.19", (2, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.1, 1.0, 3)
+    dots = dot_matrix(alpha, np.random.default_rng(3))
+    rng = np.random.default_rng(9)
+    view = np.clip(110 + 70 * np.vstack([dots, np.zeros_like(dots)]) + rng.normal(0, 8, (80, 320)), 0, 255)
+    ys, xs = np.nonzero(dots > 0.5)
+    rows = np.array([[xs.min() - 3, ys.min() - 3, xs.max() + 4, ys.max() + 4, 0.37, 1],
+                     [xs.min() - 3, 43, xs.max() + 4, 78, 0.3, 1]], np.float32)
+    detector = MarkerDetector(DetectorConfig())
+    detector._search = lambda gray: rows  # type: ignore[method-assign]
+    (date, date_action), (_, noise_action) = detector(view.astype(np.uint8))
+    assert date_action is BoxAction.REDACTED and date.text.startswith("12"), date.text
+    assert noise_action is BoxAction.REJECTED
+
+
 def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
     """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn
     alone (with the frame it read a framed SX as a CJK character). A reading that explains fewer letters than the

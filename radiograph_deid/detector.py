@@ -25,6 +25,7 @@ class Detector(Protocol):
 
 VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters
 CONFIRM_MIN_CHARS = 2  # a box the marker detector doubts is text if it reads this many (cables, ribs read "0", "T")
+MARKER_SOURCE = "marker-yolo"  # Box.source of the trained marker detector's boxes
 
 DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
 
@@ -250,7 +251,7 @@ class MarkerDetector:
             bx1, by1 = min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1)))
             if bx1 > bx0 and by1 > by0:
                 label = BoxClass.LATERALITY if int(cls) == 0 else BoxClass.OTHER_MARKER
-                boxes.append(Box(bx0, by0, bx1, by1, round(float(score), 4), label, source="marker-yolo"))
+                boxes.append(Box(bx0, by0, bx1, by1, round(float(score), 4), label, source=MARKER_SOURCE))
         sure = [b for b in boxes if b.score >= self.cfg.score_threshold]
         unsure = [b for b in boxes if b.score < self.cfg.score_threshold
                   and not any(_nested(b, s) for s in sure)]  # a doubt about a marker already boxed adds nothing

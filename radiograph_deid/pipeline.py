@@ -20,16 +20,16 @@ from pydicom.dataset import Dataset
 from . import __version__
 from .boxes import Box
 from .config import Config
-from .detector import Detector, build_detector
+from .detector import MARKER_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
-from .enums import BoxAction, Decision, NonImagePolicy, Stage
+from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
                      write_dicom_atomic, write_image_atomic)
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
-from .retention import LateralityRetainer, laterality_mismatch, whole_glyph
+from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
 from .text_lines import continued
 from .verify import build_verifier
@@ -145,23 +145,44 @@ class MarkerDecider:
 
     def decide(self, view: np.ndarray, retain: bool = True) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
         """Detect and retain on one display view: the rejected proposals, and each box's fill and keep mask."""
-        h, w = view.shape[:2]
         found = self.detector(view)
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]
-        decided = []
         gray = to_gray(view)
-        for res in (self.retainer if retain else self.cine_retainer)(view, text):
-            margin = _margin(res.box, self.cfg.detector.margin_fraction)
-            line = continued(gray, res.box) if self.cfg.detector.complete_lines and res.keep_mask is None else res.box
-            grown = line.expanded(margin, (h, w))
-            keep = None
-            if res.keep_mask is not None:
-                keep = np.zeros((grown.height, grown.width), bool)
-                keep[_within(res.box, grown)] = res.keep_mask
-                keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
-            decided.append(Decided(res.box, res.action, grown, keep))
+        decided = [self._filled(gray, res) for res in (self.retainer if retain else self.cine_retainer)(view, text)]
+        if retain:
+            doubted = self._doubted_letters(gray, [b for b, _ in rejected], decided)
+            rejected = [(b, a) for b, a in rejected if all(b is not box for box, _ in doubted)]
+            decided += [self._filled(gray, kept) for _, kept in doubted]
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
+
+    def _filled(self, gray: np.ndarray, res: RetentionResult) -> Decided:
+        """The region a decided box fills (its margin; the rest of its text line) and the pixels kept in it."""
+        margin = _margin(res.box, self.cfg.detector.margin_fraction)
+        line = continued(gray, res.box) if self.cfg.detector.complete_lines and res.keep_mask is None else res.box
+        grown = line.expanded(margin, gray.shape[:2])
+        keep = None
+        if res.keep_mask is not None:
+            keep = np.zeros((grown.height, grown.width), bool)
+            keep[_within(res.box, grown)] = res.keep_mask
+            keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
+        return Decided(res.box, res.action, grown, keep)
+
+    def _doubted_letters(self, gray: np.ndarray, doubted: list[Box], decided: list[Decided]
+                         ) -> list[tuple[Box, RetentionResult]]:
+        """(box, kept) for the laterality boxes the marker detector doubted (scored below its threshold) that hold
+        a letter on retention's strictest reading (``LateralityRetainer.sure_letter``), clear of every decided
+        box. Such an L or R stays in the image either way; kept, its side is recorded (and cross-checked against
+        the header) and anything boxed beside it is filled. A clear lead L alone in a film's corner scored 0.33.
+        A doubt on a letter of a name or inside a ruler's band lies in a decided box and is left alone."""
+        out = []
+        for box in doubted:
+            if box.label is BoxClass.LATERALITY and box.found_by(MARKER_SOURCE) and \
+                    not any(box.intersection(d.fill) > 0 for d in decided):
+                kept = self.retainer.sure_letter(gray, box)
+                if kept is not None:
+                    out.append((box, kept))
+        return out
 
 
 class Redactor:

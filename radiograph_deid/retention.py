@@ -157,6 +157,19 @@ class LateralityRetainer:
         gray = to_gray(view)
         return self._isolated([self._decide(gray, box) for box in boxes])
 
+    def sure_letter(self, gray: np.ndarray, box: Box) -> RetentionResult | None:
+        """The box kept for its letter on the strictest reading, or None: for a box the detector doubts, only its
+        dominant glyph, lying clear of the box's edges, read as a laterality letter by the classifier alone at
+        ``min_confidence`` (no second reader, no words). A grey-scale wedge's step edge, read L at 0.82, runs
+        out of its box."""
+        if self.classifier is None or self._is_line(box):
+            return None
+        comps = glyph_components(gray[box.y0 : box.y1, box.x0 : box.x1], most=1)
+        if not comps or not comps[0].may_be_letter or comps[0].touches_border:
+            return None
+        letter, score = self._letter(comps[0], second_opinion=False)
+        return _kept(box, letter, round(score, 4), comps[0].mask) if letter else None
+
     def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is
         part of that text, not an isolated marker: it is redacted with it."""

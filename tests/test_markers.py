@@ -489,6 +489,35 @@ def test_a_kept_letter_its_box_cuts_short_stays_whole_and_the_initials_beside_it
     assert not left[:, 95:].any()  # the initials
 
 
+def test_a_laterality_letter_the_detector_doubts_is_kept_when_it_reads_surely_and_lies_clear_of_text() -> None:
+    """A lead L alone in a corner scored below the detector's threshold is recorded as kept (its side is known);
+    a doubted L inside a name's box, and a doubted box on anatomy, stay rejected and are not recorded as kept."""
+    bg = np.pad(phantom(160, 260, seed=3), ((0, 0), (60, 0)))  # the L on the film's dark border
+    view = (burn(bg, [Burn("L", 12, 10, 34, 1.0, 5), Burn("LILLE", 180, 30, 22, 1.0, 3)]) * 255).astype(np.uint8)
+    ink = view > 250
+    ys, xs = np.nonzero(ink[:, :60])
+    lone = Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.33, BoxClass.LATERALITY,
+               source="marker-yolo")
+    ys, xs = np.nonzero(ink[:, 160:])
+    name = Box(int(xs.min()) + 157, int(ys.min()) - 3, int(xs.max()) + 164, int(ys.max()) + 4, 0.9,
+               BoxClass.OTHER_MARKER, source="marker-yolo")
+    in_name = Box(name.x0 + 2, name.y0, name.x0 + 22, name.y1, 0.3, BoxClass.LATERALITY, source="marker-yolo")
+    anatomy = Box(120, 100, 160, 150, 0.3, BoxClass.LATERALITY, source="marker-yolo")
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(name, BoxAction.REDACTED)] + [(b, BoxAction.REJECTED) for b in (lone, in_name, anatomy)]
+
+    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert [(d.action, d.box.text) for d in decided] == [(BoxAction.REDACTED, ""), (BoxAction.KEPT_LATERALITY, "L")]
+    kept = decided[1]
+    assert kept.box.as_list() == lone.as_list() and kept.keep[ink[kept.fill.y0 : kept.fill.y1, kept.fill.x0 : kept.fill.x1]].mean() > 0.95
+    assert [b for b, _ in rejected] == [in_name, anatomy]
+    off = load_config(overrides=["retention.enabled=false"])
+    rejected, decided = MarkerDecider(off, Found()).decide(view)
+    assert [d.action for d in decided] == [BoxAction.REDACTED] and len(rejected) == 3
+
+
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
     assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "\uff29", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
         ["L", "L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]  # \uff29: the full-width I the recognizer reads

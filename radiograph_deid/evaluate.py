@@ -8,7 +8,7 @@ view at original resolution, and the decisions are scored against hand or synthe
   over all images (the paper's definition: a laterality marker left as it was is a retention matter);
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
 * retention accuracy: labelled laterality markers kept (most of the kept glyph's pixels inside the label, the
-  letter right, the glyph still there after every fill), over all labelled laterality markers;
+  side it names right, the glyph still there after every fill), over all labelled laterality markers;
 * the image area filled black (mean share per image), and of it the area outside every labelled marker: the
   diagnostic pixels a fill margin, a false box or a line followed too far costs;
 * with a verifier (``evaluate --verify``), what the safety net makes of it: images that would be written with a
@@ -31,7 +31,7 @@ import numpy as np
 from .boxes import Box, iou
 from .enums import BoxAction, BoxClass
 from .labels import LabelledBox, LabelledImage
-from .retention import normalized_token
+from .retention import normalized_token, side_of
 
 
 @dataclass
@@ -134,8 +134,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
             lat_total += 1
             kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _kept_in(d, lab.xyxy) > 0.5
                     and _survives(d, filled)]
-            letter_ok = any(not lab.text.strip() or len(lab.text.strip()) > 1 or d.box.text == lab.text.strip().upper() for d in kept)
-            if kept and letter_ok:
+            if any(_reads_as(d.box.text, lab.text) for d in kept):
                 lat_kept += 1
         elif frac < cover:
             deid = False
@@ -167,6 +166,16 @@ def _survives(kept, filled: np.ndarray, share: float = 0.9) -> bool:  # type: ig
         return True
     region = filled[kept.fill.y0 : kept.fill.y1, kept.fill.x0 : kept.fill.x1]
     return float((~region[kept.keep]).mean()) >= share
+
+
+def _reads_as(kept: str, label: str) -> bool:
+    """Whether a marker kept reading ``kept`` is the labelled one: it names the label's side (a circled LEFT kept
+    as "D", right in French and Spanish, is not retained; a Spanish I kept as "L" is), else it is the label's
+    letter; anything is for an unread label."""
+    label = label.strip().upper()
+    if side_of(label):
+        return side_of(kept) == side_of(label)
+    return not label or len(label) > 1 or kept == label
 
 
 def _in_vocabulary(text: str, vocabulary: Sequence[str] | None) -> bool:

@@ -610,6 +610,15 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     assert score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).laterality_total == 0
     assert not score_image("x", (100, 100), word, decided[1:], vocabulary=("L", "R")).deidentified
     assert score_image("x", (100, 100), word, decided[1:], vocabulary=("LT", "RT")).laterality_total == 1
+    # a marker is retained when the side it names is: LT or a Spanish I kept as "L" is, a circled LEFT kept as
+    # "D" (right, in French) is not
+    assert score_image("x", (100, 100), word, decided[1:2], vocabulary=("L", "LT")).laterality_kept == 1
+    as_d = [replace(decided[1], box=replace(decided[1].box, text="D"))]
+    for text, kept in (("LEFT", 0), ("I", 0), ("R", 1), ("D", 1)):
+        marker = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, text)]
+        assert score_image("x", (100, 100), marker, as_d, vocabulary=("LEFT", "I", "R", "D")).laterality_kept == kept
+    spanish = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "I")]
+    assert score_image("x", (100, 100), spanish, decided[1:2], vocabulary=("L", "I")).laterality_kept == 1
     assert average_precision([(0.9, True), (0.8, False), (0.7, True)], 2) == pytest.approx(1 * 0.5 + 2 / 3 * 0.5)
 
 

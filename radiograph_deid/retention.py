@@ -184,7 +184,7 @@ class LateralityRetainer:
 
     def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
         redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)
-        if not self.cfg.enabled or self._is_line(box):
+        if not self.cfg.enabled or self._is_line(box) or self._read_as_text(box):
             return redact
         crop = gray[box.y0 : box.y1, box.x0 : box.x1]
         comps = glyph_components(crop, most=self.cfg.glyph_candidates)
@@ -210,6 +210,14 @@ class LateralityRetainer:
     def _is_line(self, box: Box) -> bool:
         """Longer than ``max_aspect`` times its width, or a ruler: a line of text, never an isolated marker."""
         return box.found_by(RULER) or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
+
+    def _read_as_text(self, box: Box) -> bool:
+        """The text detector read the box as a word longer than any laterality word, and none of its words is one
+        (a bold "liegend" drawn with dark outlines: a piece of outline read as L at 1.0). A marker with initials
+        beside it ("R JS") reads as a vocabulary word and a short one."""
+        words = [_word_of(w) for w in box.text.split()]
+        return len(normalized_token(box.text)) > max(map(len, self.cfg.vocabulary), default=0) and \
+            not any(w in self.cfg.vocabulary for w in words)
 
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True, reading: str = "") -> tuple[str, float]:
         """The laterality letter the glyph is, or "": the classifier's sure reading, or its unsure one (from half

@@ -518,6 +518,18 @@ def test_a_laterality_letter_the_detector_doubts_is_kept_when_it_reads_surely_an
     assert [d.action for d in decided] == [BoxAction.REDACTED] and len(rejected) == 3
 
 
+def test_a_box_read_as_a_longer_word_is_no_laterality_marker() -> None:
+    """When the text detector read the box as a word longer than any laterality word, none of its words one, no
+    letter in it is kept (a piece of a bold word's dark outline was read as L at 1.0); a marker with initials
+    beside it reads as a vocabulary word and is kept."""
+    view = (burn(np.full((120, 100), 0.3, np.float32), [Burn("L", 30, 20, 60, 1.0, 7)]) * 255).astype(np.uint8)
+    box = Box(20, 12, 80, 100, 0.9, BoxClass.LATERALITY, source="rapidocr-text+marker-yolo")
+    retainer = LateralityRetainer(RetentionConfig())
+    actions = {text: retainer(view, [replace(box, text=text)])[0].action for text in ("liegend", "L JS", "", "L:1.2")}
+    assert actions == {"liegend": BoxAction.REDACTED, "L JS": BoxAction.KEPT_LATERALITY, "": BoxAction.KEPT_LATERALITY,
+                       "L:1.2": BoxAction.KEPT_LATERALITY}
+
+
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
     assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "\uff29", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
         ["L", "L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]  # \uff29: the full-width I the recognizer reads

@@ -180,8 +180,8 @@ class MarkerDecider:
             if box.label is BoxClass.LATERALITY and box.found_by(MARKER_SOURCE) and \
                     not any(box.intersection(d.fill) > 0 for d in decided):
                 kept = self.retainer.sure_letter(gray, box)
-                if kept is not None:
-                    out.append((box, kept))
+                if kept is not None:  # recorded as found by the detector and confirmed by the glyph classifier
+                    out.append((box, replace(kept, box=replace(kept.box, source=f"{box.source}+glyph"))))
         return out
 
 

@@ -511,7 +511,8 @@ def test_a_laterality_letter_the_detector_doubts_is_kept_when_it_reads_surely_an
     rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
     assert [(d.action, d.box.text) for d in decided] == [(BoxAction.REDACTED, ""), (BoxAction.KEPT_LATERALITY, "L")]
     kept = decided[1]
-    assert kept.box.as_list() == lone.as_list() and kept.keep[ink[kept.fill.y0 : kept.fill.y1, kept.fill.x0 : kept.fill.x1]].mean() > 0.95
+    assert kept.box.as_list() == lone.as_list() and kept.box.source == "marker-yolo+glyph"
+    assert kept.keep[ink[kept.fill.y0 : kept.fill.y1, kept.fill.x0 : kept.fill.x1]].mean() > 0.95
     assert [b for b, _ in rejected] == [in_name, anatomy]
     off = load_config(overrides=["retention.enabled=false"])
     rejected, decided = MarkerDecider(off, Found()).decide(view)

@@ -26,6 +26,7 @@ class Detector(Protocol):
 VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters
 CONFIRM_MIN_CHARS = 2  # a box the marker detector doubts is text if it reads this many (cables, ribs read "0", "T")
 MARKER_SOURCE = "marker-yolo"  # Box.source of the trained marker detector's boxes
+TEXT_SOURCE = "rapidocr-text"  # ... and of the OCR text detector's (read or not)
 
 DETECTORS: dict[str, Callable[[DetectorConfig], Detector]] = {}
 
@@ -176,7 +177,7 @@ class RapidOCRTextDetector:
             chars = sum(c.isalnum() for c in text)
             sure = self.cfg.short_text_confidence if chars <= 2 else self.cfg.min_recognition_confidence
             is_text = conf >= sure and chars >= least
-            box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source="rapidocr-text")
+            box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source=TEXT_SOURCE)
             out.append((box, BoxAction.REDACTED if is_text else BoxAction.REJECTED))
         return out
 

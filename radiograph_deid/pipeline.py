@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from . import __version__
 from .boxes import Box
 from .config import Config
-from .detector import MARKER_SOURCE, Detector, build_detector
+from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
@@ -125,6 +125,17 @@ def _within(part: Box, whole: Box) -> tuple[slice, slice]:
     return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
+def _spanning_unread(line: Box, box: Box, unread: Sequence[Box], share: float = 0.7, most: float = 6.0) -> Box:
+    """``line`` spanning each text region the OCR detector proposed around ``box`` (holding ``share`` of it, at
+    most ``most`` times its area) but could not read: the marker detector boxed the R of a mirrored "ER-2" alone,
+    too square a box to follow along its line, and DBNet's region, read "-3", held the whole line."""
+    area = box.width * box.height
+    for region in unread:
+        if region.intersection(box) >= share * area and region.width * region.height <= most * area:
+            line = line.spanning(region)
+    return line
+
+
 def _margin(box: Box, fraction: float) -> int:
     """Pixels a box's fill reaches beyond it: ``fraction`` of its short side (a detector's box can cut a
     stroke); a ruler's box already spans its label band on both sides, so it gets the least margin."""
@@ -149,17 +160,22 @@ class MarkerDecider:
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]
         gray = to_gray(view)
-        decided = [self._filled(gray, res) for res in (self.retainer if retain else self.cine_retainer)(view, text)]
+        unread = [b for b, _ in rejected if b.source == TEXT_SOURCE]
+        decided = [self._filled(gray, res, unread)
+                   for res in (self.retainer if retain else self.cine_retainer)(view, text)]
         if retain:
             doubted = self._doubted_letters(gray, [b for b, _ in rejected], decided)
             rejected = [(b, a) for b, a in rejected if all(b is not box for box, _ in doubted)]
             decided += [self._filled(gray, kept) for _, kept in doubted]
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
 
-    def _filled(self, gray: np.ndarray, res: RetentionResult) -> Decided:
-        """The region a decided box fills (its margin; the rest of its text line) and the pixels kept in it."""
+    def _filled(self, gray: np.ndarray, res: RetentionResult, unread: Sequence[Box] = ()) -> Decided:
+        """The region a decided box fills (its margin; the rest of its text line, as its strokes continue and as
+        far as a text region proposed around it but not read reaches) and the pixels kept in it."""
         margin = _margin(res.box, self.cfg.detector.margin_fraction)
-        line = continued(gray, res.box) if self.cfg.detector.complete_lines and res.keep_mask is None else res.box
+        line = res.box
+        if self.cfg.detector.complete_lines and res.keep_mask is None:
+            line = _spanning_unread(continued(gray, res.box), res.box, unread)
         grown = line.expanded(margin, gray.shape[:2])
         keep = None
         if res.keep_mask is not None:

@@ -531,6 +531,30 @@ def test_a_box_read_as_a_longer_word_is_no_laterality_marker() -> None:
                        "L:1.2": BoxAction.KEPT_LATERALITY}
 
 
+def test_a_box_on_part_of_a_line_the_recognizer_cannot_read_fills_the_text_region_around_it() -> None:
+    """The marker detector boxed one letter of a mirrored line, too square a box to follow along its line; the
+    OCR detector's region around it, unread, holds the whole line: the fill spans that region. A region many times
+    the box's size (a rib's band) is no line of it."""
+    line = (burn(np.full((60, 200), 0.0, np.float32), [Burn("ER-2", 20, 15, 28, 1.0, 3)]) * 255).astype(np.uint8)
+    view = np.full((200, 400), 90, np.uint8)
+    view[70:130, 100:300] = np.maximum(view[70:130, 100:300], line[:, ::-1])  # mirrored, as a film flipped
+    ys, xs = np.nonzero(view > 200)
+    text = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    letter = Box(text[2] - 32, text[1] - 2, text[2] + 2, text[3] + 2, 0.6, BoxClass.OTHER_MARKER, source="marker-yolo")
+    region = Box(text[0] - 4, text[1] - 4, text[2] + 4, text[3] + 4, 0.7, text="-3", source="rapidocr-text")
+    band = Box(0, 40, 400, 160, 0.7, text="", source="rapidocr-text")
+    for regions, whole in (([region], True), ([band], False)):
+
+        class Found:
+            def __call__(self, v: np.ndarray) -> list:
+                return [(letter, BoxAction.REDACTED)] + [(r, BoxAction.REJECTED) for r in regions]
+
+        _, decided = MarkerDecider(load_config(), Found()).decide(view)
+        fill = decided[0].fill
+        covered = fill.x0 <= text[0] and fill.x1 >= text[2] and fill.y0 <= text[1] and fill.y1 >= text[3]
+        assert covered is whole and fill.x1 - fill.x0 < 300
+
+
 def test_laterality_words_know_their_side_for_the_tag_cross_check() -> None:
     assert [side_of(w) for w in ("L", "lt", "LEFT", "G", "I", "\uff29", "SX", "R", "RT", "D", "DX", "DEX", "LI")] == \
         ["L", "L", "L", "L", "L", "L", "L", "R", "R", "R", "R", "R", ""]  # \uff29: the full-width I the recognizer reads

@@ -5,7 +5,7 @@ present, real chest radiographs from it upsampled to 2000-3000 px with burned-in
 phantoms. Each is written as uncompressed 12-bit DICOM. In one process model loading is excluded (a run loads
 once).
 
-    python benchmarks/bench_redact.py [--n 24] [--workers 1] [--out benchmarks/results/cpu.json]
+    python benchmarks/bench_redact.py [--n 24] [--workers 1] [--sizes 2000 3000] [--no-real] [--out benchmarks/results/cpu.json]
 
 ``s_per_image_*`` are each file's own time in its process; ``wall_s_per_image`` is the run's wall-clock time per
 file, what a folder costs: with more than one worker it includes their model loading.
@@ -34,10 +34,10 @@ from radiograph_deid.synthetic import burn, default_burns, make_dataset, phantom
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hannover" / "png"
 
 
-def backgrounds(n: int, rng: np.random.Generator):  # type: ignore[no-untyped-def]
+def backgrounds(n: int, rng: np.random.Generator, sizes: tuple[int, int]):  # type: ignore[no-untyped-def]
     pngs = sorted(SHARED.glob("*.png")) if SHARED.is_dir() else []
     for i in range(n):
-        rows = int(rng.integers(2000, 3001))
+        rows = int(rng.integers(sizes[0], sizes[1] + 1))
         cols = int(rows * rng.uniform(0.85, 1.15))
         if pngs:
             src = cv2.imread(str(pngs[i % len(pngs)]), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
@@ -46,15 +46,17 @@ def backgrounds(n: int, rng: np.random.Generator):  # type: ignore[no-untyped-de
             yield "phantom", phantom(rows, cols, seed=i)
 
 
-def build(folder: Path, n: int) -> dict[str, str]:
+def build(folder: Path, n: int, sizes: tuple[int, int] = (2000, 3000), real: bool = True) -> dict[str, str]:
     rng = np.random.default_rng(0)
     kinds = {}
-    for i, (kind, img) in enumerate(backgrounds(n, rng)):
+    for i, (kind, img) in enumerate(backgrounds(n, rng, sizes)):
         mono1 = i % 2 == 1
         stored = to_stored(burn(img, default_burns(*img.shape)), 12, mono1)
         ds = make_dataset(stored, "MONOCHROME1" if mono1 else "MONOCHROME2", "CR" if mono1 else "DX", 12)
         ds.save_as(folder / f"{kind}_{i:03d}.dcm", write_like_original=False)
         kinds[f"{kind}_{i:03d}.dcm"] = kind
+    if not real:
+        return kinds
     data = Path(str(distribution("pydicom-data").locate_file("data_store/data")))
     import deid_data
 
@@ -67,6 +69,9 @@ def build(folder: Path, n: int) -> dict[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--sizes", type=int, nargs=2, default=[2000, 3000], metavar=("MIN", "MAX"),
+                    help="rows of the upsampled radiographs (a flat-panel DR detector: 4300)")
+    ap.add_argument("--no-real", action="store_true", help="leave out the data packages' CR/DX (their own sizes)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu.json")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--keep", type=Path, help="copy inputs, outputs and quarantine here for inspection")
@@ -77,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inp, out, quar = Path(tmp, "in"), Path(tmp, "out"), Path(tmp, "q")
         inp.mkdir()
-        kinds = build(inp, args.n)
+        kinds = build(inp, args.n, tuple(args.sizes), real=not args.no_real)
         cfg = load_config(overrides=[f"header.key_file={tmp}/key"] + args.overrides)
         t0 = time.perf_counter()
         workers = worker_count(args.workers, len(kinds))

@@ -106,13 +106,17 @@ def _horizontal(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
     across = cv2.morphologyEx(across, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k + 2, 1)))
     lines = cv2.morphologyEx(across, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (g.min_length, 1)))
     contours, _ = cv2.findContours(lines, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # ticks: strokes thin along the rows, found once for the whole view (a row's top-hat does not depend on the
+    # rows around it; each line's columns lie a kernel's reach inside what a strip of its own would hold). A
+    # 4300-px phantom's ribs gave 130 000 candidate lines, each with a top-hat of its own: 10 s.
+    upright = _strokes(gray, (g.max_thickness + 2, 1), g.min_contrast)
     out = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
         if w < g.min_length or h > k or h > cv2.countNonZero(lines[y : y + h, x : x + w]) / w + 2:
             continue  # not straight along the rows: a straight line's box is as tall as the line is thick
         for side in (-1, 1):
-            ruler = _ticked(gray, x, y, w, h, side, g)
+            ruler = _ticked(upright, x, y, w, h, side, g)
             if ruler is not None and _inked(gray, lines[y : y + h, x : x + w] > 0, x, y, ruler, g):
                 out.append(ruler)
     return out
@@ -216,20 +220,21 @@ def _lineless_box(shape: tuple[int, ...], x: np.ndarray, y: np.ndarray, w: np.nd
     return Box(y0=y0, x0=x0, y1=y1, x1=x1, score=1.0, source=SOURCE)
 
 
-def _ticked(gray: np.ndarray, x: int, y: int, w: int, h: int, side: int, g: RulerGeometry) -> Box | None:
-    """The ruler's box if evenly spaced ticks stand on the line [x, x+w) x [y, y+h) on ``side`` (-1 above)."""
-    rows, cols = gray.shape
+def _ticked(upright: np.ndarray, x: int, y: int, w: int, h: int, side: int, g: RulerGeometry) -> Box | None:
+    """The ruler's box if evenly spaced ticks stand on the line [x, x+w) x [y, y+h) on ``side`` (-1 above);
+    ``upright``: the view's strokes thin along its rows (``_strokes`` with a kernel ``max_thickness + 2`` wide)."""
+    rows, cols = upright.shape
     reach = g.max_thickness + 2  # an end tick crosses the line's last columns, where the line is not found
     ya, yb = (max(0, y - g.max_tick - 1), y) if side < 0 else (y + h, min(rows, y + h + g.max_tick + 1))
-    xa, xb = max(0, x - 2 * reach), min(cols, x + w + 2 * reach)
     if yb - ya < 3:
         return None
-    upright = _strokes(gray[ya:yb, xa:xb], (reach, 1), g.min_contrast)  # thin in x: the ticks
-    lo, hi = max(0, x - reach) - xa, min(cols, x + w + reach) - xa
-    strip = upright[::-1, lo:hi] if side < 0 else upright[:, lo:hi]
-    x, w = xa + lo, hi - lo
-    run = np.cumprod(strip, axis=0).sum(axis=0)  # each column's stroke length out from the line
+    lo, hi = max(0, x - reach), min(cols, x + w + reach)
+    strip = upright[ya:yb, lo:hi][::-1] if side < 0 else upright[ya:yb, lo:hi]
+    x, w = lo, hi - lo
+    run = np.where(strip.all(axis=0), len(strip), strip.argmin(axis=0))  # each column's stroke length out from the line
     tick = (run >= g.min_tick) & (run <= g.max_tick)  # a stroke that ends: a grid line or an edge runs on
+    if np.count_nonzero(tick) < g.min_ticks:
+        return None
     centers, lengths = _tick_runs(tick, run, g.max_thickness)
     found = _even_ticks(centers, lengths, g)
     if found is None:

@@ -164,11 +164,11 @@ class LateralityRetainer:
         out of its box."""
         if self.classifier is None or self._is_line(box):
             return None
-        comps = glyph_components(gray[box.y0 : box.y1, box.x0 : box.x1], most=1)
-        if not comps or not comps[0].may_be_letter or comps[0].touches_border:
+        glyph = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
+        if glyph is None or not glyph.may_be_letter or glyph.touches_border:
             return None
-        letter, score = self._letter(comps[0], second_opinion=False)
-        return _kept(box, letter, round(score, 4), comps[0].mask) if letter else None
+        letter, score = self._letter(glyph, second_opinion=False)
+        return _kept(box, letter, round(score, 4), glyph.mask) if letter else None
 
     def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is

@@ -10,7 +10,6 @@ or more, their ends level, on a scale straighter than the spine's endplates or t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -49,23 +48,22 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("find_rulers expects a 2-D uint8 display image")
     g = replace(geometry, min_contrast=max(geometry.min_contrast, int(np.ceil(geometry.noise_contrast * _noise(gray)))))
-    lined = _both_ways(_horizontal, gray, g)
-    if not lineless:
-        return lined
+    lined: list[Box] = []
+    ticks: list[Box] = []
+    for polarity in (gray, 255 - gray):  # bright strokes and dark
+        for view, turned in ((polarity, False), (polarity.T, True)):  # along the rows and along the columns
+            upright = _strokes(view, (g.max_thickness + 2, 1), g.min_contrast)  # thin along the rows: ticks
+            lined += _transposed(_horizontal(view, upright, g), turned)
+            if lineless:
+                ticks += _transposed(_lineless(upright, g), turned)
     # the ticks of a ruler found with its line are not found again
-    ticks = [b for b in _both_ways(_lineless, gray, g) if not any(2 * f.intersection(b) > b.width * b.height
-                                                                  for f in lined)]
+    ticks = [b for b in ticks if not any(2 * f.intersection(b) > b.width * b.height for f in lined)]
     return lined + _joined(ticks)
 
 
-def _both_ways(search: Callable[[np.ndarray, RulerGeometry], list[Box]], gray: np.ndarray, g: RulerGeometry
-               ) -> list[Box]:
-    """``search`` along the rows and along the columns, for bright and for dark strokes."""
-    found: list[Box] = []
-    for polarity in (gray, 255 - gray):
-        found += search(polarity, g)
-        found += [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in search(polarity.T, g)]
-    return found
+def _transposed(boxes: list[Box], turned: bool) -> list[Box]:
+    """Boxes found on a view searched transposed (``turned``) put back into the image's coordinates."""
+    return [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in boxes] if turned else boxes
 
 
 def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), coarse_from: int = 2048
@@ -98,18 +96,18 @@ def _strokes(gray: np.ndarray, kernel: tuple[int, int], min_contrast: int) -> np
     return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, k) >= min_contrast
 
 
-def _horizontal(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
-    """Rulers whose line runs along the rows of ``gray`` (bright strokes)."""
+def _horizontal(gray: np.ndarray, upright: np.ndarray, g: RulerGeometry) -> list[Box]:
+    """Rulers whose line runs along the rows of ``gray`` (bright strokes); ``upright``: its strokes thin along
+    the rows (``_strokes`` with a kernel ``max_thickness + 2`` wide), where the ticks are."""
     k = g.max_thickness | 1
     across = _strokes(gray, (1, k + 2), g.min_contrast).astype(np.uint8)  # thin in y: the line
     # bridged where a tick crosses it (there the stroke is not thin in y), then only long runs kept
     across = cv2.morphologyEx(across, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k + 2, 1)))
     lines = cv2.morphologyEx(across, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (g.min_length, 1)))
     contours, _ = cv2.findContours(lines, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    # ticks: strokes thin along the rows, found once for the whole view (a row's top-hat does not depend on the
-    # rows around it; each line's columns lie a kernel's reach inside what a strip of its own would hold). A
-    # 4300-px phantom's ribs gave 130 000 candidate lines, each with a top-hat of its own: 10 s.
-    upright = _strokes(gray, (g.max_thickness + 2, 1), g.min_contrast)
+    # the ticks are read off the whole view's top-hat (a row's top-hat does not depend on the rows around it; each
+    # line's columns lie a kernel's reach inside what a strip of its own would hold): a 4300-px phantom's ribs gave
+    # 130 000 candidate lines, each with a top-hat of its own, 10 s
     out = []
     for contour in contours:
         x, y, w, h = cv2.boundingRect(contour)
@@ -122,13 +120,13 @@ def _horizontal(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
     return out
 
 
-def _lineless(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
+def _lineless(upright: np.ndarray, g: RulerGeometry) -> list[Box]:
     """Rulers drawn as ticks alone along the rows (a COVID-19 collection film has 34 dark ticks down its edge and
     no line): at least ``lineless_ticks`` short thin upright strokes whose tops (or bottoms) stand level within a
     pixel, evenly spaced, a tick missing here and there. Letters' stems stand level too, but not eight of them
-    evenly spaced, apart from a line of text, which is redacted either way."""
-    upright = _strokes(gray, (g.max_thickness + 2, 1), g.min_contrast).astype(np.uint8)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(upright, connectivity=8)
+    evenly spaced, apart from a line of text, which is redacted either way. ``upright``: the view's strokes thin
+    along its rows (as for ``_horizontal``)."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(upright.astype(np.uint8), connectivity=8)
     x, y, w, h = (stats[1:, i] for i in range(4))
     ticks = np.flatnonzero((w <= g.max_thickness) & (h >= np.maximum(g.lineless_tick, 2 * w)) & (h <= g.max_tick))
     centers = x[ticks] + w[ticks] / 2
@@ -142,7 +140,7 @@ def _lineless(gray: np.ndarray, g: RulerGeometry) -> list[Box]:
             for chain in _even_chains(centers[row], h[ticks[row]], w[ticks[row]], g):
                 free[row[chain]] = False
                 members = ticks[_followed(list(row[chain]), centers, ends, free, g)]
-                out.append(_lineless_box(gray.shape, x[members], y[members], w[members], h[members], g))
+                out.append(_lineless_box(upright.shape, x[members], y[members], w[members], h[members], g))
     return out
 
 

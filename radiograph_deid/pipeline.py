@@ -31,7 +31,7 @@ from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
-from .text_lines import continued
+from .text_lines import bridged_doubts, continued
 from .verify import build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -167,6 +167,11 @@ class MarkerDecider:
             doubted = self._doubted_letters(gray, [b for b, _ in rejected], decided)
             rejected = [(b, a) for b, a in rejected if all(b is not box for box, _ in doubted)]
             decided += [self._filled(gray, kept) for _, kept in doubted]
+        if self.cfg.detector.complete_lines:
+            bridged = self._doubts_on_lines(gray, [b for b, _ in rejected], decided)
+            rejected = [(b, a) for b, a in rejected if all(b is not doubt for doubt, _ in bridged)]
+            decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
+                        for _, line in bridged]
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
 
     def _filled(self, gray: np.ndarray, res: RetentionResult, unread: Sequence[Box] = ()) -> Decided:
@@ -183,6 +188,18 @@ class MarkerDecider:
             keep[_within(res.box, grown)] = res.keep_mask
             keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
         return Decided(res.box, res.action, grown, keep)
+
+    def _doubts_on_lines(self, gray: np.ndarray, doubted: list[Box], decided: list[Decided]) -> list[tuple[Box, Box]]:
+        """(doubt, line) for the marker detector's doubted boxes on the text line of a redacted box, each bridged
+        to it (``text_lines.bridged_doubts``): the detector boxed the L of a dot-matrix "L:1.2" surely and doubted
+        "1.2". Left out: a doubt inside a fill already, and a lone L or R (retention's strictest reading), which
+        stays as it was: a marker beside a name is not filled for it. Doubts with no redacted box on their line
+        stay rejected, however they line up: the steps of a grey-scale wedge are a row of doubts too."""
+        lines = [d.fill for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
+        doubts = [b for b in doubted if b.found_by(MARKER_SOURCE) and not any(d.fill.contains(b) for d in decided)
+                  and (b.label is not BoxClass.LATERALITY or self.retainer.sure_letter(gray, b) is None)]
+        return [(doubt, replace(line, label=BoxClass.OTHER_MARKER, source=f"{doubt.source}+line"))
+                for doubt, line in bridged_doubts(doubts, lines)]
 
     def _doubted_letters(self, gray: np.ndarray, doubted: list[Box], decided: list[Decided]
                          ) -> list[tuple[Box, RetentionResult]]:

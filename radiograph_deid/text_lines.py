@@ -4,11 +4,14 @@ Why: a box that stops a few characters short of a line's end leaves the last dig
 (5 of the 49 misses on the synthetic held-out split were such partial lines). Burned-in text is thin strokes on a
 smooth background, so the line is followed along its long axis while strokes continue in the box's rows, across
 word spaces but not across a gap wider than the line is tall; a column whose strokes also run above and below
-the line is something crossing it (a rib edge, a wire), not the line's next character.
+the line is something crossing it (a rib edge, a wire), not the line's next character. A box the detector
+doubted on a redacted box's line is that line's text too (``bridged_doubts``): dot-matrix characters have no
+strokes to follow.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -81,3 +84,42 @@ def _walk(steps: list[tuple[int, int]], text, gap: int, start: int, edge) -> int
             if run > gap:
                 break
     return end
+
+
+def on_line(box: Box, line: Box, max_gap: float = 1.5, least_across: float = 0.4) -> Box | None:
+    """``box`` bridged to ``line`` on ``line``'s band, if it lies on that text line: most of it within the band,
+    from ``least_across`` of the band's height across (not a speck) to half again its height, and at most
+    ``max_gap`` band heights from it, mostly beside it (a line grows at its ends: a box over it, or around it,
+    is something else); else None. A line runs across the image unless it stands upright (half again as tall as
+    wide): a line's first character starts no line down the image (an electrode's snap, boxed, drew a doubt on
+    the lead below it into a fill three times its height)."""
+    turned = line.height > 1.5 * line.width
+    (a0, a1, b0, b1), (l0, l1, m0, m1) = (((box.x0, box.x1, box.y0, box.y1), (line.x0, line.x1, line.y0, line.y1))
+                                          if turned else ((box.y0, box.y1, box.x0, box.x1),
+                                                          (line.y0, line.y1, line.x0, line.x1)))
+    across, height = a1 - a0, l1 - l0
+    inside = min(a1, l1) - max(a0, l0)
+    gap = max(b0 - m1, m0 - b1, 0)
+    beside = min(b1, m1) - max(b0, m0) <= 0.5 * (b1 - b0) and not (b0 < m0 and b1 > m1)
+    if not (inside >= 0.5 * across and least_across * height <= across <= 1.5 * height and gap <= max_gap * height
+            and beside):
+        return None
+    bridged = line.spanning(box)  # the stretch between them holds the line's text too
+    return replace(bridged, x0=line.x0, x1=line.x1) if turned else replace(bridged, y0=line.y0, y1=line.y1)
+
+
+def bridged_doubts(doubts: Sequence[Box], lines: Sequence[Box]) -> list[tuple[Box, Box]]:
+    """(doubt, bridge) for each doubted box on one of ``lines`` (``on_line``) or on the band of a doubt found on
+    one, in turn: the bridge spans from the line to the doubt on the line's band, with the doubt's score, class
+    and source."""
+    out: list[tuple[Box, Box]] = []
+    pending = list(doubts)
+    while lines and pending:
+        found = [(b, bridge) for b in pending
+                 for bridge in [next((on for ln in lines for on in [on_line(b, ln)] if on is not None), None)]
+                 if bridge is not None]
+        pending = [b for b in pending if all(b is not f for f, _ in found)]
+        out += [(b, replace(bridge, score=b.score, label=b.label, source=b.source)) for b, bridge in found]
+        lines = [bridge for _, bridge in found]
+    return out
+

@@ -816,3 +816,55 @@ def test_evaluate_warns_when_the_synthetic_set_cannot_be_the_recorded_one(monkey
     captured = capsys.readouterr()
     assert "matplotlib (the train extra) is not installed" in captured.err and "setup.sh --train" in captured.err
     assert "de-identification accuracy" in captured.out
+
+
+def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_letter_beside_it_is_kept() -> None:
+    """The detector boxed the L of a dot-matrix "L:1.2 4711" surely and doubted the rest, dot cluster by dot
+    cluster (a dot-matrix line has no strokes for line completion to follow): each doubt on the redacted box's
+    line, and each on a doubt's line in turn, is filled with the stretch between them. A doubt on anatomy below the
+    line stays rejected, and a doubted lead R beside the line is kept as the lone letter it is, not filled."""
+    from radiograph_deid.marker_synth import dot_matrix
+
+    alpha = np.zeros((40, 330), np.float32)
+    cv2.putText(alpha, "L:1.2  4711", (2, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.1, 1.0, 3)
+    dots = dot_matrix(alpha, np.random.default_rng(3))
+    view = (phantom(240, 520, seed=5) * 180).astype(np.uint8)
+    view[20:60, 10:340] = np.maximum(view[20:60, 10:340], (dots * 250).astype(np.uint8))
+    ink = np.zeros(view.shape, bool)
+    ink[20:60, 10:340] = dots > 0.5
+    cols = np.nonzero(ink.any(axis=0))[0]
+    runs = np.split(cols, np.nonzero(np.diff(cols) > 6)[0] + 1)  # the dot clusters: characters or pieces of them
+    rows = np.nonzero(ink.any(axis=1))[0]
+    at = int(cols[-1]) + 20  # the lead R, a glyph's width after the line's end
+    lead = (burn(np.zeros((60, 50), np.float32), [Burn("R", 8, 10, 36, 1.0, 5)]) * 250).astype(np.uint8)
+    view[10:70, at : at + 50] = np.maximum(view[10:70, at : at + 50], lead)
+
+    def boxed(run: np.ndarray, score: float, cls: BoxClass) -> Box:
+        return Box(int(run[0]) - 2, int(rows[0]) - 2, int(run[-1]) + 3, int(rows[-1]) + 3, score, cls, source="marker-yolo")
+
+    sure = boxed(runs[0], 0.6, BoxClass.OTHER_MARKER)
+    doubts = [boxed(r, 0.2, BoxClass.LATERALITY if i % 2 else BoxClass.OTHER_MARKER) for i, r in enumerate(runs[1:])]
+    ys, xs = np.nonzero(lead > 200)
+    lone = Box(int(xs.min()) + at - 3, int(ys.min()) + 7, int(xs.max()) + at + 4, int(ys.max()) + 14, 0.2,
+               BoxClass.LATERALITY, source="marker-yolo")
+    anatomy = Box(60, 150, 100, 190, 0.25, BoxClass.OTHER_MARKER, source="marker-yolo")
+    assert len(runs) >= 6 and lone.x0 - doubts[-1].x1 < 1.5 * sure.height  # the R lies within the line's reach
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(sure, BoxAction.REDACTED)] + [(b, BoxAction.REJECTED) for b in doubts + [lone, anatomy]]
+
+    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
+    out = redacted_view(view, decided)
+    assert not (out[ink] > 0).any()  # every dot of the line is filled
+    assert [b for b, _ in rejected] == [anatomy]
+    assert [(d.box.text, d.box.source) for d in decided if d.action is BoxAction.KEPT_LATERALITY] == \
+        [("R", "marker-yolo+glyph")]
+    glyph = np.zeros(view.shape, bool)
+    glyph[10:70, at : at + 50] = lead > 200
+    assert (out[glyph] == view[glyph]).all()
+    assert (out[140:200, 50:110] == view[140:200, 50:110]).all()
+    assert sum(d.box.source == "marker-yolo+line" for d in decided) == len(doubts)
+    rejected, decided = MarkerDecider(load_config(overrides=["detector.complete_lines=false"]), Found()).decide(view)
+    assert (redacted_view(view, decided)[ink] > 0).mean() > 0.5  # the line's doubts alone are left unfilled
+

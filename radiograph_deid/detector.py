@@ -123,13 +123,24 @@ def _surely_read(reading: tuple[str, float], bar: float) -> bool:
 
 def _confirm_variants(box: Box, crop: np.ndarray) -> list[np.ndarray]:
     """A doubted box's crop once more, by its shape: lying, with its dots joined (a dot-matrix "L:1.8" read "L"
-    and a CJK sign); standing upright, turned a quarter either way (a line running up or down). Square boxes,
+    and a CJK sign) and line by line (a block of lines); standing upright, turned a quarter either way (a line running up or down). Square boxes,
     most of the doubts on anatomy, are not read again."""
     if box.width > 1.5 * box.height:
-        return stroke_variants(crop)
+        return stroke_variants(crop) + row_crops(crop)
     if box.height > 1.5 * box.width:
         return [np.ascontiguousarray(np.rot90(crop, k)) for k in (1, 3)]
     return []
+
+
+def row_crops(crop: np.ndarray) -> list[np.ndarray]:
+    """Each line of a block of text lines in the crop (``text_lines.text_rows``), a little taller than the line:
+    the four lines of a viewer's overlay, boxed as one by the detector, read as nothing together."""
+    from .pixels.display import to_gray
+    from .text_lines import text_rows
+
+    h = crop.shape[0]
+    return [np.ascontiguousarray(crop[max(0, a - (b - a) // 4) : min(h, b + (b - a) // 4)])
+            for a, b in text_rows(to_gray(crop))]
 
 
 def _alnum(reading: tuple[str, float]) -> float:

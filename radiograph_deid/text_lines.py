@@ -28,6 +28,24 @@ def stroke_strength(gray: np.ndarray, width: int) -> np.ndarray:
     return np.maximum(bright, dark)
 
 
+def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
+    """The (top, bottom) rows of each line of text in a grey crop holding two to ``most`` of them, else []: a
+    viewer's overlay stacks four lines in a corner, and a line recognizer reads such a block as nothing. A line is
+    a run of rows, at least a twelfth of the crop tall, crossed by at least a quarter as many strong horizontal
+    changes (letters' upright strokes) as the busiest row; between lines only an edge or two crosses a row."""
+    h = crop.shape[0]
+    if h < 16:
+        return []
+    gx = np.abs(cv2.Sobel(crop.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
+    busy = (gx > max(20.0, 0.5 * float(np.percentile(gx, 97)))).sum(axis=1)
+    if busy.max() == 0:
+        return []
+    on = np.concatenate([[False], busy >= 0.25 * busy.max(), [False]])
+    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
+    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= max(4, h // 12)]
+    return runs if 2 <= len(runs) <= most else []
+
+
 def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: int = 12, min_aspect: float = 1.5
               ) -> Box:
     """``box`` grown along its long axis to the ends of the text line it lies on (at most its own length, or

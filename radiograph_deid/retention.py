@@ -187,6 +187,8 @@ class LateralityRetainer:
         if not self.cfg.enabled or self._is_line(box) or self._read_as_text(box):
             return redact
         crop = gray[box.y0 : box.y1, box.x0 : box.x1]
+        if self._holds_lines(crop):
+            return redact
         comps = glyph_components(crop, most=self.cfg.glyph_candidates)
         if not comps:
             return redact
@@ -219,6 +221,28 @@ class LateralityRetainer:
         return len(normalized_token(box.text)) > max(map(len, self.cfg.vocabulary), default=0) and \
             not any(w in self.cfg.vocabulary for w in words)
 
+    def _holds_lines(self, crop: np.ndarray) -> bool:
+        """Whether two or more lines of text in the box (``detector.row_crops``) read as words longer than any
+        laterality word: a viewer's overlay of four lines over a bright corner of the image, boxed as one marker;
+        the corner with the strokes on it made an L-shaped blob the classifier read as L at 0.95, and the name's
+        letters on it would have been kept. An L with "pa" under it reads one letter and two."""
+        from .detector import row_crops
+
+        rows = row_crops(crop)
+        if not rows:
+            return False
+        longest = max(map(len, self.cfg.vocabulary), default=0)
+        readings = self._reader().batch([cv2.cvtColor(r, cv2.COLOR_GRAY2BGR) for r in rows])
+        return sum(c >= self.cfg.min_confidence and len(normalized_token(t)) > longest for t, c in readings) >= 2
+
+    def _reader(self):  # type: ignore[no-untyped-def]
+        """The CRNN line recognizer, loaded when first needed."""
+        if self._recognizer is None:
+            from .ocr_models import TextRecognizer
+
+            self._recognizer = TextRecognizer(1)
+        return self._recognizer
+
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True, reading: str = "") -> tuple[str, float]:
         """The laterality letter the glyph is, or "": the classifier's sure reading, or its unsure one (from half
         the confidence) confirmed by a second reader: the OCR recognizer's ``reading`` of the whole box (it read
@@ -246,20 +270,17 @@ class LateralityRetainer:
         if not self.words:
             return ""
         from .detector import orientations
-        from .ocr_models import TextRecognizer
 
-        if self._recognizer is None:
-            self._recognizer = TextRecognizer(1)
         page = letters_page(crop)
         least = 0 if page is None else page.count
         if least > max(map(len, self.words)):
             return ""  # more letters than any word of the vocabulary has: no reading could be one
         views = [crop] if page is None else [crop, page.image]
-        uprights = self._recognizer.batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
+        uprights = self._reader().batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
         if uprights[0][1] >= self.cfg.min_confidence and _initials(uprights[0][0]):
             return ""  # "D.X", "S.X.": initials, though their letters alone (stops are specks) read DX, SX
         for view, upright in zip(views, uprights):
-            readings = [upright] if upright[1] >= self.cfg.min_confidence else self._recognizer.batch(
+            readings = [upright] if upright[1] >= self.cfg.min_confidence else self._reader().batch(
                 [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
             sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
             if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:

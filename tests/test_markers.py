@@ -889,3 +889,21 @@ def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_lett
     rejected, decided = MarkerDecider(load_config(overrides=["detector.complete_lines=false"]), Found()).decide(view)
     assert (redacted_view(view, decided)[ink] > 0).mean() > 0.5  # the line's doubts alone are left unfilled
 
+
+
+def test_a_box_holding_lines_of_text_keeps_no_letter_however_its_blob_reads() -> None:
+    """A viewer's four-line overlay over a bright corner of the image, boxed as one laterality marker: the corner
+    with the strokes on it is one blob the classifier reads as L, and keeping it would keep the name's letters on
+    it. Two or more lines reading as words longer than any laterality word: nothing is kept. An L with "pa" under
+    it (one letter and two) keeps its L."""
+    retainer = LateralityRetainer(RetentionConfig())
+    view = np.maximum(np.full((220, 320), 12, np.uint8),
+                      (burn(np.zeros((220, 320), np.float32), [Burn("L", 60, 10, 190, 1.0, 40)]) * 190).astype(np.uint8))
+    for i, text in enumerate(("MUELLER^ANNA", "ID 00482913", "*12.03.1985 F", "ACC 7734120")):
+        cv2.putText(view, text, (8, 40 + 45 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 240, 2, cv2.LINE_AA)
+    box = Box(0, 0, 320, 220, 0.9, BoxClass.LATERALITY, source="marker-yolo")
+    assert retainer(view, [box])[0].action is BoxAction.REDACTED
+    marker = (burn(np.full((120, 90), 0.2, np.float32), [Burn("L", 25, 8, 50, 1.0, 6), Burn("pa", 22, 70, 26, 1.0, 3)])
+              * 255).astype(np.uint8)
+    kept = retainer(marker, [Box(0, 0, 90, 120, 0.9, BoxClass.LATERALITY, source="marker-yolo")])[0]
+    assert (kept.action, kept.box.text) == (BoxAction.KEPT_LATERALITY, "L")

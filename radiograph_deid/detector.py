@@ -123,13 +123,14 @@ def _surely_read(reading: tuple[str, float], bar: float) -> bool:
 
 def _confirm_variants(box: Box, crop: np.ndarray) -> list[np.ndarray]:
     """A doubted box's crop once more, by its shape: lying, with its dots joined (a dot-matrix "L:1.8" read "L"
-    and a CJK sign) and line by line (a block of lines); standing upright, turned a quarter either way (a line running up or down). Square boxes,
-    most of the doubts on anatomy, are not read again."""
+    and a CJK sign); standing upright, turned a quarter either way (a line running up or down). Lying or square,
+    line by line when it holds a block of lines (a viewer's overlay in a corner); a square box holding no such
+    block, as most of the doubts on anatomy, is not read again."""
     if box.width > 1.5 * box.height:
         return stroke_variants(crop) + row_crops(crop)
     if box.height > 1.5 * box.width:
         return [np.ascontiguousarray(np.rot90(crop, k)) for k in (1, 3)]
-    return []
+    return row_crops(crop)
 
 
 def row_crops(crop: np.ndarray) -> list[np.ndarray]:

@@ -332,8 +332,9 @@ def test_a_doubted_box_on_dot_matrix_text_is_read_with_its_dots_joined() -> None
 
 def test_a_doubted_box_on_a_block_of_lines_is_read_line_by_line() -> None:
     """A viewer's overlay stacks four lines in a corner; on a photographed screen the detector boxed such a block
-    as one doubt (0.33), which the line recognizer reads as nothing whole. Read line by line, it is text. A doubt
-    on ribs of the same shape is still no text."""
+    as one doubt (0.33), which the line recognizer reads as nothing whole. Read line by line, it is text, and so is
+    a squarer block of the same lines (0.21 on another photograph). A doubt on ribs of the same shape is still no
+    text."""
     from radiograph_deid.config import DetectorConfig
     from radiograph_deid.detector import MarkerDetector
     from radiograph_deid.text_lines import text_rows
@@ -343,12 +344,13 @@ def test_a_doubted_box_on_a_block_of_lines_is_read_line_by_line() -> None:
     for i, text in enumerate(("MUELLER^ANNA", "ID 00482913", "*12.03.1985 F", "ACC 7734120")):
         cv2.putText(view, text, (10, 24 + 25 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.62, 235, 1, cv2.LINE_AA)
     assert len(text_rows(view[5:108, 5:200])) == 4
-    rows = np.array([[5, 5, 200, 108, 0.33, 1], [150, 150, 345, 253, 0.3, 1]], np.float32)
-    detector = MarkerDetector(DetectorConfig())
-    detector._search = lambda gray: rows  # type: ignore[method-assign]
-    (block, block_action), (_, ribs_action) = detector(view)
-    assert block_action is BoxAction.REDACTED and block.source == "marker-yolo+read", block.text
-    assert ribs_action is BoxAction.REJECTED
+    for width in (200, 140):  # lying, square
+        rows = np.array([[5, 5, width, 108, 0.33, 1], [150, 150, 145 + width, 253, 0.3, 1]], np.float32)
+        detector = MarkerDetector(DetectorConfig())
+        detector._search = lambda gray: rows  # type: ignore[method-assign]
+        (block, block_action), (_, ribs_action) = detector(view)
+        assert block_action is BoxAction.REDACTED and block.source == "marker-yolo+read", (width, block.text)
+        assert ribs_action is BoxAction.REJECTED
 
 def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
     """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn

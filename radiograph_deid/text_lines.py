@@ -32,7 +32,8 @@ def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     """The (top, bottom) rows of each line of text in a grey crop holding two to ``most`` of them, else []: a
     viewer's overlay stacks four lines in a corner, and a line recognizer reads such a block as nothing. A line is
     a run of rows, at least a twelfth of the crop tall, crossed by at least a quarter as many strong horizontal
-    changes (letters' upright strokes) as the busiest row; between lines only an edge or two crosses a row."""
+    changes (letters' upright strokes) as the busiest row; between lines only an edge or two crosses a row. The
+    lines of a block are of one font: no line half again as tall as another (rows found on anatomy are not)."""
     h = crop.shape[0]
     if h < 16:
         return []
@@ -43,7 +44,8 @@ def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     on = np.concatenate([[False], busy >= 0.25 * busy.max(), [False]])
     edges = np.flatnonzero(np.diff(on.astype(np.int8)))
     runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= max(4, h // 12)]
-    return runs if 2 <= len(runs) <= most else []
+    heights = [b - a for a, b in runs]
+    return runs if 2 <= len(runs) <= most and max(heights) <= 1.5 * min(heights) else []
 
 
 def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: int = 12, min_aspect: float = 1.5

@@ -109,15 +109,29 @@ def _horizontal(gray: np.ndarray, upright: np.ndarray, g: RulerGeometry) -> list
     # line's columns lie a kernel's reach inside what a strip of its own would hold): a 4300-px phantom's ribs gave
     # 130 000 candidate lines, each with a top-hat of its own, 10 s
     out = []
-    for contour in contours:
-        x, y, w, h = cv2.boundingRect(contour)
+    rects = np.array([cv2.boundingRect(c) for c in contours], int).reshape(-1, 4)
+    rects = rects[np.argsort(rects[:, 1], kind="stable")]
+    for x, y, w, h in rects.tolist():
         if w < g.min_length or h > k or h > cv2.countNonZero(lines[y : y + h, x : x + w]) / w + 2:
             continue  # not straight along the rows: a straight line's box is as tall as the line is thick
+        if _among_parallels((x, y, w, h), rects, g.max_tick):
+            continue
         for side in (-1, 1):
             ruler = _ticked(upright, x, y, w, h, side, g)
             if ruler is not None and _inked(gray, lines[y : y + h, x : x + w] > 0, x, y, ruler, g):
                 out.append(ruler)
     return out
+
+
+def _among_parallels(line: tuple[int, int, int, int], rects: np.ndarray, reach: int, most: int = 1) -> bool:
+    """Whether more than ``most`` other lines run beside ``line`` (x, y, w, h; ``rects``: every line's, sorted by
+    y), each within ``reach`` rows of it and alongside half its length or more: a ruler's line stands alone, or
+    with one more (a ruler drawn as a frame); anti-scatter grid lines and a photographed screen's moiré are rows
+    of stripes, and the pieces of an edge they cut stand on one of them like ticks (a false ruler over the lung)."""
+    x, y, w, _ = line
+    near = rects[np.searchsorted(rects[:, 1], y - reach) : np.searchsorted(rects[:, 1], y + reach, side="right")]
+    along = np.minimum(x + w, near[:, 0] + near[:, 2]) - np.maximum(x, near[:, 0])
+    return int(np.count_nonzero((near[:, 1] != y) & (along >= 0.5 * w))) > most
 
 
 def _lineless(upright: np.ndarray, g: RulerGeometry) -> list[Box]:

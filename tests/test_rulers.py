@@ -159,3 +159,18 @@ def test_ticks_that_stray_from_an_even_scale_or_are_too_few_make_no_ruler() -> N
     _draw_tick_column(img, 400, 300, 45.5, 20, 235, stray=1 / 6)
     _draw_tick_column(img, 1500, 300, 45.5, 7, 20)
     assert find_rulers(img) == []
+
+
+def test_a_line_among_parallel_stripes_is_no_ruler_but_a_ruler_drawn_as_a_frame_is() -> None:
+    """Anti-scatter grid lines and a photographed screen's moiré are rows of stripes, and whatever they cut can
+    stand on one of them like ticks: a line with more than one other line running beside it (within a tick's
+    reach, alongside half its length) is no ruler's. A ruler drawn as a frame, its line and one more, is found."""
+    base = _radiograph("RG1_UNCR.dcm")
+    found_in = {}
+    for case, others in (("alone", ()), ("frame", (-40,)), ("stripes", (-40, -20, 20, 40))):
+        img = base.copy()
+        _draw_ruler(img, 250, 700, 90, 6, 16, 235)
+        for dy in others:
+            cv2.line(img, (250, 700 + dy), (250 + 90 * 5, 700 + dy), 235, 2)
+        found_in[case] = any(b.y0 <= 700 <= b.y1 and b.x0 <= 300 <= b.x1 for b in find_rulers(img))
+    assert found_in == {"alone": True, "frame": True, "stripes": False}

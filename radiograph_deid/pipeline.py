@@ -11,8 +11,9 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, replace
+from functools import cache, partial
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -163,12 +164,14 @@ class MarkerDecider:
         unread = [b for b, _ in rejected if b.source == TEXT_SOURCE]
         decided = [self._filled(gray, res, unread)
                    for res in (self.retainer if retain else self.cine_retainer)(view, text)]
+        # retention's strictest reading of a doubted box, read once: both steps below ask it of the same doubts
+        letter = cache(partial(self.retainer.sure_letter, gray))
         if retain:
-            doubted = self._doubted_letters(gray, [b for b, _ in rejected], decided)
+            doubted = self._doubted_letters(letter, [b for b, _ in rejected], decided)
             rejected = [(b, a) for b, a in rejected if all(b is not box for box, _ in doubted)]
             decided += [self._filled(gray, kept) for _, kept in doubted]
         if self.cfg.detector.complete_lines:
-            bridged = self._doubts_on_lines(gray, [b for b, _ in rejected], decided)
+            bridged = self._doubts_on_lines(letter, [b for b, _ in rejected], decided)
             rejected = [(b, a) for b, a in rejected if all(b is not doubt for doubt, _ in bridged)]
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for _, line in bridged]
@@ -189,30 +192,34 @@ class MarkerDecider:
             keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
         return Decided(res.box, res.action, grown, keep)
 
-    def _doubts_on_lines(self, gray: np.ndarray, doubted: list[Box], decided: list[Decided]) -> list[tuple[Box, Box]]:
+    @staticmethod
+    def _doubts_on_lines(letter: Callable[[Box], RetentionResult | None], doubted: list[Box], decided: list[Decided]
+                         ) -> list[tuple[Box, Box]]:
         """(doubt, line) for the marker detector's doubted boxes on the text line of a redacted box, each bridged
         to it (``text_lines.bridged_doubts``): the detector boxed the L of a dot-matrix "L:1.2" surely and doubted
-        "1.2". Left out: a doubt inside a fill already, and a lone L or R (retention's strictest reading), which
-        stays as it was: a marker beside a name is not filled for it. Doubts with no redacted box on their line
-        stay rejected, however they line up: the steps of a grey-scale wedge are a row of doubts too."""
+        "1.2". Left out: a doubt inside a fill already, and a lone L or R (retention's strictest reading,
+        ``letter``), which stays as it was: a marker beside a name is not filled for it. Doubts with no redacted box
+        on their line stay rejected, however they line up: the steps of a grey-scale wedge are a row of doubts
+        too."""
         lines = [d.fill for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
         doubts = [b for b in doubted if b.found_by(MARKER_SOURCE) and not any(d.fill.contains(b) for d in decided)
-                  and (b.label is not BoxClass.LATERALITY or self.retainer.sure_letter(gray, b) is None)]
+                  and (b.label is not BoxClass.LATERALITY or letter(b) is None)]
         return [(doubt, replace(line, label=BoxClass.OTHER_MARKER, source=f"{doubt.source}+line"))
                 for doubt, line in bridged_doubts(doubts, lines)]
 
-    def _doubted_letters(self, gray: np.ndarray, doubted: list[Box], decided: list[Decided]
+    @staticmethod
+    def _doubted_letters(letter: Callable[[Box], RetentionResult | None], doubted: list[Box], decided: list[Decided]
                          ) -> list[tuple[Box, RetentionResult]]:
         """(box, kept) for the laterality boxes the marker detector doubted (scored below its threshold) that hold
-        a letter on retention's strictest reading (``LateralityRetainer.sure_letter``), clear of every decided
-        box. Such an L or R stays in the image either way; kept, its side is recorded (and cross-checked against
-        the header) and anything boxed beside it is filled. A clear lead L alone in a film's corner scored 0.33.
+        a letter on retention's strictest reading (``letter``: ``LateralityRetainer.sure_letter``), clear of every
+        decided box. Such an L or R stays in the image either way; kept, its side is recorded (and cross-checked
+        against the header) and anything boxed beside it is filled. A clear lead L alone in a film's corner scored 0.33.
         A doubt on a letter of a name or inside a ruler's band lies in a decided box and is left alone."""
         out = []
         for box in doubted:
             if box.label is BoxClass.LATERALITY and box.found_by(MARKER_SOURCE) and \
                     not any(box.intersection(d.fill) > 0 for d in decided):
-                kept = self.retainer.sure_letter(gray, box)
+                kept = letter(box)
                 if kept is not None:  # recorded as found by the detector and confirmed by the glyph classifier
                     out.append((box, replace(kept, box=replace(kept.box, source=f"{box.source}+glyph"))))
         return out

@@ -149,6 +149,7 @@ class LateralityRetainer:
         self.cfg = cfg
         self.letters = "".join(v for v in cfg.vocabulary if v in GLYPH_CLASSES and len(v) == 1)
         self.words = tuple(v for v in cfg.vocabulary if len(v) > 1 or v not in GLYPH_CLASSES)
+        self.longest = max(map(len, cfg.vocabulary), default=0)  # text longer than this is no laterality word
         self.classifier = GlyphClassifier(cfg.glyph_weights) if cfg.enabled and self.letters else None
         self._recognizer = None
 
@@ -218,8 +219,7 @@ class LateralityRetainer:
         (a bold "liegend" drawn with dark outlines: a piece of outline read as L at 1.0). A marker with initials
         beside it ("R JS") reads as a vocabulary word and a short one."""
         words = [_word_of(w) for w in box.text.split()]
-        return len(normalized_token(box.text)) > max(map(len, self.cfg.vocabulary), default=0) and \
-            not any(w in self.cfg.vocabulary for w in words)
+        return len(normalized_token(box.text)) > self.longest and not any(w in self.cfg.vocabulary for w in words)
 
     def _holds_lines(self, crop: np.ndarray) -> bool:
         """Whether two or more lines of text in the box (``detector.row_crops``) read as words longer than any
@@ -231,9 +231,8 @@ class LateralityRetainer:
         rows = row_crops(crop)
         if not rows:
             return False
-        longest = max(map(len, self.cfg.vocabulary), default=0)
         readings = self._reader().batch([cv2.cvtColor(r, cv2.COLOR_GRAY2BGR) for r in rows])
-        return sum(c >= self.cfg.min_confidence and len(normalized_token(t)) > longest for t, c in readings) >= 2
+        return sum(c >= self.cfg.min_confidence and len(normalized_token(t)) > self.longest for t, c in readings) >= 2
 
     def _reader(self):  # type: ignore[no-untyped-def]
         """The CRNN line recognizer, loaded when first needed."""

@@ -62,7 +62,7 @@ class DetectorConfig:
     prob_threshold: float = 0.3
     box_threshold: float = 0.5
     min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
-    short_text_confidence: float = 0.8  # ... and this well if it reads 1-2 characters (ribs read as "10", "T")
+    short_text_confidence: float = 0.8  # ... this well if it reads 1-2 characters or stands (ribs "10", spine "SSIG")
     max_text_height_fraction: float = 0.08  # taller proposals are anatomy, not burned-in text
     vertical_text: bool = True  # rapidocr-text: also propose on the view turned a quarter (text up a plate edge)
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side

@@ -23,7 +23,9 @@ class Detector(Protocol):
         ...
 
 
-VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters
+VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it reads this many characters ...
+# ... as surely as one or two characters must read (``short_text_confidence``): the ring-shaped spinous processes
+# of the upper spine, turned, read as "SSIG" or "slelop" at 0.62-0.75, words turned with the view at 0.83 and better
 CONFIRM_MIN_CHARS = 2  # a box the marker detector doubts is text if it reads this many (cables, ribs read "0", "T")
 MARKER_SOURCE = "marker-yolo"  # Box.source of the trained marker detector's boxes
 TEXT_SOURCE = "rapidocr-text"  # ... and of the OCR text detector's (read or not)
@@ -177,30 +179,31 @@ class RapidOCRTextDetector:
         h, w = view.shape[:2]
         max_line = self.cfg.max_text_height_fraction * min(h, w)
         out: list[tuple[Box, BoxAction]] = []
-        candidates: list[tuple[tuple[int, int, int, int], int]] = []  # (box, least characters it must read)
-        for (x0, y0, x1, y1, score), least in self._proposals(view):
+        candidates: list[tuple[tuple[int, int, int, int], bool]] = []  # (box, found only on the turned view)
+        for (x0, y0, x1, y1, score), turned in self._proposals(view):
             if min(x1 - x0, y1 - y0) > max_line:
                 out.append((Box(x0, y0, x1, y1, score, source="proposal-too-large"), BoxAction.REJECTED))
             else:
-                candidates.append(((x0, y0, x1, y1), least))
+                candidates.append(((x0, y0, x1, y1), turned))
         crops = [view[y0:y1, x0:x1] for (x0, y0, x1, y1), _ in candidates]
         readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
-        for ((x0, y0, x1, y1), least), (text, conf) in zip(candidates, readings):
+        for ((x0, y0, x1, y1), turned), (text, conf) in zip(candidates, readings):
             chars = sum(c.isalnum() for c in text)
-            sure = self.cfg.short_text_confidence if chars <= 2 else self.cfg.min_recognition_confidence
-            is_text = conf >= sure and chars >= least
+            standing = y1 - y0 > x1 - x0  # a line read turned, the best of several turns: turned anatomy reads too
+            sure = self.cfg.short_text_confidence if chars <= 2 or standing else self.cfg.min_recognition_confidence
+            is_text = conf >= sure and chars >= (VERTICAL_MIN_CHARS if turned else 1)
             box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source=TEXT_SOURCE)
             out.append((box, BoxAction.REDACTED if is_text else BoxAction.REJECTED))
         return out
 
-    def _proposals(self, view: np.ndarray) -> list[tuple[tuple[int, int, int, int, float], int]]:
+    def _proposals(self, view: np.ndarray) -> list[tuple[tuple[int, int, int, int, float], bool]]:
         """Upright proposals (text if one character reads), then with ``vertical_text`` the upright-standing ones
-        found only on the view turned a quarter, which must read as a line: ribs and vertebrae, turned, read as
-        "7", "SE" or "T"."""
+        found only on the view turned a quarter (True), which must read as a line, surely: ribs and vertebrae,
+        turned, read as "7", "SE" or "T", the column of spinous processes as "SSIG"."""
         upright = self.proposer(view)
         turned = self.proposer(view, turned=True) if self.cfg.vertical_text else []
         new = [p for p in turned if p[3] - p[1] > p[2] - p[0] and all(iou(p[:4], u[:4]) < 0.5 for u in upright)]
-        return [(p, 1) for p in upright] + [(p, VERTICAL_MIN_CHARS) for p in new]
+        return [(p, False) for p in upright] + [(p, True) for p in new]
 
 
 @register("rapidocr-text")

@@ -58,7 +58,8 @@ class DetectorConfig:
     # marker detector finds markers and lone glyphs; the OCR text detector adds text it misses; "ruler" finds rulers
     # by their ticks (their lone number labels escape both). Measured in the README.
     name: str = "marker-yolo+rapidocr-text+ruler"
-    long_side: int = 960  # rapidocr-text sees the image at this long side (marker-yolo: its model's input size)
+    long_side: int = 960  # rapidocr-text sees the image at this long side (marker-yolo: its model's input size) ...
+    text_max_reduction: float = 2.5  # ... or, larger, at its own long side / this (small text on a photo); 0: off
     prob_threshold: float = 0.3
     box_threshold: float = 0.5
     min_recognition_confidence: float = 0.6  # a proposal is text only if the recognizer reads it this well
@@ -83,6 +84,8 @@ class DetectorConfig:
                   "max_text_height_fraction", "confirm_confidence"):
             _check(0.0 < getattr(self, k) <= 1.0, f"detector.{k} must be in (0, 1]")
         _check(self.margin_fraction >= 0.0, "detector.margin_fraction must be >= 0")
+        _check(self.text_max_reduction == 0.0 or self.text_max_reduction >= 1.0,
+               "detector.text_max_reduction must be 0 (off) or >= 1")
 
 
 @dataclass(frozen=True)

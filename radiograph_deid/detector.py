@@ -172,7 +172,8 @@ class RapidOCRTextDetector:
         from .ocr_models import TextProposer, TextRecognizer
 
         self.cfg = cfg
-        self.proposer = TextProposer(cfg.long_side, cfg.prob_threshold, cfg.box_threshold, cfg.threads)
+        self.proposer = TextProposer(cfg.long_side, cfg.prob_threshold, cfg.box_threshold, cfg.threads,
+                                     cfg.text_max_reduction)
         self.recognizer = TextRecognizer(cfg.threads)
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:

@@ -54,8 +54,9 @@ class TextProposer:
     """DBNet text-region proposals: axis-aligned boxes in the input view's pixel coordinates."""
 
     def __init__(self, long_side: int = 1280, prob_threshold: float = 0.3, box_threshold: float = 0.5,
-                 threads: int = 2) -> None:
+                 threads: int = 2, max_reduction: float = 0.0) -> None:
         self.long_side = long_side
+        self.max_reduction = max_reduction  # a larger image is seen at its long side / this (0: always long_side)
         self.prob_threshold = prob_threshold
         self.box_threshold = box_threshold
         self.session = _session(DET_MODEL, threads)
@@ -71,7 +72,8 @@ class TextProposer:
     def _propose(self, view: np.ndarray) -> list[tuple[int, int, int, int, float]]:
         view = np.ascontiguousarray(view)
         h, w = view.shape[:2]
-        scale = min(self.long_side / max(h, w), 2.0)  # small images are upsampled at most twofold
+        target = max(self.long_side, max(h, w) / self.max_reduction) if self.max_reduction else self.long_side
+        scale = min(target / max(h, w), 2.0)  # small images are upsampled at most twofold
         nh = max(32, int(round(h * scale / 32)) * 32)
         nw = max(32, int(round(w * scale / 32)) * 32)
         interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR

@@ -22,6 +22,7 @@ def test_overrides_are_typed_and_validated() -> None:
 
 @pytest.mark.parametrize("override, message", [
     ("detector.long_side=1000", "multiple of 32"),
+    ("detector.text_max_reduction=0.5", "text_max_reduction"),
     ("verify.min_confidence=300", "verify.min_confidence"),
     ("detector.nonsense=1", "unknown setting"),
     ("nosection.x=1", "unknown configuration section"),

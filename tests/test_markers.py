@@ -199,6 +199,26 @@ def test_text_running_up_the_plate_edge_is_found_on_the_turned_view() -> None:
     assert both >= 4 and both > upright_only
 
 
+def test_small_text_on_a_large_image_is_proposed_at_a_bounded_reduction() -> None:
+    """10-12 px lines on a 3000-px image (a viewer's overlay on a phone photograph of a screen) are 3-4 px tall at
+    the OCR detector's 960-px scale, and DBNet proposes almost none of them; seen at no more than 2.5-fold
+    reduction (1200 px) it proposes them."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import RapidOCRTextDetector
+
+    texts = ("MUELLER^ANNA", "ID 00482913", "ST. MARY HOSPITAL", "2024-05-17 08:41", "Dr. K. Novak")
+    burns = [Burn(t, 200 + 500 * i, 300 + 400 * j + 60 * i, px, 0.9, 1)
+             for j, px in enumerate((10, 12)) for i, t in enumerate(texts)]
+    view = (burn(phantom(2250, 3000).astype(np.float32) * 0.6, burns) * 255).astype(np.uint8)
+
+    def found(max_reduction: float) -> int:
+        boxes = [b for b, a in RapidOCRTextDetector(DetectorConfig(text_max_reduction=max_reduction))(view)
+                 if a is BoxAction.REDACTED]
+        return sum(any(b.x0 <= s.x + 5 < b.x1 and b.y0 <= s.y + s.height // 2 < b.y1 for b in boxes) for s in burns)
+
+    assert found(0.0) <= 2 and found(2.5) >= 8
+
+
 def test_a_column_of_spinous_processes_is_not_read_as_a_vertical_line_of_text() -> None:
     """The ring-shaped spinous processes of the upper spine stand in a column that DBNet proposes as a line; read
     turned, best of several turns, they come out as "0000" or "olopl" at 0.60-0.63 (on real training images "SSIG",

@@ -98,6 +98,14 @@ class TextProposer:
         return out
 
 
+def padded_width(width: int, least: int = 64, step: float = 1.25, most: int = 1600) -> int:
+    """The recognizer's input width for a crop ``width`` wide at its height: ``least`` times the smallest power of
+    ``step`` that holds it (at most a quarter wasted on padding), capped at ``most`` (wider crops are squeezed)."""
+    if width <= least:
+        return least
+    return min(most, int(math.ceil(least * step ** math.ceil(math.log(width / least, step) - 1e-9))))
+
+
 class TextRecognizer:
     """CRNN/CTC line recognizer: (text, mean character confidence) for a crop holding one text line."""
 
@@ -109,20 +117,24 @@ class TextRecognizer:
         self.charset = ["<blank>"] + chars + [" "]
 
     def batch(self, crops: list[np.ndarray], chunk: int = 8) -> list[tuple[str, float]]:
-        """Readings in input order; crops of similar width share a padded batch."""
+        """Readings in input order. A crop is padded to its own width class (``padded_width``), never to its batch
+        neighbours' widths: the recognizer reads padding too, and a crop must read the same whatever else is read
+        with it. Crops of one class share a batch."""
         widths = [max(8, int(math.ceil(self.HEIGHT * c.shape[1] / max(1, c.shape[0])))) for c in crops]
-        order = sorted(range(len(crops)), key=widths.__getitem__)
+        classes: dict[int, list[int]] = {}
+        for i, w in enumerate(widths):
+            classes.setdefault(padded_width(w), []).append(i)
         results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
-        for start in range(0, len(order), chunk):
-            group = order[start : start + chunk]
-            width = min(max(max(widths[i] for i in group), 64), 1600)
-            batch = np.zeros((len(group), 3, self.HEIGHT, width), np.float32)
-            for row, i in enumerate(group):
-                resized = cv2.resize(_as_rgb(crops[i]), (min(widths[i], width), self.HEIGHT))
-                batch[row, :, :, : resized.shape[1]] = _normalize(resized)[0]
-            probs = self.session.run(None, {"x": batch})[0]
-            for row, i in enumerate(group):
-                results[i] = self._decode(probs[row])
+        for width, members in classes.items():
+            for start in range(0, len(members), chunk):
+                group = members[start : start + chunk]
+                batch = np.zeros((len(group), 3, self.HEIGHT, width), np.float32)
+                for row, i in enumerate(group):
+                    resized = cv2.resize(_as_rgb(crops[i]), (min(widths[i], width), self.HEIGHT))
+                    batch[row, :, :, : resized.shape[1]] = _normalize(resized)[0]
+                probs = self.session.run(None, {"x": batch})[0]
+                for row, i in enumerate(group):
+                    results[i] = self._decode(probs[row])
         return results
 
     def _decode(self, probs: np.ndarray) -> tuple[str, float]:

@@ -219,6 +219,21 @@ def test_small_text_on_a_large_image_is_proposed_at_a_bounded_reduction() -> Non
     assert found(0.0) <= 2 and found(2.5) >= 8
 
 
+def test_a_crop_reads_the_same_whatever_is_read_with_it() -> None:
+    """The recognizer reads the padding too: padded to a wide neighbour's width in a shared batch, a small word
+    read differently (a 14-px "CHEST" was confirmed as text or not by which other boxes its image held)."""
+    from radiograph_deid.ocr_models import TextRecognizer
+
+    img = phantom(200, 1400).astype(np.float32) * 0.6
+    view = (burn(img, [Burn("CHEST", 20, 20, 14, 0.9, 1), Burn("ACC 0670335 ST. MARY HOSPITAL", 20, 120, 30, 0.9, 2)])
+            * 255).astype(np.uint8)
+    word, line = view[14:40, 14:110], view[110:160, 14:1000]
+    recognizer = TextRecognizer()
+    alone = recognizer.batch([word])[0]
+    assert recognizer.batch([word, line])[0] == alone == recognizer.batch([line, word, word])[2]
+    assert alone[0] == "CHEST"
+
+
 def test_a_column_of_spinous_processes_is_not_read_as_a_vertical_line_of_text() -> None:
     """The ring-shaped spinous processes of the upper spine stand in a column that DBNet proposes as a line; read
     turned, best of several turns, they come out as "0000" or "olopl" at 0.60-0.63 (on real training images "SSIG",

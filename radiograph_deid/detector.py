@@ -146,6 +146,14 @@ def row_crops(crop: np.ndarray) -> list[np.ndarray]:
             for a, b in text_rows(to_gray(crop))]
 
 
+def _with_margin(view: np.ndarray, box: Box, share: float = 0.15) -> np.ndarray:
+    """The box's crop with a margin of ``share`` of its short side: the recognizer was trained on text regions
+    grown beyond the ink, and the marker detector boxes tight."""
+    m = int(round(share * min(box.width, box.height)))
+    h, w = view.shape[:2]
+    return view[max(0, box.y0 - m) : min(h, box.y1 + m), max(0, box.x0 - m) : min(w, box.x1 + m)]
+
+
 def _alnum(reading: tuple[str, float]) -> float:
     return reading[1] if any(c.isalnum() for c in reading[0]) else -1.0
 
@@ -287,7 +295,7 @@ class MarkerDetector:
             from .ocr_models import TextRecognizer
 
             self.recognizer = TextRecognizer(self.cfg.threads)
-        crops = [view[b.y0 : b.y1, b.x0 : b.x1] for b in unsure]
+        crops = [_with_margin(view, b) for b in unsure]
         bar = self.cfg.confirm_confidence
         readings = self.recognizer.batch(crops)  # upright; all eight placements would cost 0.3 s per image
         retries = [(i, v) for i, (box, crop) in enumerate(zip(unsure, crops)) if not _surely_read(readings[i], bar)

@@ -234,6 +234,27 @@ def test_a_crop_reads_the_same_whatever_is_read_with_it() -> None:
     assert alone[0] == "CHEST"
 
 
+def test_a_doubted_box_tight_to_its_ink_is_read_with_a_margin() -> None:
+    """The marker detector boxes tight; the recognizer, trained on regions grown beyond the ink, read a tight "ICU"
+    as "CU" or "CL" (the I on the edge lost) at 0.69-0.87, under the bar. With a margin it reads "ICU"."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+
+    detector = MarkerDetector(DetectorConfig())
+    words = ("ICU", "DOE", "LINKS", "12:40")
+    burns = [Burn(w, 40 + 200 * i, 40 + 60 * j, px, 0.9, 1)
+             for j, px in enumerate((10, 14, 20)) for i, w in enumerate(words)]
+    view = (burn(phantom(300, 900).astype(np.float32) * 0.6, burns) * 255).astype(np.uint8)
+    doubts = []
+    for b in burns:
+        ys, xs = np.nonzero(view[b.y - 4 : b.y + b.height + 8, b.x - 4 : b.x + 180] > 200)
+        x0, y0 = b.x - 4 + int(xs.min()), b.y - 4 + int(ys.min())
+        doubts.append(Box(x0, y0, b.x - 3 + int(xs.max()), b.y - 3 + int(ys.max()), 0.3))  # tight to the ink
+    decided = detector._confirmed(view, doubts)
+    assert [a for _, a in decided] == [BoxAction.REDACTED] * len(burns)
+    assert [b.text for b, _ in decided[::4]] == ["ICU"] * 3
+
+
 def test_a_column_of_spinous_processes_is_not_read_as_a_vertical_line_of_text() -> None:
     """The ring-shaped spinous processes of the upper spine stand in a column that DBNet proposes as a line; read
     turned, best of several turns, they come out as "0000" or "olopl" at 0.60-0.63 (on real training images "SSIG",

@@ -334,21 +334,23 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
     two or more characters surely: faint "BM" at 0.98 is redacted; a cable loop read "0" at 0.99, "ID" at 0.7 and
     a blank are not; a doubt nested in a sure box is not read; nothing is read when the band is switched off."""
     from radiograph_deid.config import DetectorConfig
-    from radiograph_deid.detector import MarkerDetector
+    from radiograph_deid.detector import MarkerDetector, _with_margin
 
     rows = np.array([[10, 10, 60, 30, 0.8, 1], [100, 10, 140, 30, 0.2, 1], [200, 10, 220, 40, 0.2, 1],
                      [300, 10, 330, 40, 0.12, 0], [350, 10, 375, 40, 0.3, 1], [12, 12, 58, 28, 0.2, 1]], np.float32)
-    readings = {40: ("BM", 0.98), 20: ("0", 0.99), 30: ("", 0.0), 25: ("ID", 0.7)}
+    view = np.zeros((100, 400), np.uint8)
+    shapes = [_with_margin(view, Box(*map(int, r[:4]))).shape for r in rows]  # each box's crop, read with a margin
+    assert len(set(shapes)) == len(shapes)
+    readings = {shapes[1]: ("BM", 0.98), shapes[2]: ("0", 0.99), shapes[3]: ("", 0.0), shapes[4]: ("ID", 0.7)}
 
     class Recognizer:
         def __init__(self) -> None:
-            self.widths: list[int] = []
+            self.shapes: list[tuple[int, ...]] = []
 
         def batch(self, crops: list) -> list:
-            self.widths += [c.shape[1] for c in crops]
-            return [readings.get(c.shape[1], ("", 0.0)) for c in crops]
+            self.shapes += [c.shape for c in crops]
+            return [readings.get(c.shape, ("", 0.0)) for c in crops]
 
-    view = np.zeros((100, 400), np.uint8)
     for cfg, expect in ((DetectorConfig(), [True, True, False, False, False]),
                         (DetectorConfig(confirm_threshold=DetectorConfig().score_threshold), [True])):
         detector = MarkerDetector(cfg)
@@ -356,8 +358,8 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
         detector.recognizer = Recognizer()
         found = detector(view)
         assert [a is BoxAction.REDACTED for _, a in found] == expect
-        assert detector.recognizer.widths[:4] == ([40, 20, 30, 25] if len(expect) > 1 else [])
-        assert not {46, 50} & set(detector.recognizer.widths)  # the sure box and the doubt inside it: never read
+        assert detector.recognizer.shapes[:4] == (shapes[1:5] if len(expect) > 1 else [])
+        assert not {shapes[0], shapes[5]} & set(detector.recognizer.shapes)  # the sure box, the doubt in it: unread
         if len(found) > 1:
             assert found[1][0].text == "BM" and found[1][0].source == "marker-yolo+read"
 

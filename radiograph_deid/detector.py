@@ -149,9 +149,8 @@ def row_crops(crop: np.ndarray) -> list[np.ndarray]:
 def _with_margin(view: np.ndarray, box: Box, share: float = 0.15) -> np.ndarray:
     """The box's crop with a margin of ``share`` of its short side: the recognizer was trained on text regions
     grown beyond the ink, and the marker detector boxes tight."""
-    m = int(round(share * min(box.width, box.height)))
-    h, w = view.shape[:2]
-    return view[max(0, box.y0 - m) : min(h, box.y1 + m), max(0, box.x0 - m) : min(w, box.x1 + m)]
+    grown = box.expanded(int(round(share * min(box.width, box.height))), view.shape[:2])
+    return view[grown.y0 : grown.y1, grown.x0 : grown.x1]
 
 
 def _alnum(reading: tuple[str, float]) -> float:

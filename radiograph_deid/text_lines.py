@@ -135,11 +135,13 @@ def bridged_doubts(doubts: Sequence[Box], lines: Sequence[Box]) -> list[tuple[Bo
     out: list[tuple[Box, Box]] = []
     pending = list(doubts)
     while lines and pending:
-        found = [(b, bridge) for b in pending
-                 for bridge in [next((on for ln in lines for on in [on_line(b, ln)] if on is not None), None)]
-                 if bridge is not None]
+        found = [(b, bridge) for b in pending if (bridge := _first_on_line(b, lines)) is not None]
         pending = [b for b in pending if all(b is not f for f, _ in found)]
         out += [(b, replace(bridge, score=b.score, label=b.label, source=b.source)) for b, bridge in found]
         lines = [bridge for _, bridge in found]
     return out
 
+
+def _first_on_line(box: Box, lines: Sequence[Box]) -> Box | None:
+    """``box`` bridged to the first of ``lines`` it lies on (``on_line``), or None."""
+    return next((bridge for line in lines if (bridge := on_line(box, line)) is not None), None)

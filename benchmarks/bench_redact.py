@@ -31,11 +31,12 @@ from radiograph_deid.pipeline import Redactor, run, worker_count
 from radiograph_deid.records import ImageRecord
 from radiograph_deid.synthetic import burn, default_burns, make_dataset, phantom, to_stored
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hannover" / "png"
+from data_paths import HANNOVER_PNG  # beside this script
+
 
 
 def backgrounds(n: int, rng: np.random.Generator, sizes: tuple[int, int]):  # type: ignore[no-untyped-def]
-    pngs = sorted(SHARED.glob("*.png")) if SHARED.is_dir() else []
+    pngs = sorted(HANNOVER_PNG.glob("*.png")) if HANNOVER_PNG.is_dir() else []
     for i in range(n):
         rows = int(rng.integers(sizes[0], sizes[1] + 1))
         cols = int(rows * rng.uniform(0.85, 1.15))

@@ -31,7 +31,8 @@ from radiograph_deid.marker_synth import font_files
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.synthetic import phantom
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hannover" / "png"
+from data_paths import HANNOVER_PNG  # beside this script
+
 CORNERS = (("MUELLER^ANNA", "ID 00482913", "*12.03.1985 F", "ACC 7734120"),
            ("ST. MARY HOSPITAL", "CR CHEST PA", "2024-05-17 08:41", "Se: 1 Im: 1"),
            ("W: 4095 L: 2047", "Zoom: 85%", "kVp 120 mAs 2.5"),
@@ -44,7 +45,7 @@ PHOTO = (2250, 3000)
 
 
 def backgrounds(n: int) -> list[np.ndarray]:
-    files = sorted(SHARED.glob("*.png")) if SHARED.is_dir() else []
+    files = sorted(HANNOVER_PNG.glob("*.png")) if HANNOVER_PNG.is_dir() else []
     if files:
         return [cv2.imread(str(files[i * len(files) // n]), cv2.IMREAD_GRAYSCALE) for i in range(n)]
     return [(phantom(2000, 1700, seed=i) * 255).astype(np.uint8) for i in range(n)]
@@ -133,7 +134,7 @@ def main() -> None:
         print(i, size, f"{per_size[size][0]}/{per_size[size][1]}", flush=True)
     removed, total = sum(r for r, _ in per_size.values()), sum(n for _, n in per_size.values())
     report = {
-        "images": args.images, "backgrounds": "hannover" if SHARED.is_dir() else "phantom",
+        "images": args.images, "backgrounds": "hannover" if HANNOVER_PNG.is_dir() else "phantom",
         "removed_share": round(removed / total, 4), "lines": total,
         "removed_share_by_display_px": {f"{s}px": round(r / n, 4) for s, (r, n) in per_size.items() if n},
         "missed_lines": dict(sorted(missed.items(), key=lambda kv: -kv[1])),

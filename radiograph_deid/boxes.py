@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+import numpy as np
+
 from .enums import BoxClass
 
 
@@ -81,3 +83,9 @@ def iou(a: Sequence[int], b: Sequence[int]) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union else 0.0
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D mask: the rows of a text line, the columns of a ruler's tick."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, bool).astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]

@@ -32,7 +32,7 @@ from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
-from .text_lines import bridged_doubts, continued
+from .text_lines import bridged_doubts, continued, spanning_unread
 from .verify import build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -126,17 +126,6 @@ def _within(part: Box, whole: Box) -> tuple[slice, slice]:
     return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
-def _spanning_unread(line: Box, box: Box, unread: Sequence[Box], share: float = 0.7, most: float = 6.0) -> Box:
-    """``line`` spanning each text region the OCR detector proposed around ``box`` (holding ``share`` of it, at
-    most ``most`` times its area) but could not read: the marker detector boxed the R of a mirrored "ER-2" alone,
-    too square a box to follow along its line, and DBNet's region, read "-3", held the whole line."""
-    area = box.width * box.height
-    for region in unread:
-        if region.intersection(box) >= share * area and region.width * region.height <= most * area:
-            line = line.spanning(region)
-    return line
-
-
 def _margin(box: Box, fraction: float) -> int:
     """Pixels a box's fill reaches beyond it: ``fraction`` of its short side (a detector's box can cut a
     stroke); a ruler's box already spans its label band on both sides, so it gets the least margin."""
@@ -183,7 +172,7 @@ class MarkerDecider:
         margin = _margin(res.box, self.cfg.detector.margin_fraction)
         line = res.box
         if self.cfg.detector.complete_lines and res.keep_mask is None:
-            line = _spanning_unread(continued(gray, res.box), res.box, unread)
+            line = spanning_unread(continued(gray, res.box), res.box, unread)
         grown = line.expanded(margin, gray.shape[:2])
         keep = None
         if res.keep_mask is not None:

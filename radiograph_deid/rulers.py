@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .boxes import Box
+from .boxes import Box, true_runs
 
 SOURCE = "ruler"  # Box.source of a ruler's box: a line of labels, never a laterality marker
 
@@ -276,9 +276,8 @@ def _inked(gray: np.ndarray, line: np.ndarray, x: int, y: int, ruler: Box, g: Ru
 
 def _tick_runs(tick: np.ndarray, run: np.ndarray, max_width: int) -> tuple[np.ndarray, np.ndarray]:
     """Centres and lengths of the thin groups of tick columns."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], tick.astype(np.int8), [0]])))
     centers, lengths = [], []
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in true_runs(tick):
         if b - a <= max_width:
             centers.append((a + b - 1) / 2)
             lengths.append(int(run[a:b].max()))

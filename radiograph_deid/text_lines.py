@@ -16,7 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .boxes import Box
+from .boxes import Box, true_runs
 
 
 def stroke_strength(gray: np.ndarray, width: int) -> np.ndarray:
@@ -41,11 +41,20 @@ def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     busy = (gx > max(20.0, 0.5 * float(np.percentile(gx, 97)))).sum(axis=1)
     if busy.max() == 0:
         return []
-    on = np.concatenate([[False], busy >= 0.25 * busy.max(), [False]])
-    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
-    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= max(4, h // 12)]
+    runs = [(a, b) for a, b in true_runs(busy >= 0.25 * busy.max()) if b - a >= max(4, h // 12)]
     heights = [b - a for a, b in runs]
     return runs if 2 <= len(runs) <= most and max(heights) <= 1.5 * min(heights) else []
+
+
+def spanning_unread(line: Box, box: Box, unread: Sequence[Box], share: float = 0.7, most: float = 6.0) -> Box:
+    """``line`` spanning each text region the OCR detector proposed around ``box`` (holding ``share`` of it, at
+    most ``most`` times its area) but could not read: the marker detector boxed the R of a mirrored "ER-2" alone,
+    too square a box to follow along its line, and DBNet's region, read "-3", held the whole line."""
+    area = box.width * box.height
+    for region in unread:
+        if region.intersection(box) >= share * area and region.width * region.height <= most * area:
+            line = line.spanning(region)
+    return line
 
 
 def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: int = 12, min_aspect: float = 1.5

@@ -84,6 +84,12 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
     t.add_argument("--export", type=Path, help="also export the best weights to this ONNX path")
+    t.add_argument("--init", type=Path, help="a .pt checkpoint to start from (default: the model yaml; with "
+                   "--site-labels: the shipped weights)")
+    t.add_argument("--hard-negatives", type=int, default=0, metavar="COPIES",
+                   help="add COPIES crops around each false box the shipped detector (or --miner) makes on the "
+                   "train-split images of --labels, with their hand labels (0: none)")
+    t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives (default: the shipped)")
 
 
 def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -160,7 +166,8 @@ def _train(args: argparse.Namespace) -> int:
     from .train import SHIPPED_PT, TrainPlan, build_site_dataset, build_synthetic_dataset, export_onnx, train_detector
 
     args.out.mkdir(parents=True, exist_ok=True)
-    plan = TrainPlan(out=args.out / "run", epochs=args.epochs, batch=args.batch, device=args.device, seed=args.seed)
+    plan = TrainPlan(out=args.out / "run", epochs=args.epochs, batch=args.batch, device=args.device, seed=args.seed,
+                     init=str(args.init) if args.init else "")
     if args.site_labels:
         if not args.val_labels:
             raise ValueError("--site-labels needs --val-labels: validate on images that are not the training images")
@@ -170,9 +177,10 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"{len(overlap)} image(s) are in both --site-labels and --val-labels")
         data = build_site_dataset(args.out / "dataset", train_set, val_set, args.site_root, seed=args.seed)
         plan = TrainPlan(out=plan.out, epochs=args.epochs, batch=min(args.batch, 8), device=args.device,
-                         seed=args.seed, init=str(SHIPPED_PT))
+                         seed=args.seed, init=str(args.init or SHIPPED_PT))
     elif not (args.resume and (args.out / "dataset" / "data.yaml").exists()):
-        data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val, args.seed)
+        data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val,
+                                       args.seed, args.hard_negatives, args.miner)
     else:
         data = args.out / "dataset" / "data.yaml"
     best = train_detector(data, plan, resume=args.resume)

@@ -267,7 +267,7 @@ class MarkerDetector:
         from .pixels.display import to_gray
 
         gray = to_gray(view)
-        rows = self._search(gray)
+        rows = self.search(gray)
         h, w = view.shape[:2]
         boxes: list[Box] = []
         for x0, y0, x1, y1, score, cls in rows:
@@ -308,7 +308,7 @@ class MarkerDetector:
                         BoxAction.REDACTED if read else BoxAction.REJECTED))
         return out
 
-    def _search(self, gray: np.ndarray) -> np.ndarray:
+    def search(self, gray: np.ndarray) -> np.ndarray:
         """(x0, y0, x1, y1, score, class) rows in original pixels: the whole image at the model's size and, with
         ``tile_long_side``, a larger view in overlapping model-sized tiles, where small text is big enough."""
         from .marker_dataset import detector_view

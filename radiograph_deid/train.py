@@ -11,10 +11,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .boxes import iou
 from .fileio import ReadError, read_view
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
 from .marker_dataset import (backgrounds_from_labels, detector_view, make_split_dirs, write_data_yaml, write_tile,
@@ -22,6 +23,9 @@ from .marker_dataset import (backgrounds_from_labels, detector_view, make_split_
 from .marker_synth import Placed
 from .pixels import PixelDataError
 from .pixels.display import to_gray
+
+if TYPE_CHECKING:
+    from .detector import MarkerDetector
 
 log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).parent / "models"
@@ -80,11 +84,66 @@ def label_splits(labels_path: Path, data_root: Path, val_fraction: float = 0.3) 
 
 
 def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_train: int, n_val: int,
-                            seed: int = 0) -> Path:
-    """Synthetic training data on the train-split real backgrounds (val backgrounds only for validation)."""
+                            seed: int = 0, hard_negatives: int = 0, miner: Path | None = None) -> Path:
+    """Synthetic training data on the train-split real backgrounds (val backgrounds only for validation), plus
+    ``hard_negatives`` crops around each false box ``miner`` (ONNX weights) makes on the train-split images."""
     train, val = label_splits(labels_path, data_root)
-    return write_yolo_dataset(out, backgrounds_from_labels(train, data_root), n_train, n_val,
+    data = write_yolo_dataset(out, backgrounds_from_labels(train, data_root), n_train, n_val,
                               backgrounds_from_labels(val, data_root), seed=seed)
+    if hard_negatives:
+        from .config import DetectorConfig
+        from .detector import MarkerDetector
+
+        weights = miner or SHIPPED_ONNX
+        detector = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(weights), threads=2))
+        n = write_hard_negatives(out, train, data_root, detector, copies=hard_negatives, seed=seed)
+        log.info("hard negatives: %d crops around false boxes of %s", n, weights.name)
+    return data
+
+
+def false_boxes(detector: "MarkerDetector", gray: np.ndarray, labels: Sequence[tuple[int, int, int, int]],
+                floor: float) -> list[tuple[float, float]]:
+    """Centres of the boxes the detector scores from ``floor`` that touch no labelled marker: what it takes for a
+    marker on this image (ECG electrodes, lead clips, wire loops), in ``gray``'s pixels."""
+    rows = detector.search(gray)
+    out = []
+    for x0, y0, x1, y1, score, _cls in rows:
+        if score >= floor and all(iou((x0, y0, x1, y1), label) == 0 for label in labels):
+            out.append(((x0 + x1) / 2, (y0 + y1) / 2))
+    return out
+
+
+def write_hard_negatives(out: Path, images: Sequence[LabelledImage], root: Path, detector: "MarkerDetector",
+                         floor: float = 0.25, copies: int = 8, long_side: int = 1024, crop: int = 512,
+                         seed: int = 0) -> int:
+    """Training crops of the real ``images`` (their hand labels as labels) holding, at random offsets, the boxes
+    ``detector`` gets wrong. Synthetic crops are centred on markers, so a false box's look-alike is seen rarely
+    and only by chance; this shows the detector its own mistakes. Returns the crops written."""
+    make_split_dirs(out, "train")
+    rng = np.random.default_rng(seed + 7)
+    written = 0
+    for i, im in enumerate(images):
+        gray, view, scale, boxes = _labelled_view(im, root, long_side)
+        centres = false_boxes(detector, gray, [b.xyxy for b in im.boxes], floor)
+        h, w = view.shape
+        for j, (cx, cy) in enumerate(centres):
+            for k in range(copies):
+                x0 = int(np.clip(cx * scale - rng.integers(crop // 8, crop - crop // 8), 0, max(0, w - crop)))
+                y0 = int(np.clip(cy * scale - rng.integers(crop // 8, crop - crop // 8), 0, max(0, h - crop)))
+                write_tile(out, "train", f"hardneg_{i:05d}_{j}_{k}", view, boxes, x0, y0, crop)
+                written += 1
+    return written
+
+
+def _labelled_view(im: LabelledImage, root: Path, long_side: int) -> tuple[np.ndarray, np.ndarray, float, list[Placed]]:
+    """A hand-labelled image as displayed (grey), its detector view, the view's scale, and its labels in the view."""
+    try:
+        gray = to_gray(read_view(root / im.file)[0])
+    except (ReadError, PixelDataError) as exc:
+        raise FileNotFoundError(f"labelled image not readable: {root / im.file} ({exc})") from exc
+    view, scale = detector_view(gray, long_side)
+    boxes = [Placed(tuple(int(round(v * scale)) for v in b.xyxy), b.cls, b.text) for b in im.boxes]  # type: ignore[misc]
+    return gray, view, scale, boxes
 
 
 def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[LabelledImage], root: Path,
@@ -94,12 +153,7 @@ def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[
     for split, images in (("train", train), ("val", val)):
         make_split_dirs(out, split)
         for i, im in enumerate(images):
-            try:
-                shown, _ = read_view(root / im.file)
-            except (ReadError, PixelDataError) as exc:
-                raise FileNotFoundError(f"labelled image not readable: {root / im.file} ({exc})") from exc
-            view, scale = detector_view(to_gray(shown), long_side)
-            boxes = [Placed(tuple(int(round(v * scale)) for v in b.xyxy), b.cls, b.text) for b in im.boxes]  # type: ignore[misc]
+            _, view, _, boxes = _labelled_view(im, root, long_side)
             h, w = view.shape
             for k in range(copies if split == "train" else 1):
                 x0 = int(rng.integers(0, max(1, w - crop + 1))) if split == "train" else 0

@@ -354,7 +354,7 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
     for cfg, expect in ((DetectorConfig(), [True, True, False, False, False]),
                         (DetectorConfig(confirm_threshold=DetectorConfig().score_threshold), [True])):
         detector = MarkerDetector(cfg)
-        detector._search = lambda gray: rows[rows[:, 4] >= detector.floor]  # type: ignore[method-assign]
+        detector.search = lambda gray: rows[rows[:, 4] >= detector.floor]  # type: ignore[method-assign]
         detector.recognizer = Recognizer()
         found = detector(view)
         assert [a is BoxAction.REDACTED for _, a in found] == expect
@@ -380,7 +380,7 @@ def test_a_doubted_box_on_text_running_up_the_plate_is_read_turned() -> None:
         rows = np.array([[xs.min() - 3, ys.min() - 3, xs.max() + 4, ys.max() + 4, 0.36, 1],
                          [240, 40, 262, 360, 0.3, 1]], np.float32)
         detector = MarkerDetector(DetectorConfig())
-        detector._search = lambda gray: rows  # type: ignore[method-assign]
+        detector.search = lambda gray: rows  # type: ignore[method-assign]
         (text, text_action), (_, cable_action) = detector(view)
         assert text_action is BoxAction.REDACTED and "113" in text.text, (k, text.text)
         assert cable_action is BoxAction.REJECTED
@@ -403,7 +403,7 @@ def test_a_doubted_box_on_dot_matrix_text_is_read_with_its_dots_joined() -> None
     rows = np.array([[xs.min() - 3, ys.min() - 3, xs.max() + 4, ys.max() + 4, 0.37, 1],
                      [xs.min() - 3, 43, xs.max() + 4, 78, 0.3, 1]], np.float32)
     detector = MarkerDetector(DetectorConfig())
-    detector._search = lambda gray: rows  # type: ignore[method-assign]
+    detector.search = lambda gray: rows  # type: ignore[method-assign]
     (date, date_action), (_, noise_action) = detector(view.astype(np.uint8))
     assert date_action is BoxAction.REDACTED and date.text.startswith("12"), date.text
     assert noise_action is BoxAction.REJECTED
@@ -427,7 +427,7 @@ def test_a_doubted_box_on_a_block_of_lines_is_read_line_by_line() -> None:
     for width in (200, 140):  # lying, square
         rows = np.array([[5, 5, width, 108, 0.33, 1], [150, 150, 145 + width, 253, 0.3, 1]], np.float32)
         detector = MarkerDetector(DetectorConfig())
-        detector._search = lambda gray: rows  # type: ignore[method-assign]
+        detector.search = lambda gray: rows  # type: ignore[method-assign]
         (block, block_action), (_, ribs_action) = detector(view)
         assert block_action is BoxAction.REDACTED and block.source == "marker-yolo+read", (width, block.text)
         assert ribs_action is BoxAction.REJECTED
@@ -989,3 +989,38 @@ def test_a_box_holding_lines_of_text_keeps_no_letter_however_its_blob_reads() ->
               * 255).astype(np.uint8)
     kept = retainer(marker, [Box(0, 0, 90, 120, 0.9, BoxClass.LATERALITY, source="marker-yolo")])[0]
     assert (kept.action, kept.box.text) == (BoxAction.KEPT_LATERALITY, "L")
+
+
+def test_hard_negatives_are_crops_around_the_detectors_false_boxes_with_the_hand_labels(tmp_path: Path) -> None:
+    """A marker left out of the labels is, to the miner, a false box: the crops written for it hold it and label
+    only what the hand labels name; with the marker labelled, it is no false box."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+    from radiograph_deid.train import false_boxes, write_hard_negatives
+
+    detector = MarkerDetector(DetectorConfig(name="marker-yolo", threads=1))
+    im = labelled_synthetic(tmp_path, "hn", 1100, 900, [5], np.random.default_rng(2))[0]
+    gray = cv2.imread(str(tmp_path / im.file), cv2.IMREAD_GRAYSCALE)
+    found = [c for c in detector.search(gray) if c[4] >= 0.45]
+
+    def inside(x: float, y: float, xyxy: tuple[int, int, int, int], s: float = 1.0) -> bool:
+        return xyxy[0] * s <= x <= xyxy[2] * s and xyxy[1] * s <= y <= xyxy[3] * s
+
+    dropped = next(b for b in im.boxes if any(inside((c[0] + c[2]) / 2, (c[1] + c[3]) / 2, b.xyxy) for c in found))
+    kept = replace(im, boxes=tuple(b for b in im.boxes if b is not dropped))
+    assert not any(inside(x, y, dropped.xyxy) for x, y in false_boxes(detector, gray, [b.xyxy for b in im.boxes], 0.25))
+    centres = false_boxes(detector, gray, [b.xyxy for b in kept.boxes], 0.25)
+    j = next(j for j, (x, y) in enumerate(centres) if inside(x, y, dropped.xyxy))
+    assert write_hard_negatives(tmp_path / "ds", [kept], tmp_path, detector, copies=3) == 3 * len(centres)
+    scale = 1024 / max(gray.shape)
+    view = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+    mine = sorted((tmp_path / "ds" / "images" / "train").glob(f"hardneg_00000_{j}_*.png"))
+    assert len(mine) == 3
+    for name in mine:
+        tile = cv2.imread(str(name), cv2.IMREAD_GRAYSCALE)
+        ty, tx = np.unravel_index(np.argmin(cv2.matchTemplate(view, tile, cv2.TM_SQDIFF)), (view.shape[0] - 511, view.shape[1] - 511))
+        x0, y0, x1, y1 = (v * scale for v in dropped.xyxy)
+        assert tx <= x0 and x1 <= tx + 512 and ty <= y0 and y1 <= ty + 512, "the crop holds the false box"
+        rows = [[float(v) for v in line.split()] for line in (name.parent.parent.parent / "labels" / "train" /
+                                                             f"{name.stem}.txt").read_text().splitlines()]
+        assert not any(inside(cx * 512 + tx, cy * 512 + ty, dropped.xyxy, scale) for _, cx, cy, _, _ in rows)

@@ -90,6 +90,7 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
                    help="add COPIES crops around each false box the shipped detector (or --miner) makes on the "
                    "train-split images of --labels, with their hand labels (0: none)")
     t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives (default: the shipped)")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar of each epoch")
 
 
 def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -183,7 +184,7 @@ def _train(args: argparse.Namespace) -> int:
                                        args.seed, args.hard_negatives, args.miner)
     else:
         data = args.out / "dataset" / "data.yaml"
-    best = train_detector(data, plan, resume=args.resume)
+    best = train_detector(data, plan, resume=args.resume, progress=not args.no_progress)
     print(f"best weights: {best}")
     if args.export:
         print(f"exported: {export_onnx(best, args.export)}")

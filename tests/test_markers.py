@@ -835,8 +835,10 @@ def test_fine_tuning_refuses_to_validate_on_its_training_images(tmp_path: Path, 
     assert "both" in capsys.readouterr().err
 
 
-def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path: Path) -> None:
-    """The paper's few-image site adaptation, one epoch, from the shipped checkpoint (needs the train extra)."""
+def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """The paper's few-image site adaptation, one epoch, from the shipped checkpoint (needs the train extra), with
+    a progress bar over the epoch's batches that ends with its validation mAP."""
     pytest.importorskip("ultralytics")
     from radiograph_deid.config import DetectorConfig
     from radiograph_deid.detector import MarkerDetector
@@ -848,6 +850,8 @@ def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path:
     onnx = tmp_path / "site.onnx"
     assert main(["train", str(tmp_path / "run"), "--site-labels", str(tmp_path / "site.jsonl"), "--val-labels",
                  str(tmp_path / "val.jsonl"), "--site-root", str(tmp_path), "--epochs", "1", "--export", str(onnx)]) == 0
+    bars = capsys.readouterr().err
+    assert "epoch 1/1" in bars and "batch" in bars and "mAP50=" in bars
     det = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(onnx)))
     assert det.size == 1024
     det(cv2.imread(str(tmp_path / "s3.png"), cv2.IMREAD_GRAYSCALE))  # runs; accuracy after 1 epoch is not the point

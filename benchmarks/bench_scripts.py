@@ -22,12 +22,11 @@ import numpy as np
 
 from radiograph_deid.config import load_config
 from radiograph_deid.evaluate import filled_mask
-from radiograph_deid.marker_synth import font_files
+from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, font_files
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.synthetic import phantom
 
 DEJAVU = "DejaVuSans.ttf"  # matplotlib's copy or Debian's fonts-dejavu
-SYSTEM_FONTS = Path("/usr/share/fonts/truetype")
 SCRIPTS = {  # script: (font file name, its Debian package, three lines)
     "latin": (DEJAVU, "fonts-dejavu", ("MÜLLER, ANNA", "Station 7B 12.03.1985", "MRN 00482913")),
     "cyrillic": (DEJAVU, "fonts-dejavu", ("ИВАНОВ И.И.", "Петрова Анна 12.03.1985", "ПАЛАТА 7")),
@@ -45,8 +44,11 @@ SCRIPTS = {  # script: (font file name, its Debian package, three lines)
 
 
 def _font_path(name: str) -> Path | None:
-    found = [p for p in font_files() if p.name == name]
-    return found[0] if found else next(SYSTEM_FONTS.rglob(name), None) if SYSTEM_FONTS.is_dir() else None
+    """The font file ``name`` among the training fonts, else among the system's fonts; None if not installed."""
+    found = next((p for p in font_files() if p.name == name), None)
+    if found is None and SYSTEM_FONT_DIR.is_dir():
+        found = next(SYSTEM_FONT_DIR.rglob(name), None)
+    return found
 
 
 def _page(lines: tuple[str, ...], font_path: Path, size: int, seed: int,

@@ -36,6 +36,7 @@ POSITION = ("PORTABLE", "SUPINE", "ERECT", "UPRIGHT", "AP", "PA", "LAT", "AP SUP
             "liegend", "stehend", "sitzend", "DECUBITUS", "INSP", "EXP", "Thorax p.a.", "Thorax a.p.", "BEDSIDE",
             "decubito", "debout", "couché", "ORTHO", "CHEST", "TRAUMA", "POST", "PRE", "1", "2", "A", "P", "+", "*")
 FONT_DIR_GLOBS = ("DejaVu*.ttf", "STIXGeneral*.ttf", "cm[rbst]*10.ttf")
+SYSTEM_FONT_DIR = Path("/usr/share/fonts/truetype")  # Debian's fonts-* packages
 HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX,
            cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_COMPLEX_SMALL, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX)
 
@@ -47,7 +48,7 @@ def font_files() -> tuple[Path, ...]:
         import PIL.ImageFont  # noqa: F401  (renders TrueType)
     except ImportError:
         return ()
-    roots = [Path("/usr/share/fonts/truetype")]
+    roots = [SYSTEM_FONT_DIR]
     try:
         import matplotlib
 

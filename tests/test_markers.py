@@ -890,6 +890,21 @@ def test_an_unsure_letter_is_kept_when_the_text_detectors_reading_of_its_box_agr
     assert kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == "R" and 0.4 <= kept.box.score < 0.8
 
 
+def test_a_glyph_naming_another_side_than_its_box_reads_is_not_kept() -> None:
+    """The stem of the D of a circled "DEX" (right, in Italian), serifs and all, read L at 0.82 (a glyph classifier
+    tried, not shipped) and was kept as a left marker. A glyph is kept only as a side the text detector's reading
+    of its box names, when it names one."""
+    view = (burn(np.full((80, 80), 30 / 255, np.float32), [Burn("L", 20, 14, 50, 0.95, 6)]) * 255).astype(np.uint8)
+    retain = LateralityRetainer(RetentionConfig())
+    box = Box(10, 6, 70, 74)
+    for reading in ("", "L", "L JS"):
+        kept = retain(view, [replace(box, text=reading)])[0]
+        assert kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == "L", reading
+    for reading in ("DEX", "RT"):
+        res = retain(view, [replace(box, text=reading)])[0]
+        assert not (res.action is BoxAction.KEPT_LATERALITY and side_of(res.box.text) == "L"), reading
+
+
 def test_a_word_read_as_both_sides_in_different_placements_is_not_kept() -> None:
     """A dark mirrored L on a tile lit from below, cut by the film's top edge (a COVID-19 collection image): no
     glyph reads, and the recognizer, turning the crop, read "L" (0.95) in one placement and "D" (0.87, the lit

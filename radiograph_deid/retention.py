@@ -73,6 +73,12 @@ def _word_of(reading: str) -> str:
     return inner if len(inner) >= 2 else text
 
 
+def _names_side_read(letter: str, told: set[str]) -> bool:
+    """Whether a glyph's letter may stand for its box: it names a side the box's reading names (``told``), when
+    that reading names one; otherwise it is a piece of the word read (the stem of the D of "DEX" is no L)."""
+    return not told or side_of(letter) in told
+
+
 def _initials(reading: str) -> bool:
     """Whether a mark stands between the reading's letters ("L.T", "J-D"), as in initials."""
     inner = _word_of(reading)
@@ -193,18 +199,18 @@ class LateralityRetainer:
         comps = glyph_components(crop, most=self.cfg.glyph_candidates)
         if not comps:
             return redact
-        told = self._sides_read(box)  # a glyph naming another side than the box reads is a piece of its word
+        told = self._sides_read(box)
         for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
             if not comp.may_be_letter:
                 continue  # e.g. a letter of "RD" or "12", or a bright band the classifier could take for an R
             letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border,
                                          reading=folded(box.text) if rank == 0 else "")
-            if letter and (not told or side_of(letter) in told):
+            if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), comp.mask)
         flat = glyph_components(flattened(crop), most=1)  # a faint letter on a tile lit unevenly
         if flat and flat[0].may_be_letter and not flat[0].touches_border:
             letter, score = self._letter(flat[0], second_opinion=False)
-            if letter and (not told or side_of(letter) in told):
+            if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), flat[0].mask)
         word = self._word(crop)
         if word:
@@ -212,9 +218,8 @@ class LateralityRetainer:
         return redact
 
     def _sides_read(self, box: Box) -> set[str]:
-        """The sides the text detector's reading of the box names, by its words of the vocabulary: in a box read
-        "DEX" (right), the stem of the D, serifs and all, is no left marker (a glyph classifier tried in the
-        thirteenth session read it L at 0.82)."""
+        """The sides the text detector's reading of the box names, by its words of the vocabulary (a glyph
+        classifier tried in the thirteenth session read the stem of the D of "DEX", serifs and all, L at 0.82)."""
         return {side_of(w) for w in map(_word_of, box.text.split()) if w in self.cfg.vocabulary} - {""}
 
     def _is_line(self, box: Box) -> bool:

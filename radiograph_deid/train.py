@@ -167,13 +167,12 @@ def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False, progr
     ``progress``: a bar per epoch, closed with the epoch's validation mAP (ultralytics itself is kept quiet)."""
     YOLO = _yolo()
     last = plan.out / "weights" / "last.pt"
-    if resume and last.exists():
-        model = YOLO(str(last))
-        _report_epochs(model, progress)
+    resuming = resume and last.exists()
+    model = YOLO(str(last) if resuming else (plan.init or str(MODEL_YAML)))
+    _report_epochs(model, progress)
+    if resuming:
         model.train(resume=True)
     else:
-        model = YOLO(plan.init or str(MODEL_YAML))
-        _report_epochs(model, progress)
         model.train(data=str(data_yaml), epochs=plan.epochs, imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
                     seed=plan.seed, deterministic=True, workers=plan.workers, patience=plan.patience,
                     project=str(plan.out.parent.resolve()), name=plan.out.name, exist_ok=True,

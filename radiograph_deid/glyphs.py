@@ -24,6 +24,8 @@ SOLID = 0.75  # share of its bounding box from which a component is a tile, band
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
+TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"): taller than each of them by this
+APART = 0.15  # and set apart from them by this share of its height at least (the "L" of "Lee" stands closer)
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
 
@@ -152,6 +154,42 @@ def _encloses(stats: np.ndarray, outer: int, inner: int) -> bool:
     ox, oy, ow, oh = (int(v) for v in stats[outer, :4])
     ix, iy, iw, ih = (int(v) for v in stats[inner, :4])
     return ox <= ix and oy <= iy and ix + iw <= ox + ow and iy + ih <= oy + oh
+
+
+@dataclass(frozen=True)
+class LeadingGlyph:
+    """The first glyph of a line of text, by columns of its crop, and the background after it."""
+
+    start: int
+    stop: int  # columns [start, stop)
+    gap: int  # columns of background between it and the next glyph
+
+
+def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
+    """The first (leftmost) glyph of a horizontal line when it stands apart from the glyphs after it and is
+    taller than each of them: a lead marker's letter with the technician's initials stamped beside it ("R JS"),
+    not the capital of a word or name ("Lee": as tall as nothing after it, but close to it). Glyphs are Otsu's
+    minority side in columns of their own (a letter broken into pieces is one); specks are left out."""
+    if gray.size < 16 or min(gray.shape) < 4:
+        return None
+    fig = figure_mask(gray)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
+    spans: list[list[int]] = []  # [x0, x1, y0, y1] of each run of overlapping columns
+    for x, y, w, h, area in sorted(stats[1:].tolist()):
+        if area < 6 or h < MIN_EXTENT * fig.shape[0]:
+            continue
+        if spans and x < spans[-1][1]:
+            last = spans[-1]
+            spans[-1] = [last[0], max(last[1], x + w), min(last[2], y), max(last[3], y + h)]
+        else:
+            spans.append([x, x + w, y, y + h])
+    if len(spans) < 2:
+        return None
+    first, rest = spans[0], spans[1:]
+    height, gap = first[3] - first[2], rest[0][0] - first[1]
+    if height < TALLER * max(s[3] - s[2] for s in rest) or gap < APART * height:
+        return None
+    return LeadingGlyph(first[0], first[1], gap)
 
 
 @dataclass(frozen=True)

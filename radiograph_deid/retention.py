@@ -6,7 +6,8 @@ learned glyph classifier (any rotation or mirror); when it is unsure, a second r
 detector's own reading of the box, else Tesseract, as in the paper. When no glyph reads as a letter, the crop
 less its smooth lighting is looked at once more (a faint letter on a tile lit unevenly). Words in the vocabulary
 longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer. Whatever is not kept is filled
-whole: "R JS" keeps the R and loses the initials.
+whole: "R JS" keeps the R and loses the initials; where the initials stand so close that the R reads as a letter
+of a word, a box read as the letter and the initials is cut in two at the gap after a letter taller than them.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, dominant_component, figure_mask, figure_side,
-                     glyph_components, letters_page, rotational_symmetry)
+                     glyph_components, leading_glyph, letters_page, rotational_symmetry)
 from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
+INITIALS = 4  # letters and digits stamped beside a marker's letter ("R JS"); more is a word or a name
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,7 @@ class LateralityRetainer:
     def __call__(self, view: np.ndarray, boxes: Sequence[Box]) -> list[RetentionResult]:
         """Decide each detected box: keep an isolated laterality glyph, redact everything else."""
         gray = to_gray(view)
-        return self._isolated([self._decide(gray, box) for box in boxes])
+        return self._isolated([res for box in boxes for res in self._decided(gray, box)])
 
     def sure_letter(self, gray: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for its letter on the strictest reading, or None: for a box the detector doubts, only its
@@ -188,6 +190,50 @@ class LateralityRetainer:
                 r = RetentionResult(replace(r.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
             out.append(r)
         return out
+
+    def _decided(self, gray: np.ndarray, box: Box) -> list[RetentionResult]:
+        """The box decided whole; when it is not kept and holds a marker's letter with initials beside it, the
+        letter kept and the initials redacted (the text detector boxes "R JS" as one line of text)."""
+        whole = self._decide(gray, box)
+        split = None if whole.action is BoxAction.KEPT_LATERALITY else self._letter_and_initials(gray, box)
+        if split is not None:
+            glyph, around, initials = split
+            kept = self._decide(gray, around)
+            if kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == glyph.text and kept.keep_mask is not None:
+                inside = (slice(glyph.y0 - around.y0, glyph.y1 - around.y0),
+                          slice(glyph.x0 - around.x0, glyph.x1 - around.x0))
+                narrowed = replace(kept.box, x0=glyph.x0, y0=glyph.y0, x1=glyph.x1, y1=glyph.y1)
+                return [RetentionResult(narrowed, kept.action, kept.keep_mask[inside]),
+                        RetentionResult(initials, BoxAction.REDACTED, None)]
+        return [whole]
+
+    def _letter_and_initials(self, gray: np.ndarray, box: Box) -> tuple[Box, Box, Box] | None:
+        """(letter, around it, initials): a horizontal box read as a laterality letter and up to ``INITIALS`` more
+        letters after it (or before it), whose first (last) glyph stands apart from the rest and taller than each
+        of them (``glyphs.leading_glyph``), cut in two in the gap between them; or None. The letter is read in a
+        crop reaching a quarter of the box's height beyond it except towards the initials, so that the glyph, not
+        the ground around it, is the minority side (a bold R fills a box cut tight)."""
+        token = normalized_token(box.text)
+        if self.classifier is None or box.height > box.width or not 2 <= len(token) <= INITIALS + 1:
+            return None
+        crop = gray[box.y0 : box.y1, box.x0 : box.x1]
+        for letter, leading in ((token[0], True), (token[-1], False)):
+            found = leading_glyph(crop if leading else crop[:, ::-1]) if letter in self.letters else None
+            if found is None:
+                continue
+            half, pad = max(1, found.gap // 2), max(2, box.height // 4)
+            rows, cols = gray.shape[:2]
+            start, stop = (found.start, found.stop) if leading else (box.width - found.stop, box.width - found.start)
+            glyph = replace(box, x0=box.x0 + start, x1=box.x0 + stop, label=BoxClass.LATERALITY, text=letter)
+            if leading:
+                x0, x1 = max(0, glyph.x0 - pad), glyph.x1 + half
+                initials = replace(box, x0=x1, label=BoxClass.OTHER_MARKER, text=token[1:])
+            else:
+                x0, x1 = glyph.x0 - half, min(cols, glyph.x1 + pad)
+                initials = replace(box, x1=x0, label=BoxClass.OTHER_MARKER, text=token[:-1])
+            around = replace(glyph, x0=x0, y0=max(0, box.y0 - pad), x1=x1, y1=min(rows, box.y1 + pad))
+            return glyph, around, initials
+        return None
 
     def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
         redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)

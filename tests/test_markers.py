@@ -130,6 +130,34 @@ def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
     assert off(view, [box])[0].action is BoxAction.REDACTED
 
 
+def test_a_marker_letter_read_in_one_box_with_the_initials_close_beside_it_is_cut_from_them() -> None:
+    """The text detector boxes a lead "R" and the initials stamped close beside it as one box and reads it "R JSK"
+    or "RJSK"; the initials are near enough and tall enough to make the R a letter of a word. The R, taller than
+    each glyph after it and apart from them, is cut from them: kept, its pixels only; the initials redacted. A
+    first letter as tall as the rest ("RAO") or as close to them as in a word ("Lee") is not cut."""
+    def boxed(burns: list[Burn], text: str) -> tuple[np.ndarray, Box]:
+        view = (burn(np.full((120, 360), 0.3, np.float32), burns) * 255).astype(np.uint8)
+        ys, xs = np.nonzero(view > 200)
+        return view, Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.9,
+                         BoxClass.OTHER_MARKER, text, "rapidocr-text")
+
+    retainer = LateralityRetainer(RetentionConfig())
+    marker = [Burn("R", 20, 20, 60, 1.0, 7), Burn("JSK", 90, 38, 42, 1.0, 4)]
+    for reading in ("R JSK", "RJSK"):
+        view, box = boxed(marker, reading)
+        kept, initials = retainer(view, [box])
+        assert (kept.action, kept.box.text, initials.action) == (BoxAction.KEPT_LATERALITY, "R", BoxAction.REDACTED)
+        ink = view > 200
+        r_ink = ink[kept.box.y0 : kept.box.y1, kept.box.x0 : kept.box.x1]
+        assert kept.keep_mask[r_ink].mean() > 0.95 and r_ink.sum() == ink[:, :85].sum()  # the whole R, kept
+        assert initials.box.x0 >= kept.box.x1 and ink[:, initials.box.x0 : initials.box.x1].sum() == ink[:, 85:].sum()
+    view, box = boxed(marker, "RJSK")
+    assert [r.action for r in LateralityRetainer(RetentionConfig(enabled=False))(view, [box])] == [BoxAction.REDACTED]
+    for burns, reading in (([Burn("RAO", 20, 20, 60, 1.0, 7)], "RAO"), ([Burn("Lee", 20, 20, 60, 1.0, 7)], "Lee")):
+        view, box = boxed(burns, reading)
+        assert [r.action for r in retainer(view, [box])] == [BoxAction.REDACTED], reading
+
+
 def test_a_letter_inside_a_line_of_text_is_not_an_isolated_marker() -> None:
     view = (phantom(400, 600) * 120).astype(np.uint8)
     view = (burn(view.astype(np.float32) / 255, [Burn("EXAMPLE", 40, 40, 60, 1.0, 8), Burn("L", 40, 250, 60, 1.0, 8)])

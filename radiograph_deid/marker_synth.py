@@ -56,7 +56,15 @@ def font_files() -> tuple[Path, ...]:
     except ImportError:  # without the train extra: the system's fonts, else OpenCV's Hershey fonts only
         pass
     found = {p.name: p for root in roots if root.exists() for g in FONT_DIR_GLOBS for p in root.rglob(g)}
-    return tuple(sorted(found.values()))
+    return tuple(p for p in sorted(found.values()) if _draws_latin(p))
+
+
+def _draws_latin(font: Path) -> bool:
+    """Whether the font has glyphs of its own for Latin capitals: matplotlib's DejaVu "Display" fonts hold a few
+    symbols only and draw every letter as the same bar (a "missing glyph"), which a generator would label as an
+    L, an R or a name."""
+    shapes = [_tight(_render_ttf(c, 40, font)) for c in "LRE"]
+    return len({(a.shape, a.round(1).tobytes()) for a in shapes}) == len(shapes)
 
 
 def font_warning() -> str | None:

@@ -20,7 +20,7 @@ from radiograph_deid.enums import BoxAction, BoxClass
 from radiograph_deid.evaluate import ImageScore, average_precision, redacted_view, score_image, summarise
 from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component
 from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
-from radiograph_deid.marker_synth import _render_hershey, synthesize
+from radiograph_deid.marker_synth import _render_hershey, _render_ttf, _tight, font_files, synthesize
 from radiograph_deid.pipeline import Decided, MarkerDecider
 from radiograph_deid.retention import LateralityRetainer, laterality_mismatch, side_of
 from radiograph_deid.synthetic import Burn, burn, phantom
@@ -45,6 +45,18 @@ def test_generator_labels_every_marker_it_burns() -> None:
             ink[p.xyxy[1] - 2 : p.xyxy[3] + 2, p.xyxy[0] - 2 : p.xyxy[2] + 2] = False
         assert ink.sum() < 0.002 * ink.size + 2000  # ink outside every box: only ruler lines/ticks and antialiasing
     assert found_classes == {BoxClass.LATERALITY, BoxClass.OTHER_MARKER}
+
+
+def test_generator_fonts_draw_the_letters_they_are_labelled_with() -> None:
+    """A font without Latin glyphs draws every letter as the same "missing glyph" bar (matplotlib's DejaVu Sans
+    Display): the generator would burn a bar and label it L, R or a name. Such fonts are not drawn from."""
+    fonts = font_files()
+    if not fonts:
+        pytest.skip("no TrueType fonts here (PIL or fonts missing): the generator draws Hershey fonts only")
+    for font in fonts:
+        l, r = (_tight(_render_ttf(c, 40, font)) for c in "LR")
+        assert l.shape != r.shape or not np.allclose(l, r), font.name
+        assert l.shape[0] >= 20, font.name  # a capital 40 px tall, not a bar
 
 
 def test_labels_round_trip_split_by_patient_and_reject_bad_lines(tmp_path: Path) -> None:

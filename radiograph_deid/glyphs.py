@@ -21,6 +21,8 @@ GLYPH_CLASSES = ("L", "R", "other")
 GLYPH_SIZE = 32
 LETTER_HEIGHT = 0.4  # of the tallest letter: a lower-case letter is about half a capital, a full stop a sixth
 SOLID = 0.75  # share of its bounding box from which a component is a tile, band, counter or blob, not a letter
+BOLD_SOLID = 0.9  # ... unless a black-face letter: a bold R fills 0.8 of its box; a band, dot or tile more
+BOLD_COUNTER = (0.01, 0.12)  # ... enclosing a small counter (a solid D-shaped blob none, a tile the letter cut out)
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
@@ -45,6 +47,16 @@ class GlyphComponent:
     def may_be_letter(self) -> bool:
         """Not a letter of a word, a solid band or tile, a frame or ring around something, or a speck."""
         return not self.in_word and self.solidity < SOLID and self.hollowness <= HOLLOW and self.extent >= MIN_EXTENT
+
+    @property
+    def may_be_bold_letter(self) -> bool:
+        """Too solid for a letter of ordinary weight, but a black-face R may be: clear of the crop's edges, alone,
+        filling less than ``BOLD_SOLID`` of its box, its counter still open and small (``BOLD_COUNTER``). An L
+        never fills this much of its box; a solid D-shaped blob, which the classifier reads as R at 0.92, has no
+        counter; a tile encloses the letter cut out of it, a large hole."""
+        low, high = BOLD_COUNTER
+        return (not self.in_word and not self.touches_border and SOLID <= self.solidity < BOLD_SOLID
+                and low < self.hollowness <= high and self.extent >= MIN_EXTENT)
 
 
 def figure_mask(gray: np.ndarray) -> np.ndarray:
@@ -82,6 +94,16 @@ def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) ->
         if any(c.solidity < SOLID for c in other):
             return other
     return found
+
+
+def bold_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
+    """Candidate black-face letters on either side of Otsu's threshold (``GlyphComponent.may_be_bold_letter``),
+    largest first on each side: ``glyph_components`` sets them aside as tiles or blobs (a bold R fills 0.8 of its
+    box), and takes the counter of a bold letter for its minority side."""
+    if gray.size < 16 or min(gray.shape) < 4:
+        return []
+    fig = figure_mask(gray)
+    return [c for side in (fig, ~fig) for c in _components(side, most, 0.3) if c.may_be_bold_letter]
 
 
 def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphComponent]:

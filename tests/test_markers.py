@@ -577,6 +577,29 @@ def test_an_italic_r_beside_another_letter_is_part_of_a_word() -> None:
     assert retainer(italic("ER"), [Box(4, 4, 196, 96)])[0].action is BoxAction.REDACTED
 
 
+def test_a_black_face_r_is_kept_and_solid_blobs_and_tiles_are_not_kept_as_letters() -> None:
+    """A black-face R fills more of its box than a tile edge or band may (solidity 0.78 against 0.75): it is kept
+    when the classifier reads it surely and its counter is still open. A solid blob is no letter (an ellipse), and
+    a tile with an R cut out of it keeps the R, not the tile (the tile encloses a large hole)."""
+    retainer = LateralityRetainer(RetentionConfig())
+    bold = (burn(np.full((150, 150), 0.3, np.float32), [Burn("R", 30, 25, 70, 1.0, 22)]) * 255).astype(np.uint8)
+    ys, xs = np.nonzero(bold > 200)
+    box = Box(int(xs.min()) - 4, int(ys.min()) - 4, int(xs.max()) + 5, int(ys.max()) + 5)
+    (res,) = retainer(bold, [box])
+    assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "R")
+    ink = bold[box.y0 : box.y1, box.x0 : box.x1] > 200
+    assert res.keep_mask[ink].mean() > 0.95 and res.keep_mask.sum() < 1.5 * ink.sum()  # the letter, grown a little
+    blob = np.full((150, 150), 77, np.uint8)
+    cv2.ellipse(blob, (75, 75), (30, 22), 70, 0, 360, 255, -1)
+    assert retainer(blob, [Box(48, 40, 103, 111)])[0].action is BoxAction.REDACTED
+    tile = np.full((150, 150), 0.3, np.float32)
+    tile[20:120, 25:115] = 0.95
+    tile = (burn(tile, [Burn("R", 40, 35, 60, 0.3, 12)]) * 255).astype(np.uint8)
+    (res,) = retainer(tile, [Box(21, 16, 119, 124)])
+    assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "R")
+    assert res.keep_mask[tile[16:124, 21:119] > 200].mean() < 0.2  # the tile is filled
+
+
 def test_a_bold_letter_filling_its_box_keeps_its_own_pixels() -> None:
     """Otsu's minority side of a tight box around a bold R is its background (the counter reads as an R too):
     the letter is searched on the other side, so the R's strokes stay and not its hole."""

@@ -117,10 +117,9 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
     big = (area >= 0.02 * h * w) | ((np.maximum(bw, bh) >= MIN_EXTENT * min(h, w)) & (area >= 6))
     inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & big
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
-    enclosing = [i for i in candidates
-                 if any(j != i and _encloses(stats[1:], i, j) and area[j] >= 0.1 * area[i] for j in candidates)]
-    if len(enclosing) < len(candidates):
-        candidates = np.asarray([i for i in candidates if i not in enclosing])
+    enclosing = _enclosing(stats[1:], candidates, 0.1)
+    if not enclosing.all():
+        candidates = candidates[~enclosing]
     order = [int(i) for i in candidates[np.argsort(-area[candidates], kind="stable")]]
     if area[order[0]] < 6:
         return []
@@ -129,6 +128,12 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
                            float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i, (h, w)), not inner[i],
                            _hollowness(labels == i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
             for i in chosen]
+
+
+def _hollowness_of(labels: np.ndarray, label: int, stat: np.ndarray) -> float:
+    """``_hollowness`` of component ``label`` of a labelled image, looked at in its bounding box only."""
+    x, y, w, h, area = (int(v) for v in stat[:5])
+    return _hollowness(labels[y : y + h, x : x + w] == label, np.array([0, 0, w, h, area]))
 
 
 def _hollowness(mask: np.ndarray, stat: np.ndarray) -> float:
@@ -169,6 +174,21 @@ def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.3
             if alike and (0 < distance or slant) and distance <= gap * lq[i]:
                 return True
     return False
+
+
+def _enclosing(stats: np.ndarray, among: np.ndarray, share: float, least: float = 0) -> np.ndarray:
+    """For each of the components ``among`` (indices of rows of cv2 stats), whether its bounding box holds another
+    one's of ``among`` whose area is at least ``share`` of its own and ``least`` pixels: a frame or ring around
+    something. Vectorised: a grainy crop has thousands of specks (pairwise in Python, one took five minutes); a
+    component that fills its own box encloses nothing."""
+    x, y, w, h, area = (stats[among, k].astype(np.int64) for k in range(5))
+    out = np.zeros(len(among), bool)
+    for n in np.flatnonzero(area < w * h):
+        inside = (x[n] <= x) & (y[n] <= y) & (x + w <= x[n] + w[n]) & (y + h <= y[n] + h[n])
+        inside &= area >= max(least, share * area[n])
+        inside[n] = False
+        out[n] = inside.any()
+    return out
 
 
 def _encloses(stats: np.ndarray, outer: int, inner: int) -> bool:
@@ -245,9 +265,8 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
     h, w = fig.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = np.flatnonzero((x > 0) & (y > 0) & (x + bw < w) & (y + bh < h))
-    letters = [i for i in inner if not any(j != i and _encloses(stats[1:], i, j) and area[j] >= max(4, 0.02 * area[i])
-                                           for j in inner)]  # a speck in a letter's counter does not make it a frame
-    letters = [i for i in letters if _hollowness(labels == i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
+    letters = inner[~_enclosing(stats[1:], inner, 0.02, 4)]  # a speck in a letter's counter does not make it a frame
+    letters = [i for i in letters if _hollowness_of(labels, i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)
     letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
     counted = [i for i in letters if bh[i] >= LETTER_HEIGHT * tallest]  # a speck or a full stop is drawn, not counted

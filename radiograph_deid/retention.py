@@ -308,12 +308,15 @@ class LateralityRetainer:
     def _letter(self, comp: GlyphComponent, second_opinion: bool = True, reading: str = "") -> tuple[str, float]:
         """The laterality letter the glyph is, or "": the classifier's sure reading, or its unsure one (from half
         the confidence) confirmed by a second reader: the OCR recognizer's ``reading`` of the whole box (it read
-        the R cut by a film's edge that the classifier gave 0.6), else Tesseract."""
+        the R cut by a film's edge that the classifier gave 0.6; a bold italic R it gave 0.41, "other" 0.56, is
+        weighed as that letter too), else Tesseract."""
         if self.classifier is None or rotational_symmetry(comp.tensor) >= SYMMETRIC:
             return "", 0.0  # a square, ring, cross or dot is no letter, whatever the classifier says
         probs = self.classifier([comp.tensor])[0]
         best = int(np.argmax(probs))
         letter, p = GLYPH_CLASSES[best], float(probs[best])
+        if letter not in self.letters and len(reading) == 1 and reading in self.letters:
+            letter, p = reading, float(probs[GLYPH_CLASSES.index(reading)])  # the reading's letter, unsure
         if letter not in self.letters:
             return "", p
         if p >= self.cfg.min_confidence:

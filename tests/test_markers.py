@@ -953,6 +953,30 @@ def test_an_unsure_letter_is_kept_when_the_text_detectors_reading_of_its_box_agr
     assert kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == "R" and 0.4 <= kept.box.score < 0.8
 
 
+def test_the_letter_the_text_detector_read_is_weighed_though_the_classifier_leans_to_other() -> None:
+    """A bold italic R: the classifier gave it R 0.41, other 0.56, and the OCR recognizer read the box "R" at 0.99.
+    Its unsure reading of the letter the box was read as counts from half the confidence, as when R was its best
+    class; read as another letter or not at all, or under half the confidence, the glyph is not kept."""
+    view = (burn(np.full((80, 80), 30 / 255, np.float32), [Burn("R", 16, 14, 50, 0.95, 6)]) * 255).astype(np.uint8)
+    box = Box(10, 8, 56, 70)
+
+    class Leaning:
+        def __init__(self, r: float) -> None:
+            self.r = r
+
+        def __call__(self, tensors: list) -> np.ndarray:
+            return np.array([[0.03, self.r, 0.97 - self.r]] * len(tensors), np.float32)
+
+    retain = LateralityRetainer(RetentionConfig(tesseract_second_opinion=False))
+    retain.classifier = Leaning(0.41)
+    kept = retain(view, [replace(box, text="R")])[0]
+    assert (kept.action, kept.box.text, kept.box.score) == (BoxAction.KEPT_LATERALITY, "R", 0.41)
+    for text in ("", "L"):
+        assert retain(view, [replace(box, text=text)])[0].action is BoxAction.REDACTED, text
+    retain.classifier = Leaning(0.3)
+    assert retain(view, [replace(box, text="R")])[0].action is BoxAction.REDACTED
+
+
 def test_a_glyph_naming_another_side_than_its_box_reads_is_not_kept() -> None:
     """The stem of the D of a circled "DEX" (right, in Italian), serifs and all, read L at 0.82 (a glyph classifier
     tried, not shipped) and was kept as a left marker. A glyph is kept only as a side the text detector's reading

@@ -59,6 +59,11 @@ class GlyphComponent:
                 and low < self.hollowness <= high and self.extent >= MIN_EXTENT)
 
 
+def _too_small(gray: np.ndarray) -> bool:
+    """Whether a crop is too small to hold a glyph worth reading (fewer than 16 pixels, or under 4 on a side)."""
+    return gray.size < 16 or min(gray.shape) < 4
+
+
 def figure_mask(gray: np.ndarray) -> np.ndarray:
     """Otsu, with the threshold taken inside the box's inner part (a tile's edge and the margin around it would
     otherwise be the two classes), applied to the whole box; the glyph is the minority side (a letter covers
@@ -85,7 +90,7 @@ def glyph_components(gray: np.ndarray, most: int = 3, min_share: float = 0.3) ->
     The glyph is taken to be Otsu's minority side; when that side holds only solid blobs clear of the border (the
     counter of a bold letter filling its box), the other side is searched instead. A solid piece that touches the
     border (a stroke the box cuts, a band) does not turn the search to the background around it."""
-    if gray.size < 16 or min(gray.shape) < 4:
+    if _too_small(gray):
         return []
     fig = figure_mask(gray)
     found = _components(fig, most, min_share)
@@ -100,7 +105,7 @@ def bold_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
     """Candidate black-face letters on either side of Otsu's threshold (``GlyphComponent.may_be_bold_letter``),
     largest first on each side: ``glyph_components`` sets them aside as tiles or blobs (a bold R fills 0.8 of its
     box), and takes the counter of a bold letter for its minority side."""
-    if gray.size < 16 or min(gray.shape) < 4:
+    if _too_small(gray):
         return []
     fig = figure_mask(gray)
     return [c for side in (fig, ~fig) for c in _components(side, most, 0.3) if c.may_be_bold_letter]
@@ -126,24 +131,18 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
     chosen = [order[0]] + [i for i in order[1:most] if area[i] >= max(6, min_share * area[order[0]])]
     return [GlyphComponent(labels == i + 1, normalise(labels == i + 1, stats[i + 1]),
                            float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i, (h, w)), not inner[i],
-                           _hollowness(labels == i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
+                           _hollowness(labels, i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
             for i in chosen]
 
 
-def _hollowness_of(labels: np.ndarray, label: int, stat: np.ndarray) -> float:
-    """``_hollowness`` of component ``label`` of a labelled image, looked at in its bounding box only."""
+def _hollowness(labels: np.ndarray, label: int, stat: np.ndarray) -> float:
+    """Area of the holes component ``label`` of a labelled image encloses (background not reachable from outside
+    its bounding box), over its own area; looked at in its bounding box only."""
     x, y, w, h, area = (int(v) for v in stat[:5])
-    return _hollowness(labels[y : y + h, x : x + w] == label, np.array([0, 0, w, h, area]))
-
-
-def _hollowness(mask: np.ndarray, stat: np.ndarray) -> float:
-    """Area of the holes the component encloses (background not reachable from outside its bounding box), over
-    its own area."""
-    x, y, w, h, area = (int(v) for v in stat[:5])
-    inside = ~cv2.copyMakeBorder(mask[y : y + h, x : x + w].astype(np.uint8), 1, 1, 1, 1,
+    inside = ~cv2.copyMakeBorder((labels[y : y + h, x : x + w] == label).astype(np.uint8), 1, 1, 1, 1,
                                  cv2.BORDER_CONSTANT, value=0).astype(bool)
-    n, labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=4)
-    holes = inside & (labels != labels[0, 0])
+    n, holes_labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=4)
+    holes = inside & (holes_labels != holes_labels[0, 0])
     return float(holes.sum()) / max(1, area)
 
 
@@ -212,7 +211,7 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
     taller than each of them: a lead marker's letter with the technician's initials stamped beside it ("R JS"),
     not the capital of a word or name ("Lee": as tall as nothing after it, but close to it). Glyphs are Otsu's
     minority side in columns of their own (a letter broken into pieces is one); specks are left out."""
-    if gray.size < 16 or min(gray.shape) < 4:
+    if _too_small(gray):
         return None
     fig = figure_mask(gray)
     _, _, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
@@ -247,7 +246,7 @@ def letters_page(gray: np.ndarray) -> LettersPage | None:
     word is read as another character). Letters are components of Otsu's minority side (else of the other side)
     that neither touch the crop's edge nor enclose another component, are no outline around a hole much larger
     than their strokes (a thin D or O has up to about 1.3 times), and are not specks."""
-    if gray.size < 16 or min(gray.shape) < 4:
+    if _too_small(gray):
         return None
     fig = figure_mask(gray)
     found = _letters(fig) or _letters(~fig)
@@ -266,7 +265,7 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = np.flatnonzero((x > 0) & (y > 0) & (x + bw < w) & (y + bh < h))
     letters = inner[~_enclosing(stats[1:], inner, 0.02, 4)]  # a speck in a letter's counter does not make it a frame
-    letters = [i for i in letters if _hollowness_of(labels, i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
+    letters = [i for i in letters if _hollowness(labels, i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)
     letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
     counted = [i for i in letters if bh[i] >= LETTER_HEIGHT * tallest]  # a speck or a full stop is drawn, not counted

@@ -34,7 +34,7 @@ class RulerGeometry:
     min_cover: float = 0.7  # the ticks span this much of the line
     spacing_tolerance: float = 0.05  # drawn ticks: their spacing varies by at most this fraction (and a pixel)
     length_tolerance: float = 0.1  # ... and the major ticks' length by this fraction (and a pixel)
-    salience: float = 4.0  # the line stands this many times the local texture's spread above the band's median
+    salience: float = 2.25  # the line stands this many times the local texture's spread above the band's median
     evenness: float = 0.5  # ... and its values spread by at most this fraction of that contrast
     band: float = 3.5  # labels stand within this many tick lengths of the line (both sides are filled)
     lineless_ticks: int = 8  # ticks drawn with no line: at least this many, their ends level ...

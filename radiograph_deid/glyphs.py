@@ -150,15 +150,16 @@ def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.3
     """Whether another glyph-like component (0.6 to 1.5 times the height across the line; not a speck, a thin
     frame or tile edge, or a frame around it) stands beside component ``i`` in a line, horizontal or turned 90
     degrees, apart but closer than ``gap`` times that height: the spacing of letters in a word ("RD", "12"), not
-    the space before initials ("R JS"), nor a touching piece of the same broken glyph. A filled band at the crop's
-    edge, thinner than the glyph's stroke extent allows a letter (the lit side of a tile the box cuts), is no
-    letter beside it."""
+    the space before initials ("R JS"), nor a touching piece of the same broken glyph. A band at the crop's edge,
+    filling 0.4 of its box or more and thinner than the glyph's stroke extent allows a letter, is no letter beside
+    it: the lit side of a tile the box cuts, a ragged strip of ground along a tile's side, a wedge of ground beside
+    a tile turned a little (a triangle fills half its box)."""
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
     rows, cols = shape
     edge = (x <= 0) | (y <= 0) | (x + w >= cols) | (y + h >= rows)
     for j in range(len(stats)):
         speck_or_frame = area[j] < 0.15 * area[i] or area[j] < 0.15 * w[j] * h[j]
-        band = edge[j] and area[j] >= 0.5 * w[j] * h[j] and min(w[j], h[j]) <= 0.4 * min(w[i], h[i])
+        band = edge[j] and area[j] >= 0.4 * w[j] * h[j] and min(w[j], h[j]) <= 0.4 * min(w[i], h[i])
         if j == i or speck_or_frame or band or _encloses(stats, j, i):
             continue
         whole = area[j] >= 0.3 * area[i] and area[j] >= 0.2 * w[j] * h[j]  # a letter, not sparse edge noise

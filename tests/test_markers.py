@@ -548,6 +548,14 @@ def test_the_lit_side_of_a_cut_tile_is_no_letter_beside_the_marker() -> None:
     letter, band = [9, 12, 13, 22, 96], [23, 16, 4, 27, 76]
     assert not _in_word(np.array([letter, band]), 0, (44, 27))
     assert _in_word(np.array([letter, band]), 0, (50, 30))
+    # synthetic markers (seed 2000) whose box holds ground beside the tile: a ragged strip along a dark tile's
+    # side (filling 0.42 of its box) and a wedge of ground beside a tile turned 15 degrees (0.496) are no letters
+    # either; inside the crop they would be
+    for letter, ground, shape in (([22, 28, 33, 55, 588], [66, 48, 7, 64, 186], (112, 73)),
+                                  ([45, 58, 157, 149, 9837], [219, 0, 41, 190, 3865], (259, 260))):
+        assert not _in_word(np.array([letter, ground]), 0, shape)
+        inside = np.array([letter, ground]) + [10, 10, 0, 0, 0]
+        assert _in_word(inside, 0, (shape[0] + 20, shape[1] + 20))
 
 
 def test_letters_of_a_word_and_solid_bands_are_not_isolated_markers() -> None:

@@ -705,6 +705,28 @@ def test_a_box_read_as_a_longer_word_is_no_laterality_marker() -> None:
                        "L:1.2": BoxAction.KEPT_LATERALITY}
 
 
+def test_a_box_read_surely_as_other_text_is_not_read_again_for_a_laterality_word() -> None:
+    """A box the detector stage read surely as text two or more edits from every laterality word (a piece of a
+    date, "2024") is redacted without being read again in every placement; one edit from a word, the word
+    reading looks again and keeps the word (a DEX the text detector read "DBX")."""
+    retainer = LateralityRetainer(RetentionConfig())
+    reads: list[int] = []
+    reader = retainer._reader()
+    batch = reader.batch
+    reader.batch = lambda crops, *a, **k: reads.append(len(crops)) or batch(crops, *a, **k)  # type: ignore[method-assign]
+
+    def decided(text: str, reading: str) -> tuple[BoxAction, str]:
+        view = (burn(np.full((120, 260), 0.3, np.float32), [Burn(text, 30, 35, 44, 0.9, 4)]) * 255).astype(np.uint8)
+        box = Box(15, 20, 245, 100, 0.4, BoxClass.OTHER_MARKER, text=reading, source="marker-yolo+read")
+        res = retainer(view, [box])[0]
+        return res.action, res.box.text
+
+    assert decided("2024", "2024") == (BoxAction.REDACTED, "2024")
+    assert reads == []
+    assert decided("DEX", "DBX") == (BoxAction.KEPT_LATERALITY, "DEX")
+    assert reads
+
+
 def test_a_box_on_part_of_a_line_the_recognizer_cannot_read_fills_the_text_region_around_it() -> None:
     """The marker detector boxed one letter of a mirrored line, too square a box to follow along its line; the
     OCR detector's region around it, unread, holds the whole line: the fill spans that region. A region many times

@@ -46,11 +46,16 @@ def read_dicom(path: Path) -> FileDataset:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit; the first page of a multi-page TIFF only."""
+    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit. A TIFF of several pages is refused: its output
+    would hold the first page alone, and the pages after it would be lost without a word."""
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ReadError("not a readable image file; it may be corrupt or truncated")
+    pages = _tiff_pages(data)
+    if pages > 1:
+        raise UnsupportedPixelData(f"a TIFF of {pages} pages (images); only single-page images are redacted. "
+                                   "Split it into one file per page (for example with tiffsplit) and run again")
     if img.ndim == 3 and img.shape[2] == 4:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     elif img.ndim == 3 and img.shape[2] == 3:
@@ -62,6 +67,15 @@ def read_image(path: Path) -> np.ndarray:
     if img.dtype not in (np.uint8, np.uint16):
         raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
     return img
+
+
+def _tiff_pages(data: np.ndarray) -> int:
+    """How many pages a TIFF file holds (1 for any other format, and for a TIFF whose pages cannot be counted:
+    the first page then decoded, so the file is readable)."""
+    if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return 1
+    ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+    return len(pages) if ok else 1
 
 
 def read_frames(path: Path) -> PixelFrames:

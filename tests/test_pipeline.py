@@ -53,6 +53,8 @@ def build_input(root: Path) -> None:
     ds.save_as(root / "gen" / "signed16.dcm", write_like_original=False)
     img = to_stored(burn(phantom(700, 700, 7), [Burn("JOHNSON 1984-02-11", 30, 30, 22)]), 8, False)
     cv2.imwrite(str(root / "gen" / "photo.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    cv2.imwritemulti(str(root / "bad" / "pages.tif"), [img, 255 - img])  # a second page would be lost
+    cv2.imwrite(str(root / "gen" / "page.tif"), img)
     _sr().save_as(root / "gen" / "report_sr.dcm", write_like_original=False)
     rg1 = pydicom_data("RG1_UNCR.dcm").read_bytes()
     (root / "bad" / "truncated.dcm").write_bytes(rg1[: len(rg1) // 3])
@@ -91,7 +93,8 @@ def test_every_file_has_a_decision(job) -> None:
     decisions = {k: v["decision"] for k, v in job["records"].items()}
     assert decisions == {
         "notes.txt": "skipped", "bad/corrupt.dcm": "quarantined", "bad/truncated.dcm": "quarantined",
-        "bad/unsupported.dcm": "quarantined", "gen/photo.jpg": "written", "gen/report_sr.dcm": "skipped",
+        "bad/unsupported.dcm": "quarantined", "bad/pages.tif": "quarantined", "gen/photo.jpg": "written",
+        "gen/page.tif": "written", "gen/report_sr.dcm": "skipped",
         "gen/signed16.dcm": "written", "gen/deep/er/mono1_cr.dcm": "written", "real/RG1_J2KI.dcm": "written",
         "real/RG1_UNCR.dcm": "written", "real/RG3_J2KR.dcm": "written", "real/cat.dcm": "written",
         "us/GREYSCALE_IMAGE.dcm": "written", "us/RGB_IMAGE.dcm": "written",
@@ -100,8 +103,10 @@ def test_every_file_has_a_decision(job) -> None:
 
 
 def test_bad_inputs_are_quarantined_whole_with_a_reason(job) -> None:
-    reasons = {k: job["records"][k]["reason"] for k in ("bad/corrupt.dcm", "bad/truncated.dcm", "bad/unsupported.dcm")}
+    reasons = {k: job["records"][k]["reason"]
+               for k in ("bad/corrupt.dcm", "bad/truncated.dcm", "bad/unsupported.dcm", "bad/pages.tif")}
     assert "corrupt" in reasons["bad/corrupt.dcm"]
+    assert "TIFF of 2 pages" in reasons["bad/pages.tif"]
     assert "truncated" in reasons["bad/truncated.dcm"] or "length" in reasons["bad/truncated.dcm"]
     assert "unsupported transfer syntax" in reasons["bad/unsupported.dcm"]
     for rel in reasons:

@@ -115,9 +115,11 @@ class VerifyConfig:
     min_height: int = 8  # words shorter than this (pixels, at the verifier's scale) are texture, not text
     min_chars: int = 2  # alphanumeric characters in a word for it to count as surviving text
     max_frames: int = 8  # frames checked per multi-frame object (evenly spaced, plus first and last)
+    timeout_s: float = 60.0  # Tesseract's time per view; longer (a page of white specks took 48 s) -> quarantine
 
     def __post_init__(self) -> None:
         _check(0 <= self.min_confidence <= 100, "verify.min_confidence must be in [0, 100]")
+        _check(self.timeout_s > 0, "verify.timeout_s must be > 0")
         _check(self.min_chars >= 1, "verify.min_chars must be >= 1")
         _check(self.min_height >= 1, "verify.min_height must be >= 1")
         _check(self.long_side >= 320, "verify.long_side must be >= 320")

@@ -33,7 +33,7 @@ from .records import ImageRecord, box_record, write_summary
 from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
 from .text_lines import bridged_doubts, continued, spanning_unread
-from .verify import build_verifier
+from .verify import VerifierTimeout, build_verifier
 
 log = logging.getLogger("radiograph_deid")
 
@@ -268,7 +268,11 @@ class Redactor:
             return
         findings = []
         for name, view in frame_views(px, self.cfg.verify.max_frames):
-            findings += [(name, f) for f in self.verifier(view, kept)]
+            try:
+                findings += [(name, f) for f in self.verifier(view, kept)]
+            except VerifierTimeout as exc:
+                raise StageError(Stage.VERIFY, f"the safety net could not check the image: {exc} (a page of noise "
+                                               "or dense texture); review by hand, or raise verify.timeout_s") from None
         rec.verification = {
             "engine": self.cfg.verify.engine, "checked": True,
             "findings": [{"box": f.box.as_list(), "confidence": f.confidence, "chars": f.n_chars, "view": n}

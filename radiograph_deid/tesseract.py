@@ -22,11 +22,22 @@ def _with_file(gray: np.ndarray, call: Any, config: str, **kwargs: Any) -> Any:
         return call(path, config=config, **kwargs)
 
 
-def image_to_data(gray: np.ndarray, config: str) -> dict[str, list[Any]]:
-    """Tesseract's words with boxes and confidences (pytesseract's DICT output) for an 8-bit grey image."""
+class TesseractTimeout(RuntimeError):
+    """Tesseract did not finish within the time it was given (its process is killed)."""
+
+
+def image_to_data(gray: np.ndarray, config: str, timeout_s: float = 0) -> dict[str, list[Any]]:
+    """Tesseract's words with boxes and confidences (pytesseract's DICT output) for an 8-bit grey image; with
+    ``timeout_s`` (0: none), TesseractTimeout when it takes longer."""
     import pytesseract
 
-    return _with_file(gray, pytesseract.image_to_data, config, output_type=pytesseract.Output.DICT)  # type: ignore[no-any-return]
+    try:
+        return _with_file(gray, pytesseract.image_to_data, config,  # type: ignore[no-any-return]
+                          output_type=pytesseract.Output.DICT, timeout=timeout_s)
+    except RuntimeError as exc:
+        if "timeout" in str(exc).lower():
+            raise TesseractTimeout(f"Tesseract took longer than {timeout_s:g} s") from exc
+        raise
 
 
 def image_to_string(gray: np.ndarray, config: str) -> str:

@@ -23,6 +23,10 @@ class VerifierUnavailable(RuntimeError):
     pass
 
 
+class VerifierTimeout(RuntimeError):
+    """The verifier could not finish a view in the time it is given: the image is not checked."""
+
+
 @dataclass(frozen=True)
 class Finding:
     """Text that survived redaction; its content is PHI and is not kept."""
@@ -49,7 +53,7 @@ class TesseractVerifier:
         scale = min(self.cfg.long_side / max(h, w), 2.0)
         small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-        data = tesseract.image_to_data(small, "--psm 11")
+        data = self._read(small, "--psm 11")
         findings = []
         for text, conf, x, y, bw, bh in zip(data["text"], data["conf"], data["left"], data["top"],
                                             data["width"], data["height"]):
@@ -62,6 +66,13 @@ class TesseractVerifier:
                 findings.append(Finding(box, float(conf), n_chars))
         return findings
 
+    def _read(self, gray: np.ndarray, config: str) -> dict:
+        """Tesseract's words, or VerifierTimeout past ``timeout_s``: a view left unchecked is never passed."""
+        try:
+            return tesseract.image_to_data(gray, config, self.cfg.timeout_s)
+        except tesseract.TesseractTimeout as exc:
+            raise VerifierTimeout(str(exc)) from None
+
     def _confirmed(self, gray: np.ndarray, box: Box) -> bool:
         """Re-read the word alone, padded and scaled to ~40 px high, as one text line (--psm 7).
 
@@ -71,7 +82,7 @@ class TesseractVerifier:
         crop = gray[max(0, box.y0 - pad) : box.y1 + pad, max(0, box.x0 - pad) : box.x1 + pad]
         zoom = max(1.0, 40.0 / max(1, box.height))
         crop = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        data = tesseract.image_to_data(crop, "--psm 7")
+        data = self._read(crop, "--psm 7")
         return any(sum(c.isalnum() for c in t) >= self.cfg.min_chars and float(c) >= self.cfg.min_confidence
                    for t, c in zip(data["text"], data["conf"]))
 

@@ -254,6 +254,22 @@ def test_verifier_quarantines_text_the_detector_missed(job, tmp_path: Path) -> N
     assert sha256(Path(f"{(tmp_path / 'out').resolve()}_quarantine") / "x.dcm") == sha256(inp / "x.dcm")
 
 
+def test_an_image_the_verifier_cannot_check_in_time_is_quarantined(job, tmp_path: Path) -> None:
+    """Tesseract took 48 s on a 900 x 700 black page with a tenth of its pixels white specks; past
+    ``verify.timeout_s`` its process is killed and the image, unchecked, goes to quarantine with the reason, never
+    to OUTPUT."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    noise = np.random.default_rng(0).random((900, 700)) < 0.1
+    cv2.imwrite(str(inp / "noise.png"), noise.astype(np.uint8) * 255)
+    cfg = replace(job["cfg"], verify=replace(job["cfg"].verify, timeout_s=1.0))
+    summary = run(inp, tmp_path / "out", cfg, progress=False, redactor=Redactor(cfg, detector=_BlindDetector()))
+    (rec,) = summary["images_detail"]
+    assert (rec["decision"], rec["stage"]) == ("quarantined", "verify")
+    assert "longer than 1 s" in rec["reason"] and "verify.timeout_s" in rec["reason"]
+    assert not (tmp_path / "out" / "noise.png").exists()
+
+
 def test_multiframe_static_text_is_filled_in_every_frame(job, tmp_path: Path) -> None:
     base = phantom(384, 384, 9)
     frames = np.stack([to_stored(burn(np.roll(base, 8 * i, axis=1), [Burn("DOE JANE 0048", 20, 20, 18)]), 8, False)

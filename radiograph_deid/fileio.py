@@ -42,7 +42,22 @@ def read_dicom(path: Path) -> FileDataset:
         raise ReadError(f"not a readable DICOM file ({type(exc).__name__}); the file may be corrupt or truncated") from exc
     if "SOPClassUID" not in ds and "PixelData" not in ds:
         raise ReadError("no DICOM attributes could be read; the file is corrupt or not DICOM")
+    _complete_meta(ds)
     return ds
+
+
+def _complete_meta(ds: FileDataset) -> None:
+    """A dataset stored without its File Meta Information (no preamble, no "DICM": how older systems export) is
+    read in the encoding pydicom finds; the meta is completed from that encoding and the dataset's own SOP UIDs,
+    so its pixels decode and its output is a DICOM Part 10 file (it was quarantined as undecodable)."""
+    meta = ds.file_meta
+    if "TransferSyntaxUID" not in meta:
+        meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if ds.is_implicit_VR else
+                                  pydicom.uid.ExplicitVRLittleEndian if ds.is_little_endian else
+                                  pydicom.uid.ExplicitVRBigEndian)
+    for meta_kw, kw in (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        if meta_kw not in meta and kw in ds:
+            setattr(meta, meta_kw, ds[kw].value)
 
 
 def read_image(path: Path) -> np.ndarray:

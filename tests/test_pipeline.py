@@ -144,6 +144,25 @@ def test_header_is_deidentified_and_burned_in_annotation_set_after_pixels(job) -
         assert value not in text
 
 
+def test_a_dicom_stored_without_its_file_meta_is_redacted_and_written_as_part_10(job, tmp_path: Path) -> None:
+    """Older systems export a bare dataset (no preamble, no "DICM", no File Meta Information); it was quarantined
+    as undecodable. It is read in the encoding found, redacted, and written with its meta completed."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds, _ = sample_radiograph(512, 512, "MONOCHROME2", 12, "DX", seed=3)
+    pixels = ds.pixel_array
+    ds.preamble, ds.file_meta, ds.is_implicit_VR, ds.is_little_endian = None, FileMetaDataset(), True, True
+    ds.save_as(inp / "bare.dcm", write_like_original=True)
+    assert (inp / "bare.dcm").read_bytes()[128:132] != b"DICM"
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    (rec,) = summary["images_detail"]
+    assert rec["decision"] == "written" and rec["boxes_redacted"] > 0, rec["reason"]
+    out = pydicom.dcmread(tmp_path / "out" / "bare.dcm")  # no force: a Part 10 file
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != ds.SOPInstanceUID
+    assert "DOE" not in str(out.PatientName) and out.BurnedInAnnotation == "NO"
+    assert not np.array_equal(out.pixel_array, pixels)
+
+
 def test_pixels_bit_identical_when_nothing_found(job) -> None:
     """Every written DICOM on which nothing was filled keeps its pixel bytes and syntax (the real lossy JPEG 2000
     chest among them). The shipped detector puts one false box on bone edges of its uncompressed twin, RG1_UNCR

@@ -61,8 +61,9 @@ def _complete_meta(ds: FileDataset) -> None:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit. A TIFF of several pages is refused: its output
-    would hold the first page alone, and the pages after it would be lost without a word."""
+    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit, turned upright as its EXIF Orientation says. A
+    TIFF of several pages is refused: its output would hold the first page alone, and the pages after it would be
+    lost without a word."""
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
@@ -81,13 +82,47 @@ def read_image(path: Path) -> np.ndarray:
         img = np.ascontiguousarray(img[..., 0])  # grey stored as RGB
     if img.dtype not in (np.uint8, np.uint16):
         raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
-    return img
+    return upright(img, _exif_orientation(data))
+
+
+# EXIF Orientation (1-8): how the stored pixels are turned and flipped to be seen upright
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The image as a viewer shows it under its EXIF ``orientation`` (1 or unknown: as stored)."""
+    turn = _UPRIGHT.get(orientation)
+    return img if turn is None else np.ascontiguousarray(turn(img))
+
+
+def _exif_orientation(data: np.ndarray) -> int:
+    """The EXIF Orientation of a JPEG or TIFF (1 where there is none). A phone's photograph of a screen is stored
+    sideways with a tag that turns it upright: the output (a PNG, with no EXIF: it may hold a place and a time)
+    would be seen sideways, and its text would run up the image."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    if data[:2].tobytes() != b"\xff\xd8" and data[:4].tobytes() not in _TIFF_MAGIC:
+        return 1  # a PNG's EXIF may follow its pixels, read only by decoding them all
+    try:
+        with Image.open(BytesIO(data.tobytes())) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:  # no EXIF a reader understands: the pixels as stored
+        return 1
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, either byte order
 
 
 def _tiff_pages(data: np.ndarray) -> int:
     """How many pages a TIFF file holds (1 for any other format, and for a TIFF whose pages cannot be counted:
     the first page then decoded, so the file is readable)."""
-    if data[:4].tobytes() not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if data[:4].tobytes() not in _TIFF_MAGIC:
         return 1
     ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
     return len(pages) if ok else 1

@@ -86,6 +86,27 @@ def test_ybr_jpeg_baseline_is_converted_to_rgb() -> None:
     assert black_value(px) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_photograph_is_read_upright_as_its_exif_orientation_says(tmp_path: Path, orientation: int) -> None:
+    """A phone stores a photograph of a screen sideways with an EXIF Orientation that turns it upright; the image
+    is read as Pillow's exif_transpose shows it (the output PNG has no EXIF, and was seen sideways)."""
+    from PIL import Image, ImageOps
+
+    from radiograph_deid.fileio import read_image
+
+    pattern = np.add.outer(np.arange(60), 2 * np.arange(90)).astype(np.uint8)
+    pattern[5:20, 60:85] = 255  # a block in one corner: no turn or flip maps the pattern onto itself
+    path = tmp_path / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pattern).save(path, quality=100, exif=exif)
+    with Image.open(path) as im:
+        seen = np.asarray(ImageOps.exif_transpose(im))
+    read = read_image(path)
+    assert read.shape == seen.shape
+    assert np.abs(read.astype(int) - seen.astype(int)).max() <= 3
+
+
 def test_keep_mask_leaves_glyph_pixels() -> None:
     ds, _ = sample_radiograph(64, 64)
     px = decode_dataset(ds)

@@ -348,9 +348,7 @@ class Redactor:
         if ds is not None:
             self._write_dicom(ds, px, out_root, rel, rec)
         else:
-            dst = out_root / rel
-            if dst.suffix.lower() not in (".png", ".tif", ".tiff"):
-                dst = dst.with_suffix(".png")  # never re-encode JPEG lossily
+            dst = out_root / image_output(rel)
             write_image_atomic(px.frames[0], dst)
             rec.output = dst.relative_to(out_root).as_posix()
         rec.decision = Decision.WRITTEN
@@ -363,6 +361,13 @@ class Redactor:
             self.header.stamp_methods(ds, pixels_cleaned=self.verifier is not None)
         write_dicom_atomic(ds, out_root / rel)
         rec.output = rel.as_posix()
+
+
+def image_output(rel: Path) -> Path:
+    """Where an image's output goes: its own path for a PNG or TIFF; a JPEG's is a PNG named after the whole
+    input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of another input's output
+    (written "x.png", a JPEG replaced the PNG "x.png" beside it)."""
+    return rel if rel.suffix.lower() in (".png", ".tif", ".tiff") else rel.with_name(rel.name + ".png")
 
 
 # -- a folder -----------------------------------------------------------------------------------------------------

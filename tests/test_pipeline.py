@@ -211,10 +211,25 @@ def test_generated_text_is_removed_and_l_marker_survives(job) -> None:
 
 def test_jpeg_input_becomes_lossless_png(job) -> None:
     rec = job["records"]["gen/photo.jpg"]
-    assert rec["output"] == "gen/photo.png" and (job["out"] / "gen" / "photo.png").is_file()
+    assert rec["output"] == "gen/photo.jpg.png" and (job["out"] / "gen" / "photo.jpg.png").is_file()
     assert not (job["out"] / "gen" / "photo.jpg").exists()
-    img = cv2.imread(str(job["out"] / "gen" / "photo.png"), cv2.IMREAD_UNCHANGED)
+    img = cv2.imread(str(job["out"] / "gen" / "photo.jpg.png"), cv2.IMREAD_UNCHANGED)
     assert "JOHNSON" not in _ocr_oracle(img).upper()
+
+
+def test_a_jpeg_and_a_png_of_one_name_both_reach_output(job, tmp_path: Path) -> None:
+    """"x.jpg" was written as "x.png" and replaced the output of the PNG "x.png" beside it: one image lost."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i, name in enumerate(("x.jpg", "x.png", "x.jpeg")):
+        cv2.imwrite(str(inp / name), to_stored(phantom(300, 300, 20 + i), 8, False))
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    outputs = [d["output"] for d in summary["images_detail"]]
+    assert sorted(outputs) == ["x.jpeg.png", "x.jpg.png", "x.png"]
+    sources = {name: cv2.imread(str(inp / name), cv2.IMREAD_UNCHANGED) for name in ("x.jpg", "x.png", "x.jpeg")}
+    for name, src in sources.items():  # each output is its own input's image (nothing burned in: all but unchanged)
+        out = cv2.imread(str(tmp_path / "out" / ("x.png" if name == "x.png" else name + ".png")), cv2.IMREAD_UNCHANGED)
+        assert np.mean(out == src) > 0.95, name
 
 
 def test_signed_16_bit_output_round_trips(job) -> None:

@@ -1,6 +1,7 @@
 """The MONAI Label app in-process (FastAPI TestClient) on real DICOM: infer, labels, rounds, errors."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -93,6 +94,18 @@ def test_uploaded_dicom_comes_back_deidentified(server) -> None:
     assert r.status_code == 200, r.text
     ds = pydicom.dcmread(__import__("io").BytesIO(r.content))
     assert ds.PatientIdentityRemoved == "YES" and ds.SOPInstanceUID != pydicom.dcmread(deid_data("animals/cat.dcm")).SOPInstanceUID
+
+
+def test_a_stored_image_is_named_by_its_content_not_its_own_name(server) -> None:
+    """A site may name image files after its patients; a DICOM result is stored under its remapped SOP Instance
+    UID, and an image result now under its content's digest (it kept its own name, and two images of one name
+    from two folders would have been one file)."""
+    client, _, tmp = server
+    r = client.post("/infer/redact?image=bedside&output=image")
+    assert r.status_code == 200, r.text
+    digest = hashlib.sha256(r.content).hexdigest()[:32]
+    assert (tmp / "deidentified" / f"{digest}.png").read_bytes() == r.content
+    assert not (tmp / "deidentified" / "bedside.png").exists()
 
 
 def test_upload_that_is_not_an_image_gets_415_and_is_quarantined(server) -> None:

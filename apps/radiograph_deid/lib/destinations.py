@@ -1,6 +1,7 @@
 """Where de-identified results may also be stored: a folder or a second DICOMweb server, never the source."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Optional
@@ -21,9 +22,12 @@ class FolderDestination(Destination):
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def store(self, path: Path) -> str:
-        dst = self.folder / path.name
-        if is_dicom(path):  # name by the (remapped) SOP Instance UID: unique, and no PHI in file names
+        """Stored under a name that is unique and holds no PHI: a DICOM's (remapped) SOP Instance UID; an image's
+        content digest (by its own name, two images called x.png from two requests were one file)."""
+        if is_dicom(path):
             dst = self.folder / f"{pydicom.dcmread(str(path), stop_before_pixels=True).SOPInstanceUID}.dcm"
+        else:
+            dst = self.folder / f"{hashlib.sha256(path.read_bytes()).hexdigest()[:32]}{path.suffix.lower()}"
         copy_atomic(path, dst)
         return str(dst)
 

@@ -26,6 +26,7 @@ BOLD_COUNTER = (0.01, 0.12)  # ... enclosing a small counter (a solid D-shaped b
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
+RING_ASPECT = 1.15  # a ring's box is square; a "0" is taller (glyphs.lone_ring)
 TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"): taller than each of them by this
 APART = 0.15  # and set apart from them by this share of its height at least (the "L" of "Lee" stands closer)
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
@@ -298,6 +299,49 @@ def rotational_symmetry(tensor: np.ndarray) -> float:
     which a classifier trained on letters can take for an R, are (about 1.0)."""
     m = tensor > 0.5
     return float(min((m & np.rot90(m, k)).sum() / max(1, (m | np.rot90(m, k)).sum()) for k in (1, 2, 3)))
+
+
+def lone_ring(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
+    """Whether the box [x0, x1) x [y0, y1) of a grey view holds a ring alone on plain ground: an ECG electrode,
+    a nipple marker, a coin, a ring drawn round a finding. The marker detector boxes them as markers at 0.7; they
+    are no text, and filling one blacks out what it marks. Sampled around the box's centre (``cv2.warpPolar``)
+    on the view less its smooth lighting: at one radius (a quarter to two thirds of the box) ink of one polarity
+    stands on 85 % of the angles or more, and within the ring, and for 60 % of its radius beyond it, the ground
+    holds no ink of either polarity (a circled letter has its letter inside; a disc's halo is a disc inside).
+    A box more than 1.15 times as long as wide is no ring (a "0"), nor one the view's edge cuts."""
+    w, h = x1 - x0, y1 - y0
+    size = max(w, h)
+    if size < 8 or size > RING_ASPECT * min(w, h):
+        return False
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    reach = int(np.ceil(0.9 * size))
+    ax, ay = int(cx) - reach, int(cy) - reach
+    if ax < 0 or ay < 0 or ax + 2 * reach + 1 > gray.shape[1] or ay + 2 * reach + 1 > gray.shape[0]:
+        return False
+    raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
+    crop = raw.astype(np.float32)
+    flat = crop - cv2.GaussianBlur(crop, (0, 0), size / 2)
+    noise = 1.4826 * float(np.median(np.abs(raw.astype(np.int16) - cv2.medianBlur(raw, 3).astype(np.int16)))) + 0.5
+    # rows: 180 angles; columns: the radius, a pixel each
+    polar = cv2.warpPolar(flat, (reach, 180), (cx - ax, cy - ay), reach, cv2.WARP_POLAR_LINEAR)
+    for sign in (1.0, -1.0):
+        contrast = float(np.percentile(sign * polar[:, : int(0.6 * reach)], 95))
+        if contrast < 4 * noise:
+            continue
+        ink = (sign * polar > 0.5 * contrast).mean(axis=0)  # share of the angles inked, per radius
+        either = (np.abs(polar) > 0.5 * contrast).mean(axis=0)
+        k = int(np.argmax(ink[: int(0.7 * reach)]))
+        if ink[k] < 0.85 or not 0.25 * size <= k <= 0.65 * size:
+            continue
+        lo, hi = k, k
+        while lo > 0 and ink[lo - 1] >= 0.4:
+            lo -= 1
+        while hi < reach - 1 and ink[hi + 1] >= 0.4:
+            hi += 1
+        inside, outside = either[: max(1, lo - 1)], either[hi + 2 : min(reach, int(1.6 * k))]
+        if lo >= 2 and inside.max() <= 0.15 and (outside.size == 0 or outside.max() <= 0.3):
+            return True
+    return False
 
 
 def dominant_component(gray: np.ndarray) -> GlyphComponent | None:

@@ -30,6 +30,7 @@ from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fi
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
+from .glyphs import lone_ring
 from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
 from .text_lines import bridged_doubts, continued, spanning_unread
@@ -146,10 +147,10 @@ class MarkerDecider:
 
     def decide(self, view: np.ndarray, retain: bool = True) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
         """Detect and retain on one display view: the rejected proposals, and each box's fill and keep mask."""
-        found = self.detector(view)
+        gray = to_gray(view)
+        found = self._rings_spared(gray, self.detector(view))
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]
-        gray = to_gray(view)
         unread = [b for b, _ in rejected if b.source == TEXT_SOURCE]
         decided = [self._filled(gray, res, unread)
                    for res in (self.retainer if retain else self.cine_retainer)(view, text)]
@@ -165,6 +166,15 @@ class MarkerDecider:
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for _, line in bridged]
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
+
+    def _rings_spared(self, gray: np.ndarray, found: list[tuple[Box, BoxAction]]) -> list[tuple[Box, BoxAction]]:
+        """The marker detector's boxes that hold a ring alone (``glyphs.lone_ring``: an ECG electrode, a nipple
+        marker, a ring drawn round a finding) rejected: no text is in them, and a fill would black out what the
+        ring marks. Boxes any reader read stay as they are."""
+        if not self.cfg.detector.spare_rings:
+            return found
+        return [(b, BoxAction.REJECTED if a is not BoxAction.REJECTED and b.source == MARKER_SOURCE and not b.text
+                 and lone_ring(gray, b.x0, b.y0, b.x1, b.y1) else a) for b, a in found]
 
     def _filled(self, gray: np.ndarray, res: RetentionResult, unread: Sequence[Box] = ()) -> Decided:
         """The region a decided box fills (its margin; the rest of its text line, as its strokes continue and as

@@ -1057,6 +1057,36 @@ def test_evaluate_warns_when_the_synthetic_set_cannot_be_the_recorded_one(monkey
     assert "de-identification accuracy" in captured.out
 
 
+def test_a_ring_boxed_alone_is_not_filled_but_a_circled_letter_and_a_zero_are() -> None:
+    """The marker detector boxed a small bright ring on a chest film (an electrode or nipple marker) at 0.72: no
+    text, and its fill blacked out what it marked. A box holding a ring alone on plain ground is rejected; a ring
+    with a letter inside, a solid disc, a "0" (taller than wide) and a ring the text detector read are not."""
+    view = (phantom(200, 640, seed=11) * 120 + 40).astype(np.uint8)
+    cv2.circle(view, (50, 100), 14, 230, 3)  # the ring alone
+    cv2.circle(view, (160, 100), 24, 230, 3)  # a circled L
+    cv2.putText(view, "L", (150, 112), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 230, 3)
+    cv2.circle(view, (270, 100), 14, 230, -1)  # a disc
+    cv2.putText(view, "0", (360, 115), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 230, 3)
+    cv2.circle(view, (490, 100), 14, 230, 3)  # a ring read as "O" by the text detector
+    boxes = [Box(33, 83, 68, 118, 0.72, BoxClass.LATERALITY, source="marker-yolo"),
+             Box(132, 72, 189, 129, 0.8, BoxClass.LATERALITY, source="marker-yolo"),
+             Box(253, 83, 288, 118, 0.7, BoxClass.OTHER_MARKER, source="marker-yolo"),
+             Box(357, 84, 385, 118, 0.7, BoxClass.OTHER_MARKER, source="marker-yolo"),
+             Box(473, 83, 508, 118, 0.9, BoxClass.OTHER_MARKER, text="O", source="rapidocr-text")]
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(b, BoxAction.REDACTED) for b in boxes]
+
+    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert [b for b, _ in rejected] == boxes[:1]
+    assert [d.box.x0 for d in decided] == [b.x0 for b in boxes[1:]]
+    out = redacted_view(view, decided)
+    assert (out[83:118, 33:68] == view[83:118, 33:68]).all()  # the ring and the ground it marks stay
+    rejected, _ = MarkerDecider(load_config(overrides=["detector.spare_rings=false"]), Found()).decide(view)
+    assert rejected == []
+
+
 def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_letter_beside_it_is_kept() -> None:
     """The detector boxed the L of a dot-matrix "L:1.2 4711" surely and doubted the rest, dot cluster by dot
     cluster (a dot-matrix line has no strokes for line completion to follow): each doubt on the redacted box's

@@ -273,7 +273,7 @@ class LateralityRetainer:
             letter, score = self._letter(comp, second_opinion=False)
             if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), comp.mask)
-        word = "" if self._read_as_other(box) else self._word(crop)
+        word = "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text)))
         if word:
             return _kept(box, word, box.score, figure_mask(crop))
         return redact
@@ -345,17 +345,19 @@ class LateralityRetainer:
             return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)
         return "", p
 
-    def _word(self, crop: np.ndarray) -> str:
+    def _word(self, crop: np.ndarray, read: int = 0) -> str:
         """A laterality word of the vocabulary (LT, DX, I, ...), from the crop as it is or from its letters alone.
         A sure upright reading decides (a panel letter "a" is not turned until it reads G); otherwise any sure
         reading in another placement does (an S mirrored reads 2, so the surest placement cannot decide). The
-        word must explain as many letters as the crop holds (not the D of "ID")."""
+        word must explain as many letters as the crop holds (not the D of "ID"), and as many as the detector
+        stage ``read`` in its box: a doubted box on "DOE" cut through the O, read "DO", held one whole letter,
+        and its D was kept as the word for right (droite, derecha)."""
         if not self.words:
             return ""
         from .detector import orientations
 
         page = letters_page(crop)
-        least = 0 if page is None else page.count
+        least = max(read, 0 if page is None else page.count)
         if least > max(map(len, self.words)):
             return ""  # more letters than any word of the vocabulary has: no reading could be one
         views = [crop] if page is None else [crop, page.image]

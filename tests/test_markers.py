@@ -727,6 +727,18 @@ def test_a_box_read_surely_as_other_text_is_not_read_again_for_a_laterality_word
     assert reads
 
 
+def test_a_laterality_word_must_explain_every_letter_the_detector_stage_read_in_its_box() -> None:
+    """A doubted box on a name cut through its second letter ("DOE": the D whole, the O cut by the box's edge)
+    was read "DO"; its letters alone are one D, which the word reading took for the word for right and kept.
+    A word must explain as many letters as the box was read as holding."""
+    view = (burn(np.full((120, 300), 0.3, np.float32), [Burn("DOE", 30, 30, 50, 0.9, 5)]) * 255).astype(np.uint8)
+    ink = np.nonzero((view > 150).any(axis=0))[0]
+    cut = int(ink[0] + 0.55 * (ink[-1] - ink[0]))  # through the O
+    box = Box(18, 18, cut, 96, 0.3, BoxClass.OTHER_MARKER, text="DO", source="marker-yolo+read")
+    res = LateralityRetainer(RetentionConfig())(view, [box])[0]
+    assert (res.action, res.box.text) == (BoxAction.REDACTED, "DO")
+
+
 def test_a_box_on_part_of_a_line_the_recognizer_cannot_read_fills_the_text_region_around_it() -> None:
     """The marker detector boxed one letter of a mirrored line, too square a box to follow along its line; the
     OCR detector's region around it, unread, holds the whole line: the fill spans that region. A region many times

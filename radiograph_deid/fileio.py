@@ -120,12 +120,21 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Bi
 
 
 def _tiff_pages(data: np.ndarray) -> int:
-    """How many pages a TIFF file holds (1 for any other format, and for a TIFF whose pages cannot be counted:
-    the first page then decoded, so the file is readable)."""
+    """How many pages a TIFF file holds (1 for any other format): counted along its directory chain by Pillow,
+    without decoding them, or, where Pillow cannot open it, by decoding every page (1 if none decodes: the first
+    page was, so the file is readable)."""
+    from io import BytesIO
+
+    from PIL import Image
+
     if data[:4].tobytes() not in _TIFF_MAGIC:
         return 1
-    ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
-    return len(pages) if ok else 1
+    try:
+        with Image.open(BytesIO(data.tobytes())) as im:
+            return int(getattr(im, "n_frames", 1))
+    except Exception:  # a TIFF Pillow cannot read (an exotic compression): OpenCV decodes its pages
+        ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+        return len(pages) if ok else 1
 
 
 def read_frames(path: Path) -> PixelFrames:

@@ -26,11 +26,11 @@ from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
                      write_dicom_atomic, write_image_atomic)
+from .glyphs import lone_ring
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record, write_summary
-from .glyphs import lone_ring
 from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
 from .rulers import SOURCE as RULER
 from .text_lines import bridged_doubts, continued, spanning_unread

@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="radiograph-deid", description="Make radiographs safe to share.")
     p.add_argument("--version", action="version", version=f"radiograph-deid {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("redact", help="de-identify every DICOM/PNG/JPEG/TIFF under INPUT into OUTPUT",
+    r = sub.add_parser("redact", help="de-identify every DICOM/PNG/JPEG/TIFF/BMP/JP2 under INPUT into OUTPUT",
                        description="De-identify headers and burned-in text. Files that fail any stage are copied "
                        "untouched to the quarantine folder (default: OUTPUT_quarantine) with a reason; "
                        "a rerun resumes and skips finished files.")

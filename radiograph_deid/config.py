@@ -27,7 +27,7 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass(frozen=True)
 class InputConfig:
-    image_extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+    image_extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".jp2")
     max_pixels_per_frame: int = 80_000_000  # larger frames are quarantined rather than exhausting memory
     max_frames: int = 2000
     non_image: NonImagePolicy = NonImagePolicy.SKIP

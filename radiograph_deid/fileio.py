@@ -61,9 +61,9 @@ def _complete_meta(ds: FileDataset) -> None:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """PNG/JPEG/TIFF as (H, W) or (H, W, 3) RGB, 8 or 16 bit, turned upright as its EXIF Orientation says. A
-    TIFF of several pages is refused: its output would hold the first page alone, and the pages after it would be
-    lost without a word."""
+    """PNG/JPEG/TIFF/BMP/JPEG 2000 as (H, W) or (H, W, 3) RGB, 8 or 16 bit, turned upright as its EXIF
+    Orientation says. A TIFF of several pages is refused: its output would hold the first page alone, and the
+    pages after it would be lost without a word."""
     data = np.fromfile(str(path), dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:

@@ -374,9 +374,9 @@ class Redactor:
 
 
 def image_output(rel: Path) -> Path:
-    """Where an image's output goes: its own path for a PNG or TIFF; a JPEG's is a PNG named after the whole
-    input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of another input's output
-    (written "x.png", a JPEG replaced the PNG "x.png" beside it)."""
+    """Where an image's output goes: its own path for a PNG or TIFF; any other's (JPEG, BMP, JPEG 2000) is a PNG
+    named after the whole input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of
+    another input's output (written "x.png", a JPEG replaced the PNG "x.png" beside it)."""
     return rel if rel.suffix.lower() in (".png", ".tif", ".tiff") else rel.with_name(rel.name + ".png")
 
 

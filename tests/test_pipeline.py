@@ -217,6 +217,20 @@ def test_jpeg_input_becomes_lossless_png(job) -> None:
     assert "JOHNSON" not in _ocr_oracle(img).upper()
 
 
+@pytest.mark.parametrize("ext", [".bmp", ".jp2"])
+def test_bmp_and_jpeg_2000_images_are_redacted_to_png(job, tmp_path: Path, ext: str) -> None:
+    """A scanner's BMP or a standalone JPEG 2000 file was skipped as "not a supported image"."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    img = to_stored(burn(phantom(600, 600, 8), [Burn("JOHNSON 1984-02-11", 30, 30, 24)]), 8, False)
+    cv2.imwrite(str(inp / f"scan{ext}"), img)
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    (rec,) = summary["images_detail"]
+    assert (rec["decision"], rec["output"]) == ("written", f"scan{ext}.png"), rec["reason"]
+    out = cv2.imread(str(tmp_path / "out" / f"scan{ext}.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == img.shape and "JOHNSON" not in _ocr_oracle(out).upper()
+
+
 def test_a_jpeg_and_a_png_of_one_name_both_reach_output(job, tmp_path: Path) -> None:
     """"x.jpg" was written as "x.png" and replaced the output of the PNG "x.png" beside it: one image lost."""
     inp = tmp_path / "in"

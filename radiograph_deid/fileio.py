@@ -68,7 +68,7 @@ def read_image(path: Path) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ReadError("not a readable image file; it may be corrupt or truncated")
-    pages = _tiff_pages(data)
+    pages, orientation = _pages_and_orientation(data)
     if pages > 1:
         raise UnsupportedPixelData(f"a TIFF of {pages} pages (images); only single-page images are redacted. "
                                    "Split it into one file per page (for example with tiffsplit) and run again")
@@ -82,7 +82,7 @@ def read_image(path: Path) -> np.ndarray:
         img = np.ascontiguousarray(img[..., 0])  # grey stored as RGB
     if img.dtype not in (np.uint8, np.uint16):
         raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
-    return upright(img, _exif_orientation(data))
+    return upright(img, orientation)
 
 
 # EXIF Orientation (1-8): how the stored pixels are turned and flipped to be seen upright
@@ -91,6 +91,7 @@ _UPRIGHT = {
     5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
     8: lambda a: np.rot90(a, 1),
 }
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, either byte order
 
 
 def upright(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -99,42 +100,28 @@ def upright(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if turn is None else np.ascontiguousarray(turn(img))
 
 
-def _exif_orientation(data: np.ndarray) -> int:
-    """The EXIF Orientation of a JPEG or TIFF (1 where there is none). A phone's photograph of a screen is stored
-    sideways with a tag that turns it upright: the output (a PNG, with no EXIF: it may hold a place and a time)
-    would be seen sideways, and its text would run up the image."""
+def _pages_and_orientation(data: np.ndarray) -> tuple[int, int]:
+    """(pages, EXIF Orientation) of an image file's bytes, read by Pillow from its headers without decoding
+    pixels; (1, 1) where there is nothing to read. Only a TIFF has pages (where Pillow cannot open one, an exotic
+    compression, OpenCV decodes them to count; 1 if none decodes: the first page was). Only a JPEG's or a
+    TIFF's orientation is read: a PNG's EXIF may follow its pixels, read only by decoding them all. A phone's
+    photograph of a screen is stored sideways with a tag that turns it upright; the output (a PNG, with no EXIF:
+    it may hold a place and a time) would be seen sideways, and its text would run up the image."""
     from io import BytesIO
 
     from PIL import Image
 
-    if data[:2].tobytes() != b"\xff\xd8" and data[:4].tobytes() not in _TIFF_MAGIC:
-        return 1  # a PNG's EXIF may follow its pixels, read only by decoding them all
+    tiff = data[:4].tobytes() in _TIFF_MAGIC
+    if not tiff and data[:2].tobytes() != b"\xff\xd8":
+        return 1, 1
     try:
         with Image.open(BytesIO(data.tobytes())) as im:
-            return int(im.getexif().get(0x0112, 1))
-    except Exception:  # no EXIF a reader understands: the pixels as stored
-        return 1
-
-
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, either byte order
-
-
-def _tiff_pages(data: np.ndarray) -> int:
-    """How many pages a TIFF file holds (1 for any other format): counted along its directory chain by Pillow,
-    without decoding them, or, where Pillow cannot open it, by decoding every page (1 if none decodes: the first
-    page was, so the file is readable)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    if data[:4].tobytes() not in _TIFF_MAGIC:
-        return 1
-    try:
-        with Image.open(BytesIO(data.tobytes())) as im:
-            return int(getattr(im, "n_frames", 1))
-    except Exception:  # a TIFF Pillow cannot read (an exotic compression): OpenCV decodes its pages
+            return (int(getattr(im, "n_frames", 1)) if tiff else 1), int(im.getexif().get(0x0112, 1))
+    except Exception:  # nothing Pillow understands: the pixels as stored
+        if not tiff:
+            return 1, 1
         ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
-        return len(pages) if ok else 1
+        return (len(pages) if ok else 1), 1
 
 
 def read_frames(path: Path) -> PixelFrames:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import cv2
 import numpy as np
 
+from .pixels.display import pixel_noise
+
 if TYPE_CHECKING:
     from .labels import LabelledImage
 
@@ -321,7 +323,7 @@ def lone_ring(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
     raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
     crop = raw.astype(np.float32)
     flat = crop - cv2.GaussianBlur(crop, (0, 0), size / 2)
-    noise = 1.4826 * float(np.median(np.abs(raw.astype(np.int16) - cv2.medianBlur(raw, 3).astype(np.int16)))) + 0.5
+    noise = pixel_noise(raw, most_rows=len(raw)) + 0.5  # every row of the crop
     # rows: 180 angles; columns: the radius, a pixel each
     polar = cv2.warpPolar(flat, (reach, 180), (cx - ax, cy - ay), reach, cv2.WARP_POLAR_LINEAR)
     for sign in (1.0, -1.0):

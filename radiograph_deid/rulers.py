@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .boxes import Box, true_runs
+from .pixels.display import pixel_noise
 
 SOURCE = "ruler"  # Box.source of a ruler's box: a line of labels, never a laterality marker
 
@@ -47,7 +48,8 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
     with ``lineless``, also over rows of ticks drawn with no line."""
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("find_rulers expects a 2-D uint8 display image")
-    g = replace(geometry, min_contrast=max(geometry.min_contrast, int(np.ceil(geometry.noise_contrast * _noise(gray)))))
+    floor = int(np.ceil(geometry.noise_contrast * pixel_noise(gray)))
+    g = replace(geometry, min_contrast=max(geometry.min_contrast, floor))
     lined: list[Box] = []
     ticks: list[Box] = []
     for polarity in (gray, 255 - gray):  # bright strokes and dark
@@ -81,13 +83,6 @@ def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeomet
         found += [replace(b, x0=2 * b.x0, y0=2 * b.y0, x1=min(cols, 2 * b.x1), y1=min(rows, 2 * b.y1))
                   for b in find_rulers(half, geometry)]
     return found
-
-
-def _noise(gray: np.ndarray) -> float:
-    """Pixel noise (robust standard deviation of the difference from the 3x3 median) on a sample of rows."""
-    sample = gray[:: max(1, gray.shape[0] // 256)]
-    diff = sample.astype(np.int16) - cv2.medianBlur(sample, 3).astype(np.int16)
-    return 1.4826 * float(np.median(np.abs(diff)))
 
 
 def _strokes(gray: np.ndarray, kernel: tuple[int, int], min_contrast: int) -> np.ndarray:

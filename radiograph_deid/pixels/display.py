@@ -1,10 +1,19 @@
 """8-bit views of stored values for the detectors; never written anywhere."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..enums import Photometric
 from .decode import PixelFrames
+
+
+def pixel_noise(gray: np.ndarray, most_rows: int = 256) -> float:
+    """Pixel noise of an 8-bit view: the robust standard deviation of its difference from the 3x3 median, on at
+    most about ``most_rows`` evenly spaced rows. Strokes, edges and smooth lighting barely move it."""
+    sample = gray[:: max(1, gray.shape[0] // most_rows)]
+    diff = sample.astype(np.int16) - cv2.medianBlur(sample, 3).astype(np.int16)
+    return 1.4826 * float(np.median(np.abs(diff)))
 
 
 def _window(values: np.ndarray, low_pct: float = 0.1, high_pct: float = 99.9) -> np.ndarray:

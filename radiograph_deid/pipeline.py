@@ -310,10 +310,7 @@ class Redactor:
         self._lap(rec)  # the last stage, whichever way it ended
         if rec.decision is Decision.QUARANTINED:
             rec.reason = rec.reason or f"stopped at {rec.stage.value} without a result; please report"
-            rec.output = ""
-            rec.pixels_modified = False
-            copy_atomic(src, quarantine / rel)
-            write_bytes_atomic(quarantine / (rel.as_posix() + ".reason.json"), rec.to_json().encode())
+            to_quarantine(src, rel, quarantine, rec)
         rec.seconds = time.perf_counter() - t0
         return rec
 
@@ -373,6 +370,28 @@ class Redactor:
         rec.output = rel.as_posix()
 
 
+def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> None:
+    """The input copied untouched to the quarantine folder, its record (with the reason) beside it."""
+    rec.output = ""
+    rec.pixels_modified = False
+    copy_atomic(src, quarantine / rel)
+    write_bytes_atomic(quarantine / (rel.as_posix() + ".reason.json"), rec.to_json().encode())
+
+
+def output_clashes(files: Sequence[Path], base: Path, image_extensions: Sequence[str]) -> dict[Path, str]:
+    """Images whose output name (``image_output``: "x.jpg" is written "x.jpg.png") is another input's own path
+    in the run, with the reason: both would be written there, one over the other. The renamed one is refused."""
+    names = {src.relative_to(base) for src in files}
+    clashes = {}
+    for src in files:
+        rel = src.relative_to(base)
+        target = image_output(rel)
+        if target != rel and target in names and src.suffix.lower() in image_extensions and not is_dicom(src):
+            clashes[src] = (f"its output would be written as {target.name}, the name of another input beside it; "
+                            "rename one of them and rerun")
+    return clashes
+
+
 def image_output(rel: Path) -> Path:
     """Where an image's output goes: its own path for a PNG or TIFF; any other's (JPEG, BMP, JPEG 2000) is a PNG
     named after the whole input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of
@@ -400,6 +419,8 @@ def _done(record_path: Path, src: Path, out_root: Path) -> bool:
     st = src.stat()
     if (rec.input_size, rec.input_mtime_ns) != (st.st_size, st.st_mtime_ns):
         return False
+    if rec.decision is Decision.QUARANTINED and rec.stage is Stage.WRITE:
+        return False  # refused when writing (its output name taken, the disk full): tried again
     return rec.decision is not Decision.WRITTEN or (out_root / rec.output).is_file()
 
 
@@ -426,16 +447,22 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     records_dir = out / cfg.output.records_dir
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp))
+    clashes = output_clashes(files, base, cfg.input.image_extensions)
     done: dict[Path, ImageRecord] = {}
     pending: list[tuple[Path, Path, Path]] = []
+    resumed = 0
     for src in files:
         rel = src.relative_to(base)
         rec_path = records_dir / "records" / (rel.as_posix() + ".json")
-        if cfg.output.resume and rec_path.is_file() and _done(rec_path, src, out):
+        if src in clashes:
+            done[src] = _refused(src, rel, quarantine, clashes[src])
+            write_bytes_atomic(rec_path, done[src].to_json().encode())
+            log.warning("quarantined %s at write: %s", rel.as_posix(), done[src].reason)
+        elif cfg.output.resume and rec_path.is_file() and _done(rec_path, src, out):
             done[src] = ImageRecord.from_json(rec_path.read_text())
+            resumed += 1
         else:
             pending.append((src, rel, rec_path))
-    resumed = len(done)
     workers = worker_count(workers, len(pending))
     bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
     for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
@@ -451,6 +478,15 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+def _refused(src: Path, rel: Path, quarantine: Path, reason: str) -> ImageRecord:
+    """The record of an input refused before it was read, copied to quarantine."""
+    st = src.stat()
+    rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
+                      decision=Decision.QUARANTINED, stage=Stage.WRITE, reason=reason)
+    to_quarantine(src, rel, quarantine, rec)
+    return rec
 
 
 def worker_count(requested: int, files: int) -> int:

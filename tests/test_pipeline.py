@@ -246,6 +246,28 @@ def test_a_jpeg_and_a_png_of_one_name_both_reach_output(job, tmp_path: Path) -> 
         assert np.mean(out == src) > 0.95, name
 
 
+def test_an_image_whose_output_name_is_another_input_goes_to_quarantine(job, tmp_path: Path) -> None:
+    """"x.jpg" is written as "x.jpg.png": an input of that name beside it was written to the same path, and one of
+    the two outputs replaced the other. The renamed one is quarantined, the other written; once the clash is
+    gone, a rerun writes it."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i, name in enumerate(("x.jpg", "x.jpg.png")):
+        cv2.imwrite(str(inp / name), to_stored(phantom(300, 300, 30 + i), 8, False))
+    out = tmp_path / "out"
+    summary = run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    recs = {d["input"]: d for d in summary["images_detail"]}
+    assert (recs["x.jpg.png"]["decision"], recs["x.jpg.png"]["output"]) == ("written", "x.jpg.png")
+    assert recs["x.jpg"]["decision"] == "quarantined" and "rename" in recs["x.jpg"]["reason"]
+    quarantine = Path(f"{out.resolve()}_quarantine")
+    assert (quarantine / "x.jpg").read_bytes() == (inp / "x.jpg").read_bytes()
+    written = cv2.imread(str(out / "x.jpg.png"), cv2.IMREAD_UNCHANGED)
+    assert np.mean(written == cv2.imread(str(inp / "x.jpg.png"), cv2.IMREAD_UNCHANGED)) > 0.95
+    (inp / "x.jpg.png").rename(inp / "y.png")
+    again = {d["input"]: d for d in run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["images_detail"]}
+    assert (again["x.jpg"]["decision"], again["x.jpg"]["output"]) == ("written", "x.jpg.png")
+
+
 def test_signed_16_bit_output_round_trips(job) -> None:
     out = pydicom.dcmread(job["out"] / "gen" / "signed16.dcm")
     assert out.PixelRepresentation == 1 and out.pixel_array.dtype == np.int16

@@ -198,3 +198,19 @@ def test_training_round_swaps_weights_and_a_failed_round_changes_nothing(server,
     assert r.json()["version"] == version and set(r.json()["val_images"]).isdisjoint(r.json()["train_images"])
     assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == version
     assert workflows is not None
+
+
+
+def test_the_folder_datastore_lists_every_image_type_redact_reads(server, tmp_path: Path) -> None:
+    """BMP and JPEG 2000 images, which ``redact`` reads, were not listed by the app's folder datastore."""
+    import importlib
+
+    import cv2
+
+    datastores = importlib.import_module("lib.datastores")  # as the app loaded it
+    img = np.full((64, 64), 100, np.uint8)
+    for name in ("a.png", "b.jpg", "c.tif", "d.bmp", "e.jp2"):
+        cv2.imwrite(str(tmp_path / name), img)
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / "f.dcm")
+    store = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)
+    assert sorted(store.list_images()) == ["a", "b", "c", "d", "e", "f"]

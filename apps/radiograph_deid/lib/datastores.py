@@ -1,6 +1,7 @@
 """Datastores whose labels are marker boxes (JSON), not segmentations.
 
-* a local folder of DICOM/PNG/JPEG/TIFF radiographs (MONAI Label's LocalDatastore, with DICOM added);
+* a local folder of radiographs (MONAI Label's LocalDatastore): DICOM (``*.dcm``) and every image type
+  ``redact`` reads (``input.image_extensions``);
 * Orthanc or any DICOMweb server: series of the configured modalities (CR, DX by default, not MONAI Label's CT),
   fetched into a local cache; box labels are kept in that cache, because MONAI Label would turn a final label
   into a DICOM SEG, which boxes are not. Nothing is ever written back to the PACS from here.
@@ -20,6 +21,7 @@ from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.exception import ImageNotFoundException
 from pydicom.dataset import Dataset
 
+from radiograph_deid.config import InputConfig
 from radiograph_deid.fileio import ReadError, read_view
 from radiograph_deid.labels import LabelError
 from radiograph_deid.pixels import PixelDataError
@@ -28,7 +30,7 @@ from radiograph_deid.workflows import parse_box_label
 from .errors import not_found, unprocessable
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = ["*.dcm", "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff"]
+IMAGE_EXTENSIONS = ["*.dcm"] + [f"*{ext}" for ext in InputConfig().image_extensions]
 
 
 def check_box_label(label_filename: str, image_uri: str, image_id: str) -> None:

@@ -5,6 +5,7 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -411,10 +412,26 @@ def iter_inputs(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def _done(record_path: Path, src: Path, out_root: Path) -> bool:
+def settings_digest(cfg: Config, key: bytes) -> str:
+    """What decides a file's output: the tool's version, every setting that changes what is written (not where
+    records and quarantine go, nor how many threads), and the secret key, as an HMAC that reveals neither. A
+    record made under another digest is not resumed: a rerun with stricter settings redoes every file."""
+    settings = cfg.to_dict()
+    del settings["output"], settings["detector"]["threads"], settings["header"]["key_file"]
+    text = json.dumps({"version": __version__, "settings": settings}, sort_keys=True)
+    return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
+
+
+def _recorded(record_path: Path) -> ImageRecord | None:
     try:
-        rec = ImageRecord.from_json(record_path.read_text())
+        return ImageRecord.from_json(record_path.read_text())
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _done(record_path: Path, src: Path, out_root: Path, settings: str) -> bool:
+    rec = _recorded(record_path)
+    if rec is None or rec.settings != settings:
         return False
     st = src.stat()
     if (rec.input_size, rec.input_mtime_ns) != (st.st_size, st.st_mtime_ns):
@@ -448,24 +465,31 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp))
     clashes = output_clashes(files, base, cfg.input.image_extensions)
+    settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
     done: dict[Path, ImageRecord] = {}
+    earlier: list[str] = []  # what earlier runs wrote for the files done again
     pending: list[tuple[Path, Path, Path]] = []
     resumed = 0
     for src in files:
         rel = src.relative_to(base)
         rec_path = records_dir / "records" / (rel.as_posix() + ".json")
-        if src in clashes:
-            done[src] = _refused(src, rel, quarantine, clashes[src])
-            write_bytes_atomic(rec_path, done[src].to_json().encode())
-            log.warning("quarantined %s at write: %s", rel.as_posix(), done[src].reason)
-        elif cfg.output.resume and rec_path.is_file() and _done(rec_path, src, out):
+        if cfg.output.resume and src not in clashes and _done(rec_path, src, out, settings):
             done[src] = ImageRecord.from_json(rec_path.read_text())
             resumed += 1
+            continue
+        previous = _recorded(rec_path) if rec_path.is_file() else None
+        earlier += [previous.output] if previous is not None and previous.output else []
+        if src in clashes:
+            done[src] = _refused(src, rel, quarantine, clashes[src])
+            done[src].settings = settings
+            write_bytes_atomic(rec_path, done[src].to_json().encode())
+            log.warning("quarantined %s at write: %s", rel.as_posix(), done[src].reason)
         else:
             pending.append((src, rel, rec_path))
     workers = worker_count(workers, len(pending))
     bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
     for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
+        rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
@@ -473,11 +497,23 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
         bar.update()
     bar.close()
     records = [done[src] for src in files]
+    _stale_removed(out, earlier, records)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
             "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:
+    """Outputs earlier runs wrote for files done again that no record of this run vouches for are removed: a
+    rerun with stricter settings that quarantines a file leaves no earlier output of it in OUTPUT."""
+    vouched = {r.output for r in records if r.decision is Decision.WRITTEN}
+    for stale in sorted(set(earlier) - vouched):
+        path = out / stale
+        if path.is_file():
+            path.unlink()
+            log.warning("removed %s: an earlier run wrote it, and this run did not", stale)
 
 
 def _refused(src: Path, rel: Path, quarantine: Path, reason: str) -> ImageRecord:

@@ -305,6 +305,25 @@ def test_rerun_resumes_and_skips_finished_files(job) -> None:
     assert summary["resumed"] == summary["images"] == len(job["records"])
 
 
+def test_a_rerun_under_other_settings_redoes_every_file(job, tmp_path: Path, key_overrides: list[str]) -> None:
+    """A rerun into the same OUTPUT with other settings skipped every file its records called done: a site that
+    tightened a setting and ran again kept the first run's output. Such a record is not resumed now; a file the
+    new settings quarantine leaves no earlier output in OUTPUT, and the same settings still resume."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "deep" / "er" / "mono1_cr.dcm", inp / "a.dcm")  # 1024 x 1024
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")  # 640 x 640
+    first = run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    assert [d["decision"] for d in first["images_detail"]] == ["written", "written"]
+    small = load_config(overrides=key_overrides + ["input.max_pixels_per_frame=500000"])  # a.dcm is larger
+    again = run(inp, out, small, progress=False)
+    assert again["resumed"] == 0
+    assert [d["decision"] for d in again["images_detail"]] == ["quarantined", "written"]
+    assert not (out / "a.dcm").exists(), "the first run's output of a file now quarantined is still in OUTPUT"
+    assert (out / "b.dcm").is_file()
+    assert run(inp, out, small, progress=False)["resumed"] == 2
+
+
 class _BlindDetector:
     """A detector that misses everything: the safety net must catch what it leaves."""
 

@@ -5,6 +5,7 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -414,12 +415,24 @@ def iter_inputs(root: Path) -> Iterator[Path]:
 
 def settings_digest(cfg: Config, key: bytes) -> str:
     """What decides a file's output: the tool's version, every setting that changes what is written (not where
-    records and quarantine go, nor how many threads), and the secret key, as an HMAC that reveals neither. A
-    record made under another digest is not resumed: a rerun with stricter settings redoes every file."""
+    records and quarantine go, nor how many threads), the weights' content and the secret key, as an HMAC that
+    reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
+    retrained weights, redoes every file."""
     settings = cfg.to_dict()
     del settings["output"], settings["detector"]["threads"], settings["header"]["key_file"]
-    text = json.dumps({"version": __version__, "settings": settings}, sort_keys=True)
+    text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
+
+
+def _weights_digests(cfg: Config) -> list[str]:
+    """The content of the weights a run loads (the detector's, the glyph classifier's): retrained into the same
+    file, they make other outputs."""
+    from .glyphs import SHIPPED_GLYPH_ONNX
+    from .train import SHIPPED_ONNX
+
+    paths = [Path(cfg.detector.weights).expanduser() if cfg.detector.weights else SHIPPED_ONNX,
+             Path(cfg.retention.glyph_weights).expanduser() if cfg.retention.glyph_weights else SHIPPED_GLYPH_ONNX]
+    return [hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths]
 
 
 def _recorded(record_path: Path) -> ImageRecord | None:

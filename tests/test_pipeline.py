@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from radiograph_deid.boxes import Box
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxAction
-from radiograph_deid.pipeline import Redactor, run
+from radiograph_deid.pipeline import Redactor, run, settings_digest
 from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
 
 from .conftest import deid_data, pydicom_data, sha256, tree_hashes
@@ -322,6 +322,21 @@ def test_a_rerun_under_other_settings_redoes_every_file(job, tmp_path: Path, key
     assert not (out / "a.dcm").exists(), "the first run's output of a file now quarantined is still in OUTPUT"
     assert (out / "b.dcm").is_file()
     assert run(inp, out, small, progress=False)["resumed"] == 2
+
+
+def test_the_settings_digest_follows_what_decides_the_output(tmp_path: Path) -> None:
+    """Settings and weights retrained into the same file change it; threads, where records go and the key file's
+    path do not; the key itself does."""
+    weights = tmp_path / "w.onnx"
+    weights.write_bytes(b"first")
+    base = [f"detector.weights={weights}"]
+    digest = settings_digest(load_config(overrides=base), b"k" * 32)
+    same = ["detector.threads=1", "output.records_dir=elsewhere", f"header.key_file={tmp_path / 'k'}"]
+    assert all(settings_digest(load_config(overrides=base + [o]), b"k" * 32) == digest for o in same)
+    assert settings_digest(load_config(overrides=base + ["detector.score_threshold=0.3"]), b"k" * 32) != digest
+    assert settings_digest(load_config(overrides=base), b"j" * 32) != digest
+    weights.write_bytes(b"retrained")
+    assert settings_digest(load_config(overrides=base), b"k" * 32) != digest
 
 
 class _BlindDetector:

@@ -5,6 +5,7 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import logging
 import os
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
@@ -470,11 +472,34 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads;
     0 chooses (``worker_count``).
     """
-    from tqdm import tqdm
-
     quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
     check_folders(inp, out, quarantine)
     records_dir = out / cfg.output.records_dir
+    with sole_run(records_dir):
+        return _run(inp, out, cfg, quarantine, records_dir, progress, redactor, workers)
+
+
+@contextmanager
+def sole_run(records_dir: Path) -> Iterator[None]:
+    """Hold OUTPUT for this run (an advisory lock on ``records_dir/run.lock``), or refuse: a second run into the
+    same OUTPUT would redo the first's files beside it and write the summary over it."""
+    records_dir.mkdir(parents=True, exist_ok=True)
+    with open(records_dir / "run.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another run is writing to {records_dir.parent}; wait for it to finish, or give "
+                               "another OUTPUT") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path, progress: bool,
+         redactor: Redactor | None, workers: int) -> dict:
+    from tqdm import tqdm
+
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp))
     clashes = output_clashes(files, base, cfg.input.image_extensions)

@@ -16,6 +16,7 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 
 from radiograph_deid.boxes import Box
+from radiograph_deid.cli import main as cli_main
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxAction
 from radiograph_deid.pipeline import Redactor, run, settings_digest
@@ -322,6 +323,25 @@ def test_a_rerun_under_other_settings_redoes_every_file(job, tmp_path: Path, key
     assert not (out / "a.dcm").exists(), "the first run's output of a file now quarantined is still in OUTPUT"
     assert (out / "b.dcm").is_file()
     assert run(inp, out, small, progress=False)["resumed"] == 2
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(job, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """Two runs into one OUTPUT (a second terminal, a cron job) redid each other's files and wrote the summary
+    over each other's; the second is now refused with the reason, and runs once the first is done."""
+    import fcntl
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
+    (out / ".deid").mkdir(parents=True)
+    with open(out / ".deid" / "run.lock", "a+") as held:  # as the first run holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert cli_main(["redact", str(inp), str(out), "--no-progress", "--key-file", str(tmp_path / "key")]) == 2
+        assert "another run is writing to" in capsys.readouterr().err
+        assert not (out / "b.dcm").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["counts"]["written"] == 1
 
 
 def test_the_settings_digest_follows_what_decides_the_output(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -308,13 +309,18 @@ class Redactor:
         except (ReadError, PixelDataError) as exc:
             rec.reason, rec.decision = str(exc), Decision.QUARANTINED
         except Exception as exc:  # a crash: the message may quote header values, so only its type and place
+            _raise_if_no_room(exc, out_root)
             where = traceback.extract_tb(exc.__traceback__)[-1]
             rec.reason = f"internal error {type(exc).__name__} at {Path(where.filename).name}:{where.lineno}; please report"
             rec.decision = Decision.QUARANTINED
         self._lap(rec)  # the last stage, whichever way it ended
         if rec.decision is Decision.QUARANTINED:
             rec.reason = rec.reason or f"stopped at {rec.stage.value} without a result; please report"
-            to_quarantine(src, rel, quarantine, rec)
+            try:
+                to_quarantine(src, rel, quarantine, rec)
+            except OSError as exc:
+                _raise_if_no_room(exc, quarantine)
+                raise
         rec.seconds = time.perf_counter() - t0
         return rec
 
@@ -372,6 +378,24 @@ class Redactor:
             self.header.stamp_methods(ds, pixels_cleaned=self.verifier is not None)
         write_dicom_atomic(ds, out_root / rel)
         rec.output = rel.as_posix()
+
+
+class OutputUnwritable(RuntimeError):
+    """OUTPUT or the quarantine folder takes no more (disk full, quota, read-only): the run stops, since every
+    file after would fail alike; the file was not at fault and is done again on the next run."""
+
+
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _raise_if_no_room(exc: BaseException | None, folder: Path) -> None:
+    """OutputUnwritable if ``exc``, or an error it was raised from (pydicom re-raises a write's error with the tag
+    it was writing, and no errno), is a full or read-only disk."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            raise OutputUnwritable(f"cannot write under {folder}: {exc.strerror}. Make room (or make it writable) "
+                                   "and run again: finished files are skipped") from None
+        exc = exc.__cause__ or exc.__context__
 
 
 def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> None:
@@ -599,6 +623,9 @@ def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine
             raise RuntimeError("a worker process died (out of memory, or a crash in a decoder); nothing unfinished "
                                "was written to OUTPUT. Run again to resume (finished files are skipped), with "
                                "fewer --workers if memory is short") from exc
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
+            raise
 
 
 _WORKER: Redactor | None = None

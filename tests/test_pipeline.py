@@ -344,6 +344,35 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(job, 
     assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["counts"]["written"] == 1
 
 
+def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, tmp_path: Path, monkeypatch,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    """OUTPUT's disk full: each file was quarantined as an "internal error" until the quarantine's copy hit the
+    same full disk and the run died with a traceback. The run now stops with the reason; the file was not at fault
+    and is done on the next run."""
+    import errno
+
+    from radiograph_deid import pipeline
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
+
+    def full(ds, dst):  # as pydicom raises it: the disk's error wrapped with the tag it was writing
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as exc:
+            raise OSError("With tag (7fe0, 0010) got exception: No space left on device") from exc
+
+    monkeypatch.setattr(pipeline, "write_dicom_atomic", full)
+    key = ["--key-file", str(tmp_path / "key")]
+    assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not Path(f"{out.resolve()}_quarantine").exists() or not any(Path(f"{out.resolve()}_quarantine").iterdir())
+    monkeypatch.undo()
+    assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 0
+    assert (out / "b.dcm").is_file()
+
+
 def test_the_settings_digest_follows_what_decides_the_output(tmp_path: Path) -> None:
     """Settings and weights retrained into the same file change it; threads, where records go and the key file's
     path do not; the key itself does."""

@@ -299,7 +299,13 @@ class Redactor:
 
     # -- one file ---------------------------------------------------------------------------------------------
     def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
-        st = src.stat()
+        try:
+            with open(src, "rb"):
+                st = src.stat()
+        except OSError as exc:  # nothing to redact, nor to copy to quarantine
+            return ImageRecord(input=rel.as_posix(), input_size=0, input_mtime_ns=0, decision=Decision.SKIPPED,
+                               reason=f"the file cannot be read ({exc.strerror}): a broken link, or no permission "
+                                      "to read it; mend it and run again")
         rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns)
         t0 = self._t_stage = time.perf_counter()
         try:
@@ -428,11 +434,21 @@ def image_output(rel: Path) -> Path:
 
 
 # -- a folder -----------------------------------------------------------------------------------------------------
-def iter_inputs(root: Path) -> Iterator[Path]:
+def iter_inputs(root: Path, avoid: Sequence[Path] = ()) -> Iterator[Path]:
+    """Every file under ``root`` but hidden ones, in a stable order; folders reached through a link are searched
+    too (a site's tree may link its archive in), each real folder once (a link back up would loop), none inside
+    ``avoid`` (OUTPUT and the quarantine, which a link could lead into)."""
     if root.is_file():
         yield root
         return
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()
+    walls = [os.path.realpath(a) for a in avoid]
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or any(os.path.commonpath([real, w]) == w for w in walls):
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -472,7 +488,10 @@ def _done(record_path: Path, src: Path, out_root: Path, settings: str) -> bool:
     rec = _recorded(record_path)
     if rec is None or rec.settings != settings:
         return False
-    st = src.stat()
+    try:
+        st = src.stat()
+    except OSError:
+        return False
     if (rec.input_size, rec.input_mtime_ns) != (st.st_size, st.st_mtime_ns):
         return False
     if rec.decision is Decision.QUARANTINED and rec.stage is Stage.WRITE:
@@ -525,7 +544,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     from tqdm import tqdm
 
     base = inp if inp.is_dir() else inp.parent
-    files = list(iter_inputs(inp))
+    files = list(iter_inputs(inp, avoid=(out, quarantine)))
     clashes = output_clashes(files, base, cfg.input.image_extensions)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
     done: dict[Path, ImageRecord] = {}

@@ -373,6 +373,27 @@ def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, 
     assert (out / "b.dcm").is_file()
 
 
+def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
+    """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
+    folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real
+    folder once (a link back up does not loop), and never a link into OUTPUT."""
+    inp, out, archive = tmp_path / "in", tmp_path / "out", tmp_path / "archive"
+    (archive / "2019").mkdir(parents=True)
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "a.dcm")
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", archive / "2019" / "b.dcm")
+    (inp / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    (inp / "archive").symlink_to(archive)
+    (inp / "up").symlink_to(inp)
+    out.mkdir()
+    (inp / "results").symlink_to(out)
+    summary = run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    decisions = {d["input"]: d["decision"] for d in summary["images_detail"]}
+    assert decisions == {"a.dcm": "written", "archive/2019/b.dcm": "written", "gone.dcm": "skipped"}
+    assert "cannot be read" in next(d for d in summary["images_detail"] if d["input"] == "gone.dcm")["reason"]
+    assert (out / "archive" / "2019" / "b.dcm").is_file()
+
+
 def test_the_settings_digest_follows_what_decides_the_output(tmp_path: Path) -> None:
     """Settings and weights retrained into the same file change it; threads, where records go and the key file's
     path do not; the key itself does."""

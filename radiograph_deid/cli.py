@@ -219,8 +219,13 @@ def _redact(args: argparse.Namespace) -> int:
     try:
         summary = run(args.input, args.output, cfg, args.quarantine, progress=not args.no_progress,
                       workers=args.workers)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError) as exc:
         print(f"radiograph-deid: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # OUTPUT or the quarantine cannot be made or written (the inputs' own errors are recorded)
+        what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        print(f"radiograph-deid: {what}; check the folders given and run again (finished files are skipped)",
+              file=sys.stderr)
         return 2
     counts = summary["counts"]
     print(json.dumps({"images": summary["images"], **counts, "resumed": summary["resumed"],

@@ -33,6 +33,15 @@ def test_missing_input_exits_2(tmp_path: Path, key_overrides: list[str], capsys)
     assert code == 2 and "does not exist" in capsys.readouterr().err
 
 
+def test_an_output_that_cannot_be_made_exits_2_with_the_reason(tmp_path: Path, key_overrides: list[str], capsys) -> None:
+    """OUTPUT under a plain file: the run died with a traceback (NotADirectoryError)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "a-file").write_text("not a folder")
+    code = main(["redact", str(tmp_path / "in"), str(tmp_path / "a-file" / "out"), "--set", key_overrides[0]])
+    err = capsys.readouterr().err
+    assert code == 2 and "Not a directory" in err and "Traceback" not in err
+
+
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("radiograph-deid")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)

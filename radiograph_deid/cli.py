@@ -229,6 +229,7 @@ def _redact(args: argparse.Namespace) -> int:
         return 2
     counts = summary["counts"]
     print(json.dumps({"images": summary["images"], **counts, "resumed": summary["resumed"],
+                      "laterality_mismatches": summary["laterality_mismatches"],
                       "summary": str(args.output / cfg.output.records_dir / "summary.json"),
                       "quarantine": summary["quarantine"]}))
     return 1 if counts["quarantined"] else 0

@@ -62,15 +62,18 @@ class ImageRecord:
         kept = sum(b["action"] == BoxAction.KEPT_LATERALITY.value for b in self.boxes)
         return {"input": self.input, "decision": self.decision.value, "stage": self.stage.value,
                 "reason": self.reason, "output": self.output, "boxes_redacted": redacted, "markers_kept": kept,
-                "seconds": round(self.seconds, 3)}
+                "laterality_kept": " ".join(self.laterality.get("kept", [])),
+                "laterality_mismatch": bool(self.laterality.get("mismatch", False)), "seconds": round(self.seconds, 3)}
 
 
-SUMMARY_FIELDS = ["input", "decision", "stage", "reason", "output", "boxes_redacted", "markers_kept", "seconds"]
+SUMMARY_FIELDS = ["input", "decision", "stage", "reason", "output", "boxes_redacted", "markers_kept", "laterality_kept",
+                  "laterality_mismatch", "seconds"]
 
 
 def write_summary(folder: Path, records: list[ImageRecord], run_info: dict[str, Any]) -> dict[str, Any]:
     counts = {d.value: sum(r.decision is d for r in records) for d in Decision}
-    summary = {**run_info, "images": len(records), "counts": counts,
+    mismatches = sum(bool(r.laterality.get("mismatch")) for r in records if r.decision is Decision.WRITTEN)
+    summary = {**run_info, "images": len(records), "counts": counts, "laterality_mismatches": mismatches,
                "seconds_per_image": round(sum(r.seconds for r in records) / max(1, len(records)), 4),
                "images_detail": [r.summary_row() for r in records]}
     write_bytes_atomic(folder / "summary.json", json.dumps(summary, indent=1).encode())

@@ -2,6 +2,8 @@
 quarantine and why, and that INPUT is never modified."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import os
@@ -371,6 +373,22 @@ def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, 
     monkeypatch.undo()
     assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 0
     assert (out / "b.dcm").is_file()
+
+
+def test_a_kept_marker_that_contradicts_the_header_is_in_the_summary(job, tmp_path: Path) -> None:
+    """The cross-check of a kept L/R against ImageLaterality was in each image's record only; a reviewer reading
+    summary.csv did not see it. It has its columns now, and the run its count."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for side in ("L", "R"):  # deid-data's DX keeps its burned-in R
+        ds = pydicom.dcmread(job["inp"] / "real" / "cat.dcm")
+        ds.ImageLaterality = side
+        ds.save_as(inp / f"tagged_{side}.dcm")
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    rows = {r["input"]: r for r in csv.DictReader(io.StringIO((tmp_path / "out" / ".deid" / "summary.csv").read_text()))}
+    assert rows["tagged_L.dcm"]["laterality_kept"] == rows["tagged_R.dcm"]["laterality_kept"] == "R"
+    assert (rows["tagged_L.dcm"]["laterality_mismatch"], rows["tagged_R.dcm"]["laterality_mismatch"]) == ("True", "False")
+    assert summary["laterality_mismatches"] == 1
 
 
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,12 @@ SUMMARY_FIELDS = ["input", "decision", "stage", "reason", "output", "boxes_redac
                   "laterality_mismatch", "seconds"]
 
 
+def _shown(name: str) -> str:
+    """A file name as text: bytes that are no UTF-8 (a name written in Latin-1 on an old share, "M\\xfcller")
+    shown as escapes; the CSV stays UTF-8 (such a name had stopped the run as it wrote the summary)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def write_summary(folder: Path, records: list[ImageRecord], run_info: dict[str, Any]) -> dict[str, Any]:
     counts = {d.value: sum(r.decision is d for r in records) for d in Decision}
     mismatches = sum(bool(r.laterality.get("mismatch")) for r in records if r.decision is Decision.WRITTEN)
@@ -81,6 +88,6 @@ def write_summary(folder: Path, records: list[ImageRecord], run_info: dict[str, 
     writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
     writer.writeheader()
     for r in records:
-        writer.writerow(r.summary_row())
+        writer.writerow({k: _shown(v) if isinstance(v, str) else v for k, v in r.summary_row().items()})
     write_bytes_atomic(folder / "summary.csv", buf.getvalue().encode())
     return summary

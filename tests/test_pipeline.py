@@ -391,6 +391,24 @@ def test_a_kept_marker_that_contradicts_the_header_is_in_the_summary(job, tmp_pa
     assert summary["laterality_mismatches"] == 1
 
 
+def test_a_file_name_that_is_not_utf8_is_redacted_and_summarised(job, tmp_path: Path) -> None:
+    """A name written in Latin-1 ("M\\xfcller.dcm", an old Windows share) stopped the run as it wrote summary.csv;
+    it is written, summarised with its odd bytes shown as escapes, and resumed like any other."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    odd = Path(os.fsdecode(os.fsencode(inp) + b"/M\xfcller.dcm"))
+    try:
+        shutil.copy(job["inp"] / "gen" / "signed16.dcm", odd)
+    except OSError:
+        pytest.skip("this file system takes UTF-8 names only")
+    out = tmp_path / "out"
+    summary = run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["counts"]["written"] == 1 and (out / odd.name).is_file()
+    rows = list(csv.DictReader(io.StringIO((out / ".deid" / "summary.csv").read_text(encoding="utf-8"))))
+    assert [r["input"] for r in rows] == ["M\\xfcller.dcm"]
+    assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["resumed"] == 1
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

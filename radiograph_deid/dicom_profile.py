@@ -81,14 +81,19 @@ BASIC_PROFILE: dict[str, HeaderAction] = {
     PatientAlternativeCalendar ReferencedPatientPhotoSequence OrderPlacerIdentifierSequence
     OrderFillerIdentifierSequence IssuerOfAccessionNumberSequence PlacerOrderNumberProcedure
     FillerOrderNumberProcedure ScheduledProcedureStepModificationDateTime DeviceLabel LongDeviceDescription
-    ManufacturerDeviceIdentifier UDISequence SourceSerialNumber PersonTelecomInformation
+    ManufacturerDeviceIdentifier UDISequence SourceSerialNumber PersonTelecomInformation ModifyingDeviceManufacturer
+    TextValue DigitalSignatureUID AddressTrial CurrentObserverTrial TelephoneNumberTrial VerbalSourceTrial
+    VerbalSourceIdentifierCodeSequenceTrial
     """.split()},
     **{k: A.ZERO for k in """
     AccessionNumber ContentCreatorName ContentDate ContentTime FillerOrderNumberImagingServiceRequest PatientID
     PatientBirthDate PatientSex PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyDate StudyID
     StudyTime VerifyingObserverIdentificationCodeSequence
     """.split()},
-    **{k: A.DUMMY for k in "PatientName VerifyingObserverName PersonName ContrastBolusAgent".split()},
+    **{k: A.DUMMY for k in """
+    PatientName VerifyingObserverName PersonName ContrastBolusAgent GraphicAnnotationSequence
+    PersonIdentificationCodeSequence VerifyingObserverSequence
+    """.split()},
     **{k: A.UID for k in """
     StudyInstanceUID SeriesInstanceUID SOPInstanceUID FrameOfReferenceUID SynchronizationFrameOfReferenceUID
     ConcatenationUID DimensionOrganizationUID IrradiationEventUID ReferencedSOPInstanceUID

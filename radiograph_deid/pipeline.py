@@ -353,6 +353,9 @@ class Redactor:
                 if self.cfg.input.non_image is NonImagePolicy.SKIP:
                     raise StageError(Stage.READ, "DICOM object without pixel data; set input.non_image=header_only "
                                              "to de-identify its header", Decision.SKIPPED)
+                if "EncapsulatedDocument" in ds:  # a PDF or CDA report: names and dates inside it, out of reach
+                    raise StageError(Stage.HEADER, "an encapsulated document (a PDF or CDA report) may hold "
+                                     "identifiers the header profile cannot remove; it is not written")
                 self._enter(rec, Stage.WRITE)
                 self._write_dicom(ds, None, out_root, rel, rec)
                 rec.decision = Decision.WRITTEN

@@ -511,6 +511,35 @@ def test_non_image_dicom_header_only_option(job, tmp_path: Path, key_overrides: 
     assert "BurnedInAnnotation" not in out  # no pixel stage ran, so no claim about pixels
 
 
+def test_header_only_refuses_an_encapsulated_report_and_empties_a_presentation_states_text(
+        job, tmp_path: Path, key_overrides: list[str]) -> None:
+    """With input.non_image=header_only, an encapsulated PDF report and a presentation state's text annotation were
+    written as they came, the patient's name in both: the header profile does not read inside a PDF. The report
+    is quarantined with the reason; the annotation (Graphic Annotation Sequence, emptied as PS3.15 asks) goes."""
+    (tmp_path / "in").mkdir()
+    pdf = _sr()
+    pdf.SOPClassUID = pdf.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    pdf.Modality, pdf.MIMETypeOfEncapsulatedDocument = "DOC", "application/pdf"
+    pdf.EncapsulatedDocument = b"%PDF-1.4 Patient DOE^JANE MRN00482913 " + b"\0" * 64
+    pdf.save_as(tmp_path / "in" / "report.dcm", write_like_original=False)
+    state = _sr()
+    state.SOPClassUID = state.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.11.1"
+    text = Dataset()
+    text.UnformattedTextValue = "DOE^JANE MRN00482913"
+    note = Dataset()
+    note.GraphicLayer, note.TextObjectSequence = "NOTES", pydicom.Sequence([text])
+    state.Modality, state.GraphicAnnotationSequence = "PR", pydicom.Sequence([note])
+    state.save_as(tmp_path / "in" / "state.dcm", write_like_original=False)
+    cfg = load_config(overrides=key_overrides + ["input.non_image=header_only"])
+    summary = run(tmp_path / "in", tmp_path / "out", cfg, progress=False,
+                  redactor=Redactor(cfg, detector=job["redactor"].markers.detector))
+    recs = {d["input"]: d for d in summary["images_detail"]}
+    assert recs["report.dcm"]["decision"] == "quarantined" and "encapsulated document" in recs["report.dcm"]["reason"]
+    assert not (tmp_path / "out" / "report.dcm").exists()
+    assert recs["state.dcm"]["decision"] == "written"
+    assert b"MRN00482913" not in (tmp_path / "out" / "state.dcm").read_bytes()
+
+
 def _dot_matrix(img: np.ndarray, text: str, x: int, y: int, height: int) -> None:
     """Print ``text`` as a CR-plate dot-matrix imprint: the glyph sampled on a grid, one bright dot per cell."""
     glyphs = np.zeros((height, height * len(text)), np.float32)

@@ -146,6 +146,17 @@ def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]
         raise
 
 
+def case_blind(folder: Path) -> bool:
+    """Whether the file system under ``folder`` (which must exist) takes "a" and "A" for one name: macOS by
+    default, Windows and the SMB shares a hospital may write to."""
+    fd, probe = tempfile.mkstemp(prefix=".case-probe-", dir=folder)
+    os.close(fd)
+    try:
+        return Path(probe).with_name(Path(probe).name.swapcase()).exists()
+    finally:
+        Path(probe).unlink(missing_ok=True)
+
+
 def write_bytes_atomic(dst: Path, data: bytes) -> None:
     _atomic(dst, lambda p: p.write_bytes(data))
 

@@ -29,8 +29,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
-                     write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, case_blind, copy_atomic, is_dicom, read_dicom, read_image, store_pixels,
+                     write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -429,6 +429,23 @@ def output_clashes(files: Sequence[Path], base: Path, image_extensions: Sequence
     return clashes
 
 
+def check_case_blind(files: Sequence[Path], base: Path, image_extensions: Sequence[str], records_dir: Path) -> None:
+    """Refuse the run when OUTPUT's file system does not tell letter case apart and two inputs' paths (or an
+    image's output name and another's path) differ only in case: their outputs and records would be one file."""
+    if not case_blind(records_dir):
+        return
+    seen: dict[str, Path] = {}
+    for src in files:
+        rel = src.relative_to(base)
+        names = {rel, image_output(rel)} if src.suffix.lower() in image_extensions else {rel}
+        for name in names:
+            other = seen.setdefault(name.as_posix().casefold(), rel)
+            if other != rel:
+                raise ValueError(f"{rel.as_posix()} and {other.as_posix()} differ only in letter case, and the file "
+                                 f"system of {records_dir.parent} does not tell case apart: one would be written over "
+                                 "the other. Rename one of them, or write OUTPUT to a case-sensitive file system")
+
+
 def image_output(rel: Path) -> Path:
     """Where an image's output goes: its own path for a PNG or TIFF; any other's (JPEG, BMP, JPEG 2000) is a PNG
     named after the whole input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of
@@ -549,6 +566,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp, avoid=(out, quarantine)))
     clashes = output_clashes(files, base, cfg.input.image_extensions)
+    check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
     done: dict[Path, ImageRecord] = {}
     earlier: list[str] = []  # what earlier runs wrote for the files done again

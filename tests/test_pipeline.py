@@ -409,6 +409,29 @@ def test_a_file_name_that_is_not_utf8_is_redacted_and_summarised(job, tmp_path: 
     assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["resumed"] == 1
 
 
+def test_names_that_differ_only_in_case_are_refused_where_output_cannot_tell_them_apart(
+        job, tmp_path: Path, monkeypatch) -> None:
+    """OUTPUT on a file system blind to letter case (macOS, an SMB share): "Scan.dcm" and "scan.dcm" were both
+    recorded as written to what is one file there, one output lost. Such a run is refused, naming the pair; where
+    case is told apart (this machine) both are written."""
+    from radiograph_deid import pipeline
+    from radiograph_deid.fileio import case_blind
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("Scan.dcm", "scan.dcm"):
+        shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / name)
+    blind = case_blind(tmp_path)
+    assert not list(tmp_path.glob(".case-probe-*"))
+    if not blind:
+        summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+        assert summary["counts"]["written"] == 2
+    monkeypatch.setattr(pipeline, "case_blind", lambda folder: True)
+    with pytest.raises(ValueError, match="differ only in letter case"):
+        run(inp, tmp_path / "out2", job["cfg"], progress=False, redactor=job["redactor"])
+    assert not (tmp_path / "out2" / "Scan.dcm").exists()
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

@@ -130,10 +130,13 @@ def read_frames(path: Path) -> PixelFrames:
     return decode_dataset(read_dicom(path)) if is_dicom(path) else frames_from_array(read_image(path))
 
 
+PARTIAL = ".tmp-"  # the name of a file being written starts so
+
+
 def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]
     """Write through a temporary file in the destination folder, fsync, then rename over ``dst``."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=dst.suffix, dir=dst.parent)
+    fd, tmp = tempfile.mkstemp(prefix=PARTIAL, suffix=dst.suffix, dir=dst.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -155,6 +158,18 @@ def case_blind(folder: Path) -> bool:
         return Path(probe).with_name(Path(probe).name.swapcase()).exists()
     finally:
         Path(probe).unlink(missing_ok=True)
+
+
+def remove_partial_writes(folder: Path) -> int:
+    """Remove the temporary files a run killed while writing (power cut, SIGKILL) left under ``folder``; how many.
+    Call it only while no run writes there."""
+    removed = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            if name.startswith(PARTIAL):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def write_bytes_atomic(dst: Path, data: bytes) -> None:

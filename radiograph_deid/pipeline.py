@@ -29,8 +29,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, case_blind, copy_atomic, is_dicom, read_dicom, read_image, store_pixels,
-                     write_bytes_atomic, write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, case_blind, copy_atomic, is_dicom, read_dicom, read_image, remove_partial_writes,
+                     store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -565,6 +565,9 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
 
     base = inp if inp.is_dir() else inp.parent
     files = list(iter_inputs(inp, avoid=(out, quarantine)))
+    for folder in (out, quarantine):
+        if remove_partial_writes(folder):
+            log.warning("removed the partly written files an interrupted run left in %s", folder)
     clashes = output_clashes(files, base, cfg.input.image_extensions)
     check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))

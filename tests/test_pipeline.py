@@ -432,6 +432,21 @@ def test_names_that_differ_only_in_case_are_refused_where_output_cannot_tell_the
     assert not (tmp_path / "out2" / "Scan.dcm").exists()
 
 
+def test_a_run_clears_the_partly_written_files_an_interrupted_run_left(job, tmp_path: Path) -> None:
+    """Writes go through a temporary file renamed into place; a run killed mid-write (power cut, SIGKILL) left it,
+    half a DICOM, in OUTPUT for good. The next run removes such files, in OUTPUT and the quarantine."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
+    quarantine = Path(f"{out.resolve()}_quarantine")
+    for left in (out / "sub" / ".tmp-k2j4.dcm", out / ".deid" / "records" / ".tmp-9x.json", quarantine / ".tmp-a.dcm"):
+        left.parent.mkdir(parents=True, exist_ok=True)
+        left.write_bytes(b"DICM half")
+    run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    assert not [p for folder in (out, quarantine) for p in folder.rglob(".tmp-*")]
+    assert (out / "b.dcm").is_file()
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

@@ -603,11 +603,32 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     bar.close()
     records = [done[src] for src in files]
     _stale_removed(out, earlier, records)
+    gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
+    if gone:
+        log.warning("%d output(s) in %s are of inputs no longer under %s (listed in the summary as inputs_gone); "
+                    "remove them if they must not be shared", len(gone), out, inp)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
-            "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "config": cfg.to_dict()}
+            "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "inputs_gone": gone,
+            "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict[str, str]]:
+    """Earlier records in OUTPUT whose input is no longer under INPUT (deleted, say after a patient withdrew
+    consent, or renamed), with the output each left there: OUTPUT keeps them (nothing is deleted unasked), and
+    the summary says so, where it had listed only the inputs present."""
+    present = {r.input for r in records}
+    folder = records_dir / "records"
+    gone = []
+    for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        if path.relative_to(folder).as_posix()[: -len(".json")] in present:
+            continue  # a record is named after its input: only the others are read
+        rec = _recorded(path)
+        if rec is not None and rec.input not in present and rec.decision is Decision.WRITTEN:
+            gone.append({"input": rec.input, "output": rec.output})
+    return gone
 
 
 def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:

@@ -447,6 +447,21 @@ def test_a_run_clears_the_partly_written_files_an_interrupted_run_left(job, tmp_
     assert (out / "b.dcm").is_file()
 
 
+def test_outputs_of_inputs_no_longer_there_are_reported_not_deleted(job, tmp_path: Path) -> None:
+    """An input removed after a run (a patient who withdrew consent) left its output in OUTPUT while the next
+    summary listed only the inputs present: nothing said it was there. The summary lists it now (inputs_gone);
+    it is not deleted unasked."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for name in ("a.dcm", "b.dcm"):
+        shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / name)
+    assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["inputs_gone"] == []
+    (inp / "b.dcm").unlink()
+    summary = run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["inputs_gone"] == [{"input": "b.dcm", "output": "b.dcm"}]
+    assert (out / "b.dcm").is_file()
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

@@ -214,7 +214,7 @@ def _redact(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"radiograph-deid: configuration error: {exc}", file=sys.stderr)
         return 2
-    from .pipeline import run
+    from .folder_run import run
 
     try:
         summary = run(args.input, args.output, cfg, args.quarantine, progress=not args.no_progress,

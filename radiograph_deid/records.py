@@ -45,7 +45,7 @@ class ImageRecord:
     laterality: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    settings: str = ""  # the run's settings digest (``pipeline.settings_digest``): a rerun under others redoes it
+    settings: str = ""  # the run's settings digest (``folder_run.settings_digest``): a rerun under others redoes it
 
     def to_json(self) -> str:
         d = asdict(self)

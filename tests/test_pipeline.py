@@ -21,7 +21,8 @@ from radiograph_deid.boxes import Box
 from radiograph_deid.cli import main as cli_main
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxAction
-from radiograph_deid.pipeline import Redactor, run, settings_digest
+from radiograph_deid.folder_run import run, settings_digest
+from radiograph_deid.pipeline import Redactor
 from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
 
 from .conftest import deid_data, pydicom_data, sha256, tree_hashes
@@ -414,7 +415,7 @@ def test_names_that_differ_only_in_case_are_refused_where_output_cannot_tell_the
     """OUTPUT on a file system blind to letter case (macOS, an SMB share): "Scan.dcm" and "scan.dcm" were both
     recorded as written to what is one file there, one output lost. Such a run is refused, naming the pair; where
     case is told apart (this machine) both are written."""
-    from radiograph_deid import pipeline
+    from radiograph_deid import folder_run
     from radiograph_deid.fileio import case_blind
 
     inp = tmp_path / "in"
@@ -426,7 +427,7 @@ def test_names_that_differ_only_in_case_are_refused_where_output_cannot_tell_the
     if not blind:
         summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
         assert summary["counts"]["written"] == 2
-    monkeypatch.setattr(pipeline, "case_blind", lambda folder: True)
+    monkeypatch.setattr(folder_run, "case_blind", lambda folder: True)
     with pytest.raises(ValueError, match="differ only in letter case"):
         run(inp, tmp_path / "out2", job["cfg"], progress=False, redactor=job["redactor"])
     assert not (tmp_path / "out2" / "Scan.dcm").exists()
@@ -636,7 +637,7 @@ def test_worker_processes_give_the_same_output_and_decisions(job, tmp_path: Path
 def test_the_default_worker_count_follows_the_cores_and_the_run_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """--workers 0 (the default): one process per usable core, at most 8, none beyond one per four files (a
     worker loads its own models first); a count given is used as it is; a negative one is refused."""
-    from radiograph_deid.pipeline import worker_count
+    from radiograph_deid.folder_run import worker_count
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     assert [worker_count(0, n) for n in (1, 3, 7, 8, 100)] == [1, 1, 1, 2, 2]

@@ -1,0 +1,314 @@
+"""De-identify a folder: the run around ``pipeline.Redactor``, which handles one file.
+
+What a site meets when it runs the tool on its own trees, again and again: inputs found through links and each
+real folder once; a run resumed where it stopped, but only under the settings, weights and version that made its
+records; one run at a time per OUTPUT; inputs whose outputs would be one file refused (an image renamed onto
+another's name, names differing in case where the file system is blind to it); a full disk stopping the run;
+outputs an earlier run wrote and this one does not vouch for removed; outputs of inputs now gone reported; and
+a summary of every decision.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from . import __version__
+from .config import Config
+from .enums import Decision, Stage
+from .fileio import case_blind, is_dicom, remove_partial_writes, write_bytes_atomic
+from .pipeline import Redactor, image_output, to_quarantine
+from .pseudonym import load_or_create_key
+from .records import ImageRecord, write_summary
+
+log = logging.getLogger("radiograph_deid")
+
+
+def iter_inputs(root: Path, avoid: Sequence[Path] = ()) -> Iterator[Path]:
+    """Every file under ``root`` but hidden ones, in a stable order; folders reached through a link are searched
+    too (a site's tree may link its archive in), each real folder once (a link back up would loop), none inside
+    ``avoid`` (OUTPUT and the quarantine, which a link could lead into)."""
+    if root.is_file():
+        yield root
+        return
+    seen: set[str] = set()
+    walls = [os.path.realpath(a) for a in avoid]
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen or any(os.path.commonpath([real, w]) == w for w in walls):
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+def settings_digest(cfg: Config, key: bytes) -> str:
+    """What decides a file's output: the tool's version, every setting that changes what is written (not where
+    records and quarantine go, nor how many threads), the weights' content and the secret key, as an HMAC that
+    reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
+    retrained weights, redoes every file."""
+    settings = cfg.to_dict()
+    del settings["output"], settings["detector"]["threads"], settings["header"]["key_file"]
+    text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
+    return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
+
+
+def _weights_digests(cfg: Config) -> list[str]:
+    """The content of the weights a run loads (the detector's, the glyph classifier's): retrained into the same
+    file, they make other outputs."""
+    from .glyphs import SHIPPED_GLYPH_ONNX
+    from .train import SHIPPED_ONNX
+
+    paths = [Path(cfg.detector.weights).expanduser() if cfg.detector.weights else SHIPPED_ONNX,
+             Path(cfg.retention.glyph_weights).expanduser() if cfg.retention.glyph_weights else SHIPPED_GLYPH_ONNX]
+    return [hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths]
+
+
+def _recorded(record_path: Path) -> ImageRecord | None:
+    try:
+        return ImageRecord.from_json(record_path.read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _done(record_path: Path, src: Path, out_root: Path, settings: str) -> bool:
+    rec = _recorded(record_path)
+    if rec is None or rec.settings != settings:
+        return False
+    try:
+        st = src.stat()
+    except OSError:
+        return False
+    if (rec.input_size, rec.input_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        return False
+    if rec.decision is Decision.QUARANTINED and rec.stage is Stage.WRITE:
+        return False  # refused when writing (its output name taken, the disk full): tried again
+    return rec.decision is not Decision.WRITTEN or (out_root / rec.output).is_file()
+
+
+def check_folders(inp: Path, out: Path, quarantine: Path) -> None:
+    inp, out, quarantine = inp.resolve(), out.resolve(), quarantine.resolve()
+    if not inp.exists():
+        raise FileNotFoundError(f"input {inp} does not exist")
+    for a, b in ((inp, out), (inp, quarantine), (out, quarantine)):
+        if a == b or a in b.parents or b in a.parents:
+            raise ValueError(f"{a} and {b} must not contain one another: input, output and quarantine are kept apart")
+
+
+def output_clashes(files: Sequence[Path], base: Path, image_extensions: Sequence[str]) -> dict[Path, str]:
+    """Images whose output name (``image_output``: "x.jpg" is written "x.jpg.png") is another input's own path
+    in the run, with the reason: both would be written there, one over the other. The renamed one is refused."""
+    names = {src.relative_to(base) for src in files}
+    clashes = {}
+    for src in files:
+        rel = src.relative_to(base)
+        target = image_output(rel)
+        if target != rel and target in names and src.suffix.lower() in image_extensions and not is_dicom(src):
+            clashes[src] = (f"its output would be written as {target.name}, the name of another input beside it; "
+                            "rename one of them and rerun")
+    return clashes
+
+
+def check_case_blind(files: Sequence[Path], base: Path, image_extensions: Sequence[str], records_dir: Path) -> None:
+    """Refuse the run when OUTPUT's file system does not tell letter case apart and two inputs' paths (or an
+    image's output name and another's path) differ only in case: their outputs and records would be one file."""
+    if not case_blind(records_dir):
+        return
+    seen: dict[str, Path] = {}
+    for src in files:
+        rel = src.relative_to(base)
+        names = {rel, image_output(rel)} if src.suffix.lower() in image_extensions else {rel}
+        for name in names:
+            other = seen.setdefault(name.as_posix().casefold(), rel)
+            if other != rel:
+                raise ValueError(f"{rel.as_posix()} and {other.as_posix()} differ only in letter case, and the file "
+                                 f"system of {records_dir.parent} does not tell case apart: one would be written over "
+                                 "the other. Rename one of them, or write OUTPUT to a case-sensitive file system")
+
+
+def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progress: bool = True,
+        redactor: Redactor | None = None, workers: int = 1) -> dict:
+    """De-identify everything under ``inp`` into ``out``; returns the run summary.
+
+    ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads;
+    0 chooses (``worker_count``).
+    """
+    quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
+    check_folders(inp, out, quarantine)
+    records_dir = out / cfg.output.records_dir
+    with sole_run(records_dir):
+        return _run(inp, out, cfg, quarantine, records_dir, progress, redactor, workers)
+
+
+@contextmanager
+def sole_run(records_dir: Path) -> Iterator[None]:
+    """Hold OUTPUT for this run (an advisory lock on ``records_dir/run.lock``), or refuse: a second run into the
+    same OUTPUT would redo the first's files beside it and write the summary over it."""
+    records_dir.mkdir(parents=True, exist_ok=True)
+    with open(records_dir / "run.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another run is writing to {records_dir.parent}; wait for it to finish, or give "
+                               "another OUTPUT") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path, progress: bool,
+         redactor: Redactor | None, workers: int) -> dict:
+    from tqdm import tqdm
+
+    base = inp if inp.is_dir() else inp.parent
+    files = list(iter_inputs(inp, avoid=(out, quarantine)))
+    for folder in (out, quarantine):
+        if remove_partial_writes(folder):
+            log.warning("removed the partly written files an interrupted run left in %s", folder)
+    clashes = output_clashes(files, base, cfg.input.image_extensions)
+    check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
+    settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
+    done: dict[Path, ImageRecord] = {}
+    earlier: list[str] = []  # what earlier runs wrote for the files done again
+    pending: list[tuple[Path, Path, Path]] = []
+    resumed = 0
+    for src in files:
+        rel = src.relative_to(base)
+        rec_path = records_dir / "records" / (rel.as_posix() + ".json")
+        if cfg.output.resume and src not in clashes and _done(rec_path, src, out, settings):
+            done[src] = ImageRecord.from_json(rec_path.read_text())
+            resumed += 1
+            continue
+        previous = _recorded(rec_path) if rec_path.is_file() else None
+        earlier += [previous.output] if previous is not None and previous.output else []
+        if src in clashes:
+            done[src] = _refused(src, rel, quarantine, clashes[src])
+            done[src].settings = settings
+            write_bytes_atomic(rec_path, done[src].to_json().encode())
+            log.warning("quarantined %s at write: %s", rel.as_posix(), done[src].reason)
+        else:
+            pending.append((src, rel, rec_path))
+    workers = worker_count(workers, len(pending))
+    bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
+    for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
+        rec.settings = settings
+        write_bytes_atomic(rec_path, rec.to_json().encode())
+        if rec.decision is not Decision.WRITTEN:
+            log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
+        done[src] = rec
+        bar.update()
+    bar.close()
+    records = [done[src] for src in files]
+    _stale_removed(out, earlier, records)
+    gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
+    if gone:
+        log.warning("%d output(s) in %s are of inputs no longer under %s (listed in the summary as inputs_gone); "
+                    "remove them if they must not be shared", len(gone), out, inp)
+    info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
+            "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "inputs_gone": gone,
+            "config": cfg.to_dict()}
+    summary = write_summary(records_dir, records, info)
+    log.info("done: %s", json.dumps(summary["counts"]))
+    return summary
+
+
+def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict[str, str]]:
+    """Earlier records in OUTPUT whose input is no longer under INPUT (deleted, say after a patient withdrew
+    consent, or renamed), with the output each left there: OUTPUT keeps them (nothing is deleted unasked), and
+    the summary says so, where it had listed only the inputs present."""
+    present = {r.input for r in records}
+    folder = records_dir / "records"
+    gone = []
+    for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
+        if path.relative_to(folder).as_posix()[: -len(".json")] in present:
+            continue  # a record is named after its input: only the others are read
+        rec = _recorded(path)
+        if rec is not None and rec.input not in present and rec.decision is Decision.WRITTEN:
+            gone.append({"input": rec.input, "output": rec.output})
+    return gone
+
+
+def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:
+    """Outputs earlier runs wrote for files done again that no record of this run vouches for are removed: a
+    rerun with stricter settings that quarantines a file leaves no earlier output of it in OUTPUT."""
+    vouched = {r.output for r in records if r.decision is Decision.WRITTEN}
+    for stale in sorted(set(earlier) - vouched):
+        path = out / stale
+        if path.is_file():
+            path.unlink()
+            log.warning("removed %s: an earlier run wrote it, and this run did not", stale)
+
+
+def _refused(src: Path, rel: Path, quarantine: Path, reason: str) -> ImageRecord:
+    """The record of an input refused before it was read, copied to quarantine."""
+    st = src.stat()
+    rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
+                      decision=Decision.QUARANTINED, stage=Stage.WRITE, reason=reason)
+    to_quarantine(src, rel, quarantine, rec)
+    return rec
+
+
+def worker_count(requested: int, files: int) -> int:
+    """``requested`` processes; for 0, one per CPU core this process may use (at most 8), but none beyond one
+    for every four files: a worker first loads its own models (seconds), which a short run does not repay."""
+    if requested < 0:
+        raise ValueError(f"workers must be 0 (one per CPU core) or a number of processes, not {requested}")
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8, files // 4))
+
+
+def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, cfg: Config,
+               redactor: Redactor | None, workers: int) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
+    """Each pending file's record as it is finished, here or in ``workers`` processes."""
+    if workers <= 1 or len(pending) < 2:
+        redactor = redactor or Redactor(cfg)
+        for src, rel, rec_path in pending:
+            yield src, rel, rec_path, redactor.process(src, rel, out, quarantine)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    load_or_create_key(cfg.header.key_file)  # once, before the workers read it
+    share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(share,)) as pool:
+        futures = {pool.submit(_worker_process, src, rel, out, quarantine): (src, rel, rec_path)
+                   for src, rel, rec_path in pending}
+        try:
+            for fut in as_completed(futures):
+                yield (*futures[fut], fut.result())
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a worker process died (out of memory, or a crash in a decoder); nothing unfinished "
+                               "was written to OUTPUT. Run again to resume (finished files are skipped), with "
+                               "fewer --workers if memory is short") from exc
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
+            raise
+
+
+_WORKER: Redactor | None = None
+
+
+def _worker_init(cfg: Config) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    _WORKER = Redactor(cfg)
+
+
+def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.process(src, rel, out, quarantine)

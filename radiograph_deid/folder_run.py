@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -179,48 +179,61 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     clashes = output_clashes(files, base, cfg.input.image_extensions)
     check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
-    done: dict[Path, ImageRecord] = {}
-    earlier: list[str] = []  # what earlier runs wrote for the files done again
-    pending: list[tuple[Path, Path, Path]] = []
-    resumed = 0
-    for src in files:
-        rel = src.relative_to(base)
-        rec_path = records_dir / "records" / (rel.as_posix() + ".json")
-        if cfg.output.resume and src not in clashes and _done(rec_path, src, out, settings):
-            done[src] = ImageRecord.from_json(rec_path.read_text())
-            resumed += 1
-            continue
-        previous = _recorded(rec_path) if rec_path.is_file() else None
-        earlier += [previous.output] if previous is not None and previous.output else []
-        if src in clashes:
-            done[src] = _refused(src, rel, quarantine, clashes[src])
-            done[src].settings = settings
-            write_bytes_atomic(rec_path, done[src].to_json().encode())
-            log.warning("quarantined %s at write: %s", rel.as_posix(), done[src].reason)
-        else:
-            pending.append((src, rel, rec_path))
-    workers = worker_count(workers, len(pending))
-    bar = tqdm(total=len(pending), desc="redact", unit="img", disable=not progress)
-    for src, rel, rec_path, rec in _processed(pending, out, quarantine, cfg, redactor, workers):
+    plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes)
+    workers = worker_count(workers, len(plan.pending))
+    bar = tqdm(total=len(plan.pending), desc="redact", unit="img", disable=not progress)
+    for src, rel, rec_path, rec in _processed(plan.pending, out, quarantine, cfg, redactor, workers):
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
-        done[src] = rec
+        plan.done[src] = rec
         bar.update()
     bar.close()
-    records = [done[src] for src in files]
-    _stale_removed(out, earlier, records)
+    records = [plan.done[src] for src in files]
+    _stale_removed(out, plan.earlier, records)
     gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
     if gone:
         log.warning("%d output(s) in %s are of inputs no longer under %s (listed in the summary as inputs_gone); "
                     "remove them if they must not be shared", len(gone), out, inp)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
-            "quarantine": str(quarantine), "resumed": resumed, "workers": workers, "inputs_gone": gone,
+            "quarantine": str(quarantine), "resumed": plan.resumed, "workers": workers, "inputs_gone": gone,
             "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
+
+
+@dataclass
+class _Plan:
+    """What a run does with each input, before it starts: records resumed, files to process, refusals."""
+
+    done: dict[Path, ImageRecord] = field(default_factory=dict)  # resumed and refused, then processed
+    pending: list[tuple[Path, Path, Path]] = field(default_factory=list)  # (input, its relative path, its record)
+    earlier: list[str] = field(default_factory=list)  # what earlier runs wrote for the files done again
+    resumed: int = 0
+
+
+def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, records_dir: Path, resume: bool,
+          settings: str, clashes: dict[Path, str]) -> _Plan:
+    plan = _Plan()
+    for src in files:
+        rel = src.relative_to(base)
+        rec_path = records_dir / "records" / (rel.as_posix() + ".json")
+        if resume and src not in clashes and _done(rec_path, src, out, settings):
+            plan.done[src] = ImageRecord.from_json(rec_path.read_text())
+            plan.resumed += 1
+            continue
+        previous = _recorded(rec_path) if rec_path.is_file() else None
+        plan.earlier += [previous.output] if previous is not None and previous.output else []
+        if src in clashes:
+            rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src])
+            rec.settings = settings
+            write_bytes_atomic(rec_path, rec.to_json().encode())
+            log.warning("quarantined %s at write: %s", rel.as_posix(), rec.reason)
+        else:
+            plan.pending.append((src, rel, rec_path))
+    return plan
 
 
 def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict[str, str]]:

@@ -31,10 +31,11 @@ from .records import ImageRecord, write_summary
 log = logging.getLogger("radiograph_deid")
 
 
-def iter_inputs(root: Path, avoid: Sequence[Path] = ()) -> Iterator[Path]:
-    """Every file under ``root`` but hidden ones, in a stable order; folders reached through a link are searched
-    too (a site's tree may link its archive in), each real folder once (a link back up would loop), none inside
-    ``avoid`` (OUTPUT and the quarantine, which a link could lead into)."""
+def iter_inputs(root: Path, avoid: Sequence[Path] = (), hidden_folders: list[Path] | None = None) -> Iterator[Path]:
+    """Every file under ``root``, in a stable order, hidden files too (each gets its record); folders reached
+    through a link are searched too (a site's tree may link its archive in), each real folder once (a link back up
+    would loop), none inside ``avoid`` (OUTPUT and the quarantine, which a link could lead into). Hidden folders
+    (.git, .Trash) are not searched; each is appended to ``hidden_folders``."""
     if root.is_file():
         yield root
         return
@@ -46,10 +47,11 @@ def iter_inputs(root: Path, avoid: Sequence[Path] = ()) -> Iterator[Path]:
             dirnames[:] = []
             continue
         seen.add(real)
+        if hidden_folders is not None:
+            hidden_folders += [Path(dirpath) / d for d in sorted(dirnames) if d.startswith(".")]
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
+            yield Path(dirpath) / name
 
 
 def settings_digest(cfg: Config, key: bytes) -> str:
@@ -172,7 +174,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     from tqdm import tqdm
 
     base = inp if inp.is_dir() else inp.parent
-    files = list(iter_inputs(inp, avoid=(out, quarantine)))
+    hidden: list[Path] = []
+    files = list(iter_inputs(inp, avoid=(out, quarantine), hidden_folders=hidden))
     for folder in (out, quarantine):
         if remove_partial_writes(folder):
             log.warning("removed the partly written files an interrupted run left in %s", folder)
@@ -198,7 +201,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
                     "remove them if they must not be shared", len(gone), out, inp)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
             "quarantine": str(quarantine), "resumed": plan.resumed, "workers": workers, "inputs_gone": gone,
-            "config": cfg.to_dict()}
+            "hidden_folders_passed_over": [h.relative_to(base).as_posix() for h in hidden], "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
     return summary
@@ -226,11 +229,11 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             continue
         previous = _recorded(rec_path) if rec_path.is_file() else None
         plan.earlier += [previous.output] if previous is not None and previous.output else []
-        if src in clashes:
-            rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src])
+        if src in clashes or src.name.startswith("."):
+            rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src]) if src in clashes else _hidden(src, rel)
             rec.settings = settings
             write_bytes_atomic(rec_path, rec.to_json().encode())
-            log.warning("quarantined %s at write: %s", rel.as_posix(), rec.reason)
+            log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
         else:
             plan.pending.append((src, rel, rec_path))
     return plan
@@ -261,6 +264,14 @@ def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRec
         if path.is_file():
             path.unlink()
             log.warning("removed %s: an earlier run wrote it, and this run did not", stale)
+
+
+def _hidden(src: Path, rel: Path) -> ImageRecord:
+    """The record of a hidden file (.DS_Store, an AppleDouble "._x.dcm"), passed over as a hidden file is."""
+    st = src.lstat()
+    return ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
+                       decision=Decision.SKIPPED, reason="a hidden file (its name begins with a dot); rename it to "
+                       "have it de-identified")
 
 
 def _refused(src: Path, rel: Path, quarantine: Path, reason: str) -> ImageRecord:

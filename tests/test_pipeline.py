@@ -463,6 +463,22 @@ def test_outputs_of_inputs_no_longer_there_are_reported_not_deleted(job, tmp_pat
     assert (out / "b.dcm").is_file()
 
 
+def test_hidden_files_get_a_record_and_hidden_folders_are_named(job, tmp_path: Path) -> None:
+    """Hidden files and folders were passed over without a word: a DICOM saved as ".IM0001" by an export tool
+    left no trace in the run. A hidden file now has its record (skipped, with the reason); a hidden folder is not
+    searched, and the summary names it."""
+    inp = tmp_path / "in"
+    (inp / ".git").mkdir(parents=True)
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "a.dcm")
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / ".IM0001")
+    (inp / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    decisions = {d["input"]: (d["decision"], d["reason"]) for d in summary["images_detail"]}
+    assert decisions["a.dcm"][0] == "written" and decisions[".IM0001"][0] == "skipped"
+    assert "hidden file" in decisions[".IM0001"][1] and ".git/HEAD" not in decisions
+    assert summary["hidden_folders_passed_over"] == [".git"]
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

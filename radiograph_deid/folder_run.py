@@ -160,13 +160,19 @@ def sole_run(records_dir: Path) -> Iterator[None]:
     with open(records_dir / "run.lock", "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except BlockingIOError:
             raise RuntimeError(f"another run is writing to {records_dir.parent}; wait for it to finish, or give "
                                "another OUTPUT") from None
+        except OSError as exc:  # a network share that keeps no locks: the run goes on, unguarded
+            log.warning("OUTPUT %s cannot be locked (%s): make sure no other run writes to it", records_dir.parent,
+                        exc.strerror)
+            locked = False
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path, progress: bool,

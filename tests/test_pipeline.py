@@ -500,6 +500,24 @@ def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     assert (out / "archive" / "2019" / "b.dcm").is_file()
 
 
+def test_an_output_that_cannot_be_locked_still_runs_with_a_warning(job, tmp_path: Path, monkeypatch, caplog) -> None:
+    """A share that keeps no locks (flock answers ENOLCK) must not stop the tool: the run goes on, and says that
+    it is unguarded."""
+    import errno
+    import fcntl
+
+    def no_locks(fh, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
+    with caplog.at_level(logging.WARNING, logger="radiograph_deid"):
+        summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["counts"]["written"] == 1 and "cannot be locked" in caplog.text
+
+
 def test_the_settings_digest_follows_what_decides_the_output(tmp_path: Path) -> None:
     """Settings and weights retrained into the same file change it; threads, where records go and the key file's
     path do not; the key itself does."""

@@ -9,7 +9,6 @@ a summary of every decision.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import json
@@ -27,6 +26,11 @@ from .fileio import case_blind, is_dicom, remove_partial_writes, write_bytes_ato
 from .pipeline import Redactor, image_output, to_quarantine
 from .pseudonym import load_or_create_key
 from .records import ImageRecord, write_summary
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a run there goes on unguarded, and says so
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger("radiograph_deid")
 
@@ -159,6 +163,8 @@ def sole_run(records_dir: Path) -> Iterator[None]:
     records_dir.mkdir(parents=True, exist_ok=True)
     with open(records_dir / "run.lock", "a+") as fh:
         try:
+            if fcntl is None:
+                raise OSError(0, "this system has no advisory file locks")
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import pydicom
 
-from radiograph_deid.fileio import copy_atomic, is_dicom
+from radiograph_deid.fileio import copy_atomic, is_dicom, write_bytes_atomic
 
 
 class Destination:
@@ -26,9 +26,11 @@ class FolderDestination(Destination):
         content digest (by its own name, two images called x.png from two requests were one file)."""
         if is_dicom(path):
             dst = self.folder / f"{pydicom.dcmread(str(path), stop_before_pixels=True).SOPInstanceUID}.dcm"
-        else:
-            dst = self.folder / f"{hashlib.sha256(path.read_bytes()).hexdigest()[:32]}{path.suffix.lower()}"
-        copy_atomic(path, dst)
+            copy_atomic(path, dst)
+        else:  # read once: hashed and written from the same bytes
+            data = path.read_bytes()
+            dst = self.folder / f"{hashlib.sha256(data).hexdigest()[:32]}{path.suffix.lower()}"
+            write_bytes_atomic(dst, data)
         return str(dst)
 
 

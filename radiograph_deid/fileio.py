@@ -33,6 +33,23 @@ def is_dicom(path: Path) -> bool:
     return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS
 
 
+# An archive's first bytes, by kind: a site sends studies zipped, and what is inside is never searched
+_ARCHIVES = ((b"PK\x03\x04", "ZIP"), (b"\x1f\x8b", "gzip"), (b"7z\xbc\xaf\x27\x1c", "7-Zip"), (b"Rar!", "RAR"),
+             (b"BZh", "bzip2"), (b"\xfd7zXZ", "xz"))
+
+
+def archive_kind(path: Path) -> str:
+    """The kind of archive the file is ("ZIP", "tar", ...), or "" for none."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(262)
+    except OSError:
+        return ""
+    if head[257:262] == b"ustar":
+        return "tar"
+    return next((kind for magic, kind in _ARCHIVES if head.startswith(magic)), "")
+
+
 def read_dicom(path: Path) -> FileDataset:
     try:
         ds = pydicom.dcmread(str(path), force=path.suffix.lower() in DICOM_EXTENSIONS)

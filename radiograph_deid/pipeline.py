@@ -22,8 +22,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, copy_atomic, is_dicom, read_dicom, read_image, store_pixels, write_bytes_atomic,
-                     write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, archive_kind, copy_atomic, is_dicom, read_dicom, read_image, store_pixels,
+                     write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -249,6 +249,10 @@ class Redactor:
         if path.suffix.lower() in self.cfg.input.image_extensions:
             rec.kind = "image"
             return None, frames_from_array(read_image(path))
+        archive = archive_kind(path)
+        if archive:
+            raise StageError(Stage.READ, f"a {archive} archive: what it holds was not searched; unpack it under INPUT "
+                                         "and run again", Decision.SKIPPED)
         raise StageError(Stage.READ, "not a DICOM file or a supported image", Decision.SKIPPED)
 
     def detect_retain_redact(self, px: PixelFrames) -> Redaction:

@@ -479,6 +479,25 @@ def test_hidden_files_get_a_record_and_hidden_folders_are_named(job, tmp_path: P
     assert summary["hidden_folders_passed_over"] == [".git"]
 
 
+def test_an_archive_in_input_is_named_as_one_not_searched(job, tmp_path: Path) -> None:
+    """A study sent zipped was skipped as "not a DICOM file or a supported image", as if nothing were in it. The
+    reason now says it is an archive whose contents were not searched, and what to do."""
+    import tarfile
+    import zipfile
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    with zipfile.ZipFile(inp / "study.zip", "w") as z:
+        z.write(job["inp"] / "gen" / "signed16.dcm", "IM0001.dcm")
+    with tarfile.open(inp / "study.tar.gz", "w:gz") as t:
+        t.add(job["inp"] / "gen" / "signed16.dcm", "IM0001.dcm")
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    reasons = {d["input"]: (d["decision"], d["reason"]) for d in summary["images_detail"]}
+    assert reasons["study.zip"][0] == reasons["study.tar.gz"][0] == "skipped"
+    assert "ZIP archive" in reasons["study.zip"][1] and "gzip archive" in reasons["study.tar.gz"][1]
+    assert "unpack it" in reasons["study.zip"][1]
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

@@ -24,13 +24,19 @@ class ReadError(Exception):
 
 
 def is_dicom(path: Path) -> bool:
-    """DICOM by content (the DICM magic after the 128-byte preamble) or, lacking it, by extension."""
+    """DICOM by content (the DICM magic after the 128-byte preamble), by extension, or as a bare dataset."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         return False
-    return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS
+    return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS or _bare_dataset(head)
+
+
+def _bare_dataset(head: bytes) -> bool:
+    """A dataset stored with no preamble and no File Meta, as older systems export it, often with no extension
+    ("IM000001"): it begins with an attribute of group 0008 (identifying the image), in little-endian order."""
+    return len(head) >= 8 and head[:2] == b"\x08\x00" and int.from_bytes(head[2:4], "little") < 0x1000
 
 
 # An archive's first bytes, by kind: a site sends studies zipped, and what is inside is never searched
@@ -52,7 +58,7 @@ def archive_kind(path: Path) -> str:
 
 def read_dicom(path: Path) -> FileDataset:
     try:
-        ds = pydicom.dcmread(str(path), force=path.suffix.lower() in DICOM_EXTENSIONS)
+        ds = pydicom.dcmread(str(path), force=True)  # only what is_dicom took for DICOM comes here
         ds.get("PixelData")  # touch the element so truncation in the header surfaces here
         _ = ds.get("SOPClassUID"), ds.get("Rows")
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -150,17 +150,20 @@ def test_header_is_deidentified_and_burned_in_annotation_set_after_pixels(job) -
 
 def test_a_dicom_stored_without_its_file_meta_is_redacted_and_written_as_part_10(job, tmp_path: Path) -> None:
     """Older systems export a bare dataset (no preamble, no "DICM", no File Meta Information); it was quarantined
-    as undecodable. It is read in the encoding found, redacted, and written with its meta completed."""
+    as undecodable. It is read in the encoding found, redacted, and written with its meta completed. Such a file
+    named with no extension ("IM000001") was skipped as "not a DICOM file"; it is known by its first bytes now."""
     inp = tmp_path / "in"
     inp.mkdir()
     ds, _ = sample_radiograph(512, 512, "MONOCHROME2", 12, "DX", seed=3)
     pixels = ds.pixel_array
     ds.preamble, ds.file_meta, ds.is_implicit_VR, ds.is_little_endian = None, FileMetaDataset(), True, True
     ds.save_as(inp / "bare.dcm", write_like_original=True)
+    shutil.copy(inp / "bare.dcm", inp / "IM000001")
     assert (inp / "bare.dcm").read_bytes()[128:132] != b"DICM"
     summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
-    (rec,) = summary["images_detail"]
-    assert rec["decision"] == "written" and rec["boxes_redacted"] > 0, rec["reason"]
+    for rec in summary["images_detail"]:
+        assert rec["decision"] == "written" and rec["boxes_redacted"] > 0, (rec["input"], rec["reason"])
+    assert pydicom.dcmread(tmp_path / "out" / "IM000001").PatientIdentityRemoved == "YES"
     out = pydicom.dcmread(tmp_path / "out" / "bare.dcm")  # no force: a Part 10 file
     assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != ds.SOPInstanceUID
     assert "DOE" not in str(out.PatientName) and out.BurnedInAnnotation == "NO"

@@ -83,11 +83,17 @@ def _complete_meta(ds: FileDataset) -> None:
             setattr(meta, meta_kw, ds[kw].value)
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, max_pixels: int = 80_000_000) -> np.ndarray:
     """PNG/JPEG/TIFF/BMP/JPEG 2000 as (H, W) or (H, W, 3) RGB, 8 or 16 bit, turned upright as its EXIF
     Orientation says. A TIFF of several pages is refused: its output would hold the first page alone, and the
-    pages after it would be lost without a word."""
+    pages after it would be lost without a word. So is an image of more than ``max_pixels``, before its pixels
+    are decoded (a PNG of a few kilobytes can hold billions of pixels), as a DICOM frame is."""
     data = np.fromfile(str(path), dtype=np.uint8)
+    size = _dimensions(data)
+    if size is not None and (size == (0, 0) or size[0] * size[1] > max_pixels):
+        shown = f"{size[0]}x{size[1]}" if size != (0, 0) else "more than 179 million"
+        raise UnsupportedPixelData(f"image of {shown} pixels exceeds input.max_pixels_per_frame={max_pixels}; "
+                                   "raise it if this machine has the memory")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ReadError("not a readable image file; it may be corrupt or truncated")
@@ -121,6 +127,25 @@ def upright(img: np.ndarray, orientation: int) -> np.ndarray:
     """The image as a viewer shows it under its EXIF ``orientation`` (1 or unknown: as stored)."""
     turn = _UPRIGHT.get(orientation)
     return img if turn is None else np.ascontiguousarray(turn(img))
+
+
+def _dimensions(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, without decoding its pixels; None where Pillow cannot tell,
+    (0, 0) where it refuses to (over 179 million pixels: a decompression bomb)."""
+    import warnings
+    from io import BytesIO
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(BytesIO(data.tobytes())) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError:  # over twice Pillow's limit (179 million pixels): its size is not told
+        return 0, 0
+    except Exception:
+        return None
 
 
 def _pages_and_orientation(data: np.ndarray) -> tuple[int, int]:
@@ -249,4 +274,4 @@ def read_view(path: Path, max_pixels_per_frame: int = 80_000_000, max_frames: in
     if is_dicom(path):
         ds = read_dicom(path)
         return to_display(decode_dataset(ds, max_pixels_per_frame, max_frames), 0), ds
-    return to_display(frames_from_array(read_image(path)), 0), None
+    return to_display(frames_from_array(read_image(path, max_pixels_per_frame)), 0), None

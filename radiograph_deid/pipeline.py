@@ -248,7 +248,7 @@ class Redactor:
                 return ds, None
         if path.suffix.lower() in self.cfg.input.image_extensions:
             rec.kind = "image"
-            return None, frames_from_array(read_image(path))
+            return None, frames_from_array(read_image(path, self.cfg.input.max_pixels_per_frame))
         archive = archive_kind(path)
         if archive:
             raise StageError(Stage.READ, f"a {archive} archive: what it holds was not searched; unpack it under INPUT "

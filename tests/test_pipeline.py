@@ -501,6 +501,21 @@ def test_an_archive_in_input_is_named_as_one_not_searched(job, tmp_path: Path) -
     assert "unpack it" in reasons["study.zip"][1]
 
 
+def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
+                                                                             key_overrides: list[str]) -> None:
+    """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion
+    pixels, and it was decoded whole. An image over the limit is now refused from its header, with the reason."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "wide.png"), np.zeros((1200, 1000), np.uint8))
+    cv2.imwrite(str(inp / "small.png"), to_stored(phantom(300, 300, 4), 8, False))
+    cfg = load_config(overrides=key_overrides + ["input.max_pixels_per_frame=1000000"])
+    summary = run(inp, tmp_path / "out", cfg, progress=False, redactor=Redactor(cfg, job["redactor"].markers.detector))
+    recs = {d["input"]: d for d in summary["images_detail"]}
+    assert recs["wide.png"]["decision"] == "quarantined" and "1000x1200" in recs["wide.png"]["reason"]
+    assert recs["small.png"]["decision"] == "written"
+
+
 def test_links_in_the_input_tree(job, tmp_path: Path) -> None:
     """A broken link stopped the whole run ("No such file or directory"); it is now skipped with the reason. A
     folder linked into INPUT (a site's archive) was passed over without a word; it is searched now, each real

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -89,7 +90,8 @@ def read_image(path: Path, max_pixels: int = 80_000_000) -> np.ndarray:
     pages after it would be lost without a word. So is an image of more than ``max_pixels``, before its pixels
     are decoded (a PNG of a few kilobytes can hold billions of pixels), as a DICOM frame is."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    size = _dimensions(data)
+    head = _image_header(data)
+    size = head.size
     if size is not None and (size == (0, 0) or size[0] * size[1] > max_pixels):
         shown = f"{size[0]}x{size[1]}" if size != (0, 0) else "more than 179 million"
         raise UnsupportedPixelData(f"image of {shown} pixels exceeds input.max_pixels_per_frame={max_pixels}; "
@@ -97,7 +99,7 @@ def read_image(path: Path, max_pixels: int = 80_000_000) -> np.ndarray:
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise ReadError("not a readable image file; it may be corrupt or truncated")
-    pages, orientation = _pages_and_orientation(data)
+    pages = head.pages if head.pages is not None else _decoded_pages(data)
     if pages > 1:
         raise UnsupportedPixelData(f"a TIFF of {pages} pages (images); only single-page images are redacted. "
                                    "Split it into one file per page (for example with tiffsplit) and run again")
@@ -111,7 +113,7 @@ def read_image(path: Path, max_pixels: int = 80_000_000) -> np.ndarray:
         img = np.ascontiguousarray(img[..., 0])  # grey stored as RGB
     if img.dtype not in (np.uint8, np.uint16):
         raise UnsupportedPixelData(f"image sample type {img.dtype} is not supported (8 or 16 bit expected)")
-    return upright(img, orientation)
+    return upright(img, head.orientation)
 
 
 # EXIF Orientation (1-8): how the stored pixels are turned and flipped to be seen upright
@@ -129,47 +131,51 @@ def upright(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if turn is None else np.ascontiguousarray(turn(img))
 
 
-def _dimensions(data: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from an image file's header, without decoding its pixels; None where Pillow cannot tell,
-    (0, 0) where it refuses to (over 179 million pixels: a decompression bomb)."""
+@dataclass(frozen=True)
+class _ImageHeader:
+    """What an image file's headers tell before any pixel is decoded."""
+
+    size: tuple[int, int] | None = None  # (width, height); None: Pillow cannot tell; (0, 0): over its own limit
+    pages: int | None = 1  # None: a TIFF Pillow cannot count (an exotic compression)
+    orientation: int = 1  # EXIF Orientation
+
+
+def _image_header(data: np.ndarray) -> _ImageHeader:
+    """Size, pages and EXIF Orientation of an image file's bytes, in one pass of Pillow over its headers.
+
+    The size is refused over twice Pillow's own limit (179 million pixels: a decompression bomb) and then not
+    told. Only a TIFF has pages. Only a JPEG's or a TIFF's orientation is read: a PNG's EXIF may follow its
+    pixels, read only by decoding them all. A phone's photograph of a screen is stored sideways with a tag that
+    turns it upright; the output (a PNG, with no EXIF: it may hold a place and a time) would be seen sideways,
+    and its text would run up the image."""
     import warnings
     from io import BytesIO
 
     from PIL import Image
 
+    tiff = data[:4].tobytes() in _TIFF_MAGIC
+    jpeg = data[:2].tobytes() == b"\xff\xd8"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(BytesIO(data.tobytes())) as im:
-                return int(im.size[0]), int(im.size[1])
-    except Image.DecompressionBombError:  # over twice Pillow's limit (179 million pixels): its size is not told
-        return 0, 0
-    except Exception:
-        return None
+                size = (int(im.size[0]), int(im.size[1]))
+                try:
+                    return _ImageHeader(size, int(getattr(im, "n_frames", 1)) if tiff else 1,
+                                        int(im.getexif().get(0x0112, 1)) if tiff or jpeg else 1)
+                except Exception:  # its pages or tags unreadable: the pixels as stored
+                    return _ImageHeader(size, None if tiff else 1)
+    except Image.DecompressionBombError:
+        return _ImageHeader((0, 0))
+    except Exception:  # nothing Pillow understands
+        return _ImageHeader(None, None if tiff else 1)
 
 
-def _pages_and_orientation(data: np.ndarray) -> tuple[int, int]:
-    """(pages, EXIF Orientation) of an image file's bytes, read by Pillow from its headers without decoding
-    pixels; (1, 1) where there is nothing to read. Only a TIFF has pages (where Pillow cannot open one, an exotic
-    compression, OpenCV decodes them to count; 1 if none decodes: the first page was). Only a JPEG's or a
-    TIFF's orientation is read: a PNG's EXIF may follow its pixels, read only by decoding them all. A phone's
-    photograph of a screen is stored sideways with a tag that turns it upright; the output (a PNG, with no EXIF:
-    it may hold a place and a time) would be seen sideways, and its text would run up the image."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    tiff = data[:4].tobytes() in _TIFF_MAGIC
-    if not tiff and data[:2].tobytes() != b"\xff\xd8":
-        return 1, 1
-    try:
-        with Image.open(BytesIO(data.tobytes())) as im:
-            return (int(getattr(im, "n_frames", 1)) if tiff else 1), int(im.getexif().get(0x0112, 1))
-    except Exception:  # nothing Pillow understands: the pixels as stored
-        if not tiff:
-            return 1, 1
-        ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
-        return (len(pages) if ok else 1), 1
+def _decoded_pages(data: np.ndarray) -> int:
+    """A TIFF's pages as OpenCV decodes them (where Pillow cannot count them); 1 if none decodes: the first
+    page was."""
+    ok, pages = cv2.imdecodemulti(data, cv2.IMREAD_UNCHANGED)
+    return len(pages) if ok else 1
 
 
 def read_frames(path: Path) -> PixelFrames:

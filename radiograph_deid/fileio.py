@@ -24,12 +24,19 @@ class ReadError(Exception):
     """An input that is not a readable DICOM or image file."""
 
 
-def is_dicom(path: Path) -> bool:
-    """DICOM by content (the DICM magic after the 128-byte preamble), by extension, or as a bare dataset."""
+def _head(path: Path, n: int) -> bytes | None:
+    """A file's first ``n`` bytes, or None where it cannot be read."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(132)
+            return fh.read(n)
     except OSError:
+        return None
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM by content (the DICM magic after the 128-byte preamble), by extension, or as a bare dataset."""
+    head = _head(path, 132)
+    if head is None:
         return False
     return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_EXTENSIONS or _bare_dataset(head)
 
@@ -47,11 +54,7 @@ _ARCHIVES = ((b"PK\x03\x04", "ZIP"), (b"\x1f\x8b", "gzip"), (b"7z\xbc\xaf\x27\x1
 
 def archive_kind(path: Path) -> str:
     """The kind of archive the file is ("ZIP", "tar", ...), or "" for none."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(262)
-    except OSError:
-        return ""
+    head = _head(path, 262) or b""
     if head[257:262] == b"ustar":
         return "tar"
     return next((kind for magic, kind in _ARCHIVES if head.startswith(magic)), "")

@@ -87,8 +87,9 @@ def _recorded(record_path: Path) -> ImageRecord | None:
         return None
 
 
-def _done(record_path: Path, src: Path, out_root: Path, settings: str) -> bool:
-    rec = _recorded(record_path)
+def _done(rec: ImageRecord | None, src: Path, out_root: Path, settings: str) -> bool:
+    """Whether ``src``'s earlier record may stand: made under these settings, of the input as it is now, and its
+    output still there."""
     if rec is None or rec.settings != settings:
         return False
     try:
@@ -193,7 +194,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
             log.warning("removed the partly written files an interrupted run left in %s", folder)
     clashes = output_clashes(files, base, cfg.input.image_extensions)
     check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
-    settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))
+    settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))  # the key made before any worker reads it
     plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes)
     workers = worker_count(workers, len(plan.pending))
     bar = tqdm(total=len(plan.pending), desc="redact", unit="img", disable=not progress)
@@ -235,11 +236,11 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
     for src in files:
         rel = src.relative_to(base)
         rec_path = records_dir / "records" / (rel.as_posix() + ".json")
-        if resume and src not in clashes and _done(rec_path, src, out, settings):
-            plan.done[src] = ImageRecord.from_json(rec_path.read_text())
+        previous = _recorded(rec_path)  # read once: resumed, or what it wrote
+        if resume and src not in clashes and _done(previous, src, out, settings):
+            plan.done[src] = previous
             plan.resumed += 1
             continue
-        previous = _recorded(rec_path) if rec_path.is_file() else None
         plan.earlier += [previous.output] if previous is not None and previous.output else []
         if src in clashes or src.name.startswith("."):
             rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src]) if src in clashes else _hidden(src, rel)
@@ -318,7 +319,6 @@ def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    load_or_create_key(cfg.header.key_file)  # once, before the workers read it
     share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(share,)) as pool:

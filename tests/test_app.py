@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -106,6 +107,27 @@ def test_a_stored_image_is_named_by_its_content_not_its_own_name(server) -> None
     digest = hashlib.sha256(r.content).hexdigest()[:32]
     assert (tmp / "deidentified" / f"{digest}.png").read_bytes() == r.content
     assert not (tmp / "deidentified" / "bedside.png").exists()
+
+
+def test_answers_leave_nothing_behind_once_sent(server, tmp_path: Path, monkeypatch) -> None:
+    """Each answer was written to a folder of its own in /tmp; MONAI Label deleted the file once sent but not the
+    folder, and a failed store to the destination left the de-identified file there too: a served lab's /tmp
+    gathered one folder per request."""
+    client, _, tmp = server
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for _ in range(3):
+        r = client.post("/infer/redact?image=cr_mono1&output=image&params={\"store\": \"false\"}")
+        assert r.status_code == 200, r.text
+    app = __import__("monailabel.interfaces.utils.app", fromlist=["app_instance"]).app_instance()
+    def broken_store(path: Path) -> str:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(app._infers["redact"].destination, "store", broken_store)
+    with pytest.raises(OSError):
+        client.post("/infer/redact?image=cr_mono1&output=image")
+    assert not list(tmp_path.iterdir()), "an answer's folder was left in the temporary folder"
+    outgoing = tmp / "workspace" / "outgoing"
+    assert not [p for p in outgoing.rglob("*") if p.is_file()], "an answer was left after it was sent or failed"
+    assert len(list(outgoing.iterdir())) <= 1, "the folders of sent answers pile up"
 
 
 def test_upload_that_is_not_an_image_gets_415_and_is_quarantined(server) -> None:

@@ -42,6 +42,7 @@ class RadiographDeidApp(MONAILabelApp):
         self.cfg = load_config(conf.get("config") or None, overrides)
         self.store = ModelStore(workspace / "models")
         self.quarantine = workspace / "quarantine"
+        self.outgoing = workspace / "outgoing"  # answers waiting to be sent
         self.device = default_device() if conf.get("device", "auto") == "auto" else conf["device"]
         self.modalities = (conf.get("modalities") or "CR,DX").split(",")
         self.destination = build_destination(conf.get("destination", ""), studies)
@@ -68,7 +69,8 @@ class RadiographDeidApp(MONAILabelApp):
 
     # -- tasks -----------------------------------------------------------------------------------------------------
     def init_infers(self) -> Dict[str, Any]:
-        return {"markers": MarkersInfer(self.served), "redact": RedactInfer(self.served, self.quarantine, self.destination)}
+        return {"markers": MarkersInfer(self.served),
+                "redact": RedactInfer(self.served, self.quarantine, self.destination, self.outgoing)}
 
     def init_trainers(self) -> Dict[str, Any]:
         return {"markers": MarkersTrainer(self.served, self.store, self.cfg, self.device)}

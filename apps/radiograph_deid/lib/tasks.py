@@ -70,11 +70,19 @@ class MarkersInfer(InferTask):
 
 
 class RedactInfer(InferTask):
-    """The de-identified image (DICOM in, DICOM out); a file that fails any stage is refused, never returned."""
+    """The de-identified image (DICOM in, DICOM out); a file that fails any stage is refused, never returned.
 
-    def __init__(self, served: Served, quarantine: Path, destination: Optional[Destination]) -> None:
+    Each answer is written to its own folder under ``outgoing`` (the file keeps its name for the client). MONAI
+    Label deletes the file once it is sent but not its folder, so emptied folders are removed at the next request
+    and whatever a stopped server left there (never sent) when the app starts: nothing piles up in /tmp.
+    """
+
+    def __init__(self, served: Served, quarantine: Path, destination: Optional[Destination], outgoing: Path) -> None:
         super().__init__(InferType.OTHERS, LABELS, 2, "De-identify: header profile, burned-in text, verification")
         self.served, self.quarantine, self.destination = served, quarantine, destination
+        self.outgoing = outgoing
+        shutil.rmtree(outgoing, ignore_errors=True)
+        outgoing.mkdir(parents=True, exist_ok=True)
 
     def is_valid(self) -> bool:
         return True
@@ -82,20 +90,35 @@ class RedactInfer(InferTask):
     def __call__(self, request: Dict[str, Any]) -> Tuple[Optional[str], Dict[str, Any]]:
         path = _image(request)
         _, _, redactor = self.served.get()
-        out_dir = Path(tempfile.mkdtemp(prefix="redacted-"))
-        try:
-            with self.served.lock:
+        with self.served.lock:  # a folder is swept only when no request is between making it and filling it
+            _remove_empty_folders(self.outgoing)
+            out_dir = Path(tempfile.mkdtemp(prefix="redacted-", dir=self.outgoing))
+            try:
                 result, record = redact_file(path, out_dir, self.quarantine, redactor)
-        except RedactionRefused as exc:
-            shutil.rmtree(out_dir, ignore_errors=True)
-            rec = exc.record
-            code = unsupported if rec.stage is Stage.READ else unprocessable
-            raise code(f"not de-identified ({rec.decision.value} at {rec.stage.value}): {rec.reason}") from exc
+            except BaseException as exc:
+                shutil.rmtree(out_dir, ignore_errors=True)
+                if not isinstance(exc, RedactionRefused):
+                    raise
+                rec = exc.record
+                code = unsupported if rec.stage is Stage.READ else unprocessable
+                raise code(f"not de-identified ({rec.decision.value} at {rec.stage.value}): {rec.reason}") from exc
         answer: Dict[str, Any] = {"decision": record.decision.value, "boxes": record.boxes,
                                   "laterality": record.laterality, "seconds": round(record.seconds, 3)}
-        if self.destination is not None and str(request.get("store", "true")).lower() != "false":
-            answer["stored"] = self.destination.store(result)
+        try:
+            if self.destination is not None and str(request.get("store", "true")).lower() != "false":
+                answer["stored"] = self.destination.store(result)
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)  # no answer is sent, so nothing would delete it
+            raise
         return str(result), answer  # MONAI Label deletes the file once it is sent
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder in root.iterdir():
+        try:
+            folder.rmdir()  # only an empty folder goes: one whose answer was sent
+        except OSError:
+            pass
 
 
 def _patient_group(path: Path) -> str:

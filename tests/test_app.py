@@ -236,3 +236,22 @@ def test_the_folder_datastore_lists_every_image_type_redact_reads(server, tmp_pa
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / "f.dcm")
     store = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)
     assert sorted(store.list_images()) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_the_folder_datastore_lists_dicom_as_pacs_exports_name_it(server, tmp_path: Path) -> None:
+    """Extensions in capitals ("IM1.DCM"), no extension ("IM000001") and SOP Instance UIDs as names were not
+    listed (MONAI Label matches names, case-sensitively, and took a UID's digits for its extension), though
+    ``redact`` reads them all; a DICOMDIR and a note with no extension are not images."""
+    import importlib
+
+    datastores = importlib.import_module("lib.datastores")  # as the app loaded it
+    dicom = SAMPLE / "chest_cr_monochrome1.dcm"
+    uid = "1.2.826.0.1.3680043.8.498.12345"
+    for name in ("IM1.DCM", "IM000001", uid, "DICOMDIR", "scan.Dicom"):
+        shutil.copy(dicom, tmp_path / name)
+    (tmp_path / "README").write_text("exported from PACS\n")
+    (tmp_path / "PHOTO.PNG").write_bytes((SAMPLE / "ward3" / "bedside.png").read_bytes())
+    store = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)
+    assert sorted(store.list_images()) == sorted(["IM1", "IM000001", uid, "scan", "PHOTO"])
+    assert Path(store.get_image_uri(uid)) == (tmp_path / uid).resolve()
+    assert Path(store.get_image_uri("IM000001")) == (tmp_path / "IM000001").resolve()

@@ -1,7 +1,8 @@
 """Datastores whose labels are marker boxes (JSON), not segmentations.
 
-* a local folder of radiographs (MONAI Label's LocalDatastore): DICOM (``*.dcm``) and every image type
-  ``redact`` reads (``input.image_extensions``);
+* a local folder of radiographs (MONAI Label's LocalDatastore): DICOM and every image type ``redact`` reads
+  (``input.image_extensions``), extensions in either case, and DICOM files named with no extension ("IM000001",
+  or a SOP Instance UID), known by their first bytes as ``redact`` knows them;
 * Orthanc or any DICOMweb server: series of the configured modalities (CR, DX by default, not MONAI Label's CT),
   fetched into a local cache; box labels are kept in that cache, because MONAI Label would turn a final label
   into a DICOM SEG, which boxes are not. Nothing is ever written back to the PACS from here.
@@ -14,7 +15,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
@@ -22,7 +23,7 @@ from monailabel.interfaces.exception import ImageNotFoundException
 from pydicom.dataset import Dataset
 
 from radiograph_deid.config import InputConfig
-from radiograph_deid.fileio import ReadError, read_view
+from radiograph_deid.fileio import DICOM_EXTENSIONS, ReadError, is_dicom, read_view
 from radiograph_deid.labels import LabelError
 from radiograph_deid.pixels import PixelDataError
 from radiograph_deid.workflows import parse_box_label
@@ -30,7 +31,7 @@ from radiograph_deid.workflows import parse_box_label
 from .errors import not_found, unprocessable
 
 log = logging.getLogger(__name__)
-IMAGE_EXTENSIONS = ["*.dcm"] + [f"*{ext}" for ext in InputConfig().image_extensions]
+IMAGE_EXTENSIONS = [f"*{ext}" for ext in (*sorted(DICOM_EXTENSIONS), *InputConfig().image_extensions)]
 
 
 def check_box_label(label_filename: str, image_uri: str, image_id: str) -> None:
@@ -52,9 +53,39 @@ def check_box_label(label_filename: str, image_uri: str, image_id: str) -> None:
                                 "was it drawn on another image?")
 
 
+def _named_without_extension(name: str) -> bool:
+    """No extension of letters: "IM000001", "I.0001" or a UID ("1.2.840.113619.2.55.3"), as PACS exports name
+    DICOM files. (MONAI Label would take ".2.840.113619.2.55.3" for a UID's extension and "1" for its id.)"""
+    return not name.startswith(".") and all(s[1:].isdigit() for s in Path(name).suffixes)
+
+
 class RadiographLocalDatastore(LocalDatastore):
+    """MONAI Label's folder datastore, listing what ``redact`` reads: its extensions in either case ("IM1.DCM"),
+    and DICOM files with no extension (MONAI Label matches names only, case-sensitively)."""
+
     def __init__(self, folder: str, read_only: bool = False, auto_reload: bool = True) -> None:
+        self._suffixes = sorted((p.lstrip("*").lower() for p in IMAGE_EXTENSIONS), key=len, reverse=True)
         super().__init__(folder, extensions=IMAGE_EXTENSIONS, auto_reload=auto_reload, read_only=read_only)
+
+    def _list_files(self, path: str, patterns: Sequence[str]) -> Dict[str, str]:
+        suffixes = tuple(p.lstrip("*").lower() for p in patterns)
+        return {name: name for name in os.listdir(path)
+                if name.lower().endswith(suffixes) or self._bare_dicom(os.path.join(path, name))}
+
+    @staticmethod
+    def _bare_dicom(path: str) -> bool:
+        name = os.path.basename(path)
+        return (_named_without_extension(name) and name.upper() != "DICOMDIR" and os.path.isfile(path)
+                and is_dicom(Path(path)))
+
+    def _to_id(self, file: str) -> Tuple[str, str]:
+        low = file.lower()
+        for suffix in self._suffixes:
+            if low.endswith(suffix) and len(file) > len(suffix):
+                return file[:-len(suffix)], file[-len(suffix):]
+        if _named_without_extension(file):
+            return file, ""
+        return super()._to_id(file)  # a label's temporary file: its own extension
 
     def get_image_uri(self, image_id: str) -> str:
         uri = super().get_image_uri(image_id)

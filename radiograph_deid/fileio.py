@@ -67,10 +67,17 @@ def read_dicom(path: Path) -> FileDataset:
         _ = ds.get("SOPClassUID"), ds.get("Rows")
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ReadError(f"not a readable DICOM file ({type(exc).__name__}); the file may be corrupt or truncated") from exc
-    if "SOPClassUID" not in ds and "PixelData" not in ds:
+    if "SOPClassUID" not in ds and "PixelData" not in ds and not is_media_directory(ds):
         raise ReadError("no DICOM attributes could be read; the file is corrupt or not DICOM")
     _complete_meta(ds)
     return ds
+
+
+def is_media_directory(ds: FileDataset) -> bool:
+    """A DICOMDIR: the index of a CD or export, whose SOP class is given in its File Meta only."""
+    media = pydicom.uid.MediaStorageDirectoryStorage
+    return (ds.file_meta.get("MediaStorageSOPClassUID") == media or ds.get("SOPClassUID") == media
+            or "DirectoryRecordSequence" in ds)
 
 
 def _complete_meta(ds: FileDataset) -> None:

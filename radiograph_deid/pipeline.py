@@ -22,8 +22,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, archive_kind, copy_atomic, is_dicom, read_dicom, read_image, store_pixels,
-                     write_bytes_atomic, write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, archive_kind, copy_atomic, is_dicom, is_media_directory, read_dicom, read_image,
+                     store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -37,6 +37,8 @@ from .verify import VerifierTimeout, build_verifier
 log = logging.getLogger("radiograph_deid")
 
 SKIP_NAMES = {"DICOMDIR"}
+MEDIA_DIRECTORY_SKIPPED = ("a DICOMDIR (the index of a CD or export) is not copied: it names the patients and the "
+                           "original UIDs, and would not match the de-identified files")
 
 
 class StageError(Exception):
@@ -339,10 +341,12 @@ class Redactor:
 
     def _process(self, src: Path, rel: Path, out_root: Path, rec: ImageRecord) -> None:
         rec.stage = Stage.READ
+        if src.name.upper() in SKIP_NAMES:
+            raise StageError(Stage.READ, MEDIA_DIRECTORY_SKIPPED, Decision.SKIPPED)
         ds, px = self.read(src, rec)
         if ds is not None:
-            if str(ds.get("SOPClassUID", "")) == "1.2.840.10008.1.3.10" or src.name.upper() in SKIP_NAMES:
-                raise StageError(Stage.READ, "DICOMDIR media directory", Decision.SKIPPED)
+            if is_media_directory(ds):
+                raise StageError(Stage.READ, MEDIA_DIRECTORY_SKIPPED, Decision.SKIPPED)
             rec.laterality = {k: str(ds.get(k, "") or "") for k in ("ImageLaterality", "Laterality")}
             self._enter(rec, Stage.HEADER)
             rec.header_actions = self.header(ds).as_records()

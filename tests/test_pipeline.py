@@ -501,6 +501,25 @@ def test_an_archive_in_input_is_named_as_one_not_searched(job, tmp_path: Path) -
     assert "unpack it" in reasons["study.zip"][1]
 
 
+def test_a_dicomdir_is_skipped_with_the_reason_not_quarantined(job, tmp_path: Path) -> None:
+    """Every CD a patient brings has a DICOMDIR. Its SOP class is in its File Meta only, so it was quarantined
+    as "corrupt or not DICOM", a false alarm on each CD. It is skipped now, by name or by class, and never
+    written: it names the patients and would not match the de-identified files."""
+    from pydicom.data import get_testdata_file
+
+    inp = tmp_path / "in"
+    (inp / "CD2").mkdir(parents=True)
+    shutil.copy(get_testdata_file("DICOMDIR"), inp / "DICOMDIR")
+    shutil.copy(get_testdata_file("DICOMDIR"), inp / "CD2" / "index.dcm")
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "CD2" / "IM000001")
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    got = {d["input"]: (d["decision"], d["reason"]) for d in summary["images_detail"]}
+    assert got["DICOMDIR"][0] == got["CD2/index.dcm"][0] == "skipped", got
+    assert "DICOMDIR" in got["CD2/index.dcm"][1] and got["CD2/IM000001"][0] == "written"
+    assert not (tmp_path / "out_quarantine").exists() or not any((tmp_path / "out_quarantine").iterdir())
+    assert not (tmp_path / "out" / "DICOMDIR").exists() and not (tmp_path / "out" / "CD2" / "index.dcm").exists()
+
+
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
                                                                              key_overrides: list[str]) -> None:
     """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion

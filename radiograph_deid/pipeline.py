@@ -365,7 +365,8 @@ class Redactor:
         rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape
         self._enter(rec, Stage.DETECT)
         red = self.detect_retain_redact(px)
-        rec.boxes, rec.pixels_modified = red.boxes, red.changed_pixels > 0
+        rec.boxes, rec.unused_bits_cleared = red.boxes, px.unused_bits_cleared
+        rec.pixels_modified = red.changed_pixels > 0 or px.unused_bits_cleared > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})
         tags = [rec.laterality.get(k, "") for k in ("ImageLaterality", "Laterality")]
         rec.laterality["mismatch"] = laterality_mismatch(tags, rec.laterality["kept"])

@@ -39,6 +39,7 @@ class ImageRecord:
     rows: int = 0
     columns: int = 0
     pixels_modified: bool = False
+    unused_bits_cleared: int = 0  # samples whose bits above BitsStored held something (an embedded overlay)
     boxes: list[dict[str, Any]] = field(default_factory=list)
     verification: dict[str, Any] = field(default_factory=dict)
     header_actions: list[dict[str, str]] = field(default_factory=list)

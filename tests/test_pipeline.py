@@ -520,6 +520,34 @@ def test_a_dicomdir_is_skipped_with_the_reason_not_quarantined(job, tmp_path: Pa
     assert not (tmp_path / "out" / "DICOMDIR").exists() and not (tmp_path / "out" / "CD2" / "index.dcm").exists()
 
 
+def test_an_overlay_in_the_unused_high_bits_is_not_written(job, tmp_path: Path) -> None:
+    """Bits above BitsStored (retired overlays in pixel data) went to OUTPUT untouched when nothing was boxed:
+    the pixel data was written bit-identical. They are cleared, counted in the record, and the rest kept."""
+    from radiograph_deid.synthetic import sample_radiograph
+
+    ds, _ = sample_radiograph(512, 512, bits=12, burns=[])
+    clean = ds.pixel_array.copy()
+    marked = clean.copy()
+    rng = np.random.default_rng(1)
+    ys, xs = rng.integers(0, 512, 300), rng.integers(0, 512, 300)
+    marked[ys, xs] |= 0x8000
+    ds.PixelData = marked.tobytes()
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ds.save_as(inp / "overlay.dcm", write_like_original=False)
+    run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    rec = json.loads((tmp_path / "out" / ".deid" / "records" / "overlay.dcm.json").read_text())
+    assert rec["decision"] == "written" and rec["unused_bits_cleared"] == len(set(zip(ys, xs)))
+    out = pydicom.dcmread(tmp_path / "out" / "overlay.dcm").pixel_array
+    assert int(out.max()) < 4096, "bits above BitsStored were written"
+    untouched = np.ones_like(clean, bool)
+    for b in rec["boxes"]:
+        if b["action"] == "redacted":
+            x0, y0, x1, y1 = b["box"]
+            untouched[y0:y1, x0:x1] = False
+    np.testing.assert_array_equal(out[untouched], clean[untouched])
+
+
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
                                                                              key_overrides: list[str]) -> None:
     """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion

@@ -11,7 +11,7 @@ import pytest
 from radiograph_deid.boxes import Box
 from radiograph_deid.enums import Photometric
 from radiograph_deid.pixels import PixelDataError, UnsupportedPixelData, black_value, decode_dataset, fill_boxes, to_display
-from radiograph_deid.synthetic import compress, sample_radiograph
+from radiograph_deid.synthetic import compress, make_dataset, sample_radiograph
 
 from .conftest import deid_data, pydicom_data
 
@@ -77,6 +77,21 @@ def test_monochrome2_fills_with_the_minimum(signed: bool) -> None:
     assert black_value(px) == (-2048 if signed else 0)
     fill_boxes(px, [Box(0, 0, 10, 10)])
     assert (px.frames[0, :10, :10] == black_value(px)).all()
+
+
+def test_bits_above_bits_stored_are_cleared_and_counted() -> None:
+    """An overlay kept in the unused high bits (a name drawn in bit 15 of 12-bit CR) outlived the removal of the
+    60xx group: pydicom 2 returns those bits as they are. They are cleared now and counted; a signed value is
+    sign-extended, and a proper sign extension is not counted."""
+    raw = np.array([[0x0123, 0x8123, 0x0FFF, 0x4000]], np.uint16)
+    px = decode_dataset(make_dataset(raw, bits_stored=12))
+    assert px.frames[0].tolist() == [[0x0123, 0x0123, 0x0FFF, 0]] and px.unused_bits_cleared == 2
+    # -5 sign-extended, -5 not extended, +5 with bit 15 set, +5
+    raw = np.array([[0xFFFB, 0x0FFB, 0x8005, 0x0005]], np.uint16).view(np.int16)
+    px = decode_dataset(make_dataset(raw, bits_stored=12, signed=True))
+    assert px.frames[0].tolist() == [[-5, -5, 5, 5]] and px.unused_bits_cleared == 1
+    ds, _ = sample_radiograph(64, 64, bits=16)
+    assert decode_dataset(ds).unused_bits_cleared == 0
 
 
 def test_ybr_jpeg_baseline_is_converted_to_rgb() -> None:

@@ -64,6 +64,7 @@ class PixelFrames:
     signed: bool
     inverse_display: bool = False  # MONOCHROME1, or MONOCHROME2 with Presentation LUT Shape INVERSE
     palette_rgb: np.ndarray | None = None  # (N, 3) uint8 for PALETTE COLOR
+    unused_bits_cleared: int = 0  # samples whose bits above BitsStored held something (``hold_to_bits_stored``)
 
     @property
     def is_color(self) -> bool:
@@ -154,6 +155,7 @@ def decode_dataset(ds: Dataset, max_pixels_per_frame: int = 80_000_000, max_fram
     inverse = photometric is Photometric.MONOCHROME1
     if str(ds.get("PresentationLUTShape", "")).upper() == "INVERSE":
         inverse = not inverse
+    arr, cleared = hold_to_bits_stored(arr, int(ds.BitsStored))
     return PixelFrames(
         frames=np.ascontiguousarray(arr),
         photometric=photometric,
@@ -161,7 +163,31 @@ def decode_dataset(ds: Dataset, max_pixels_per_frame: int = 80_000_000, max_fram
         signed=int(ds.get("PixelRepresentation", 0)) == 1,
         inverse_display=inverse,
         palette_rgb=palette,
+        unused_bits_cleared=cleared,
     )
+
+
+def hold_to_bits_stored(values: np.ndarray, bits_stored: int) -> tuple[np.ndarray, int]:
+    """Stored values with the bits above BitsStored cleared (sign-extended where the values are signed: pydicom
+    gives a signed type as the data says, even against the header), and how many samples held anything there.
+
+    Those bits are not the image: older systems kept overlays in them (retired "overlays in pixel data": a name
+    or an ID drawn in bit 15 of 12-bit CR), which outlive the removal of the 60xx group, and a viewer that does
+    not mask them shows them. pydicom 2 returns them as they are, and leaves signed values unextended.
+    """
+    bits = values.dtype.itemsize * 8
+    if not 0 < bits_stored < bits or values.dtype.kind not in "iu":
+        return values, 0
+    raw = values.view(f"u{values.dtype.itemsize}")
+    low = raw & ((1 << bits_stored) - 1)
+    upper = raw >> bits_stored
+    ones = (1 << (bits - bits_stored)) - 1
+    stray = upper != 0
+    if values.dtype.kind == "i":  # a sign extension (all ones above a negative value) is not stray
+        negative = (low >> (bits_stored - 1)) == 1
+        stray &= ~(negative & (upper == ones))
+        low = low.astype(np.int32) - (negative.astype(np.int32) << bits_stored)
+    return low.astype(values.dtype), int(np.count_nonzero(stray))
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -231,7 +231,7 @@ def _redact(args: argparse.Namespace) -> int:
     print(json.dumps({"images": summary["images"], **counts, "resumed": summary["resumed"],
                       "laterality_mismatches": summary["laterality_mismatches"],
                       "inputs_gone": len(summary["inputs_gone"]),
-                      "summary": str(args.output / cfg.output.records_dir / "summary.json"),
+                      "summary": str(Path(summary["records"]) / "summary.json"),
                       "quarantine": summary["quarantine"]}))
     return 1 if counts["quarantined"] else 0
 

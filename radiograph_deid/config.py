@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from .enums import NonImagePolicy
+from .enums import NonImagePolicy, OutputNames
 
 
 class ConfigError(ValueError):
@@ -128,9 +128,13 @@ class VerifyConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    records_dir: str = ".deid"  # under OUTPUT: per-image JSON records and the run summary
+    records_dir: str = ".deid"  # per-image records and the run summary: under OUTPUT (beside it for pseudonymous names)
     quarantine: str = ""  # empty: a sibling folder OUTPUT_quarantine (never inside OUTPUT)
     resume: bool = True  # skip inputs whose record says they are done and unchanged
+    names: OutputNames = OutputNames.SAME  # same: the input's relative path; pseudonymous: no input name in OUTPUT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", OutputNames(self.names))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,14 @@ class DeidMethodCode(Enum):
         return self.value[1]
 
 
+class OutputNames(str, Enum):
+    """How outputs are named: as their inputs, or from the de-identified header and a keyed digest (a site whose
+    folders and files carry patients' names shares none of them)."""
+
+    SAME = "same"
+    PSEUDONYMOUS = "pseudonymous"
+
+
 class NonImagePolicy(str, Enum):
     """What to do with a DICOM object that has no pixel data (SR, PR, KO...)."""
 

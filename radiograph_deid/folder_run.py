@@ -9,6 +9,7 @@ a summary of every decision.
 """
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import hmac
 import json
@@ -21,9 +22,10 @@ from typing import Iterator, Sequence
 
 from . import __version__
 from .config import Config
-from .enums import Decision, Stage
+from .enums import Decision, OutputNames, Stage
 from .fileio import case_blind, is_dicom, remove_partial_writes, write_bytes_atomic
-from .pipeline import Redactor, image_output, to_quarantine
+from .output_names import image_output
+from .pipeline import Redactor, to_quarantine
 from .pseudonym import load_or_create_key
 from .records import ImageRecord, write_summary
 
@@ -64,7 +66,10 @@ def settings_digest(cfg: Config, key: bytes) -> str:
     reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
     retrained weights, redoes every file."""
     settings = cfg.to_dict()
-    del settings["output"], settings["detector"]["threads"], settings["header"]["key_file"]
+    names = settings.pop("output")["names"]
+    if names != OutputNames.SAME.value:  # where outputs go, under names the earlier records did not give
+        settings["output_names"] = names
+    del settings["detector"]["threads"], settings["header"]["key_file"]
     text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
 
@@ -152,13 +157,37 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     """
     quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
     check_folders(inp, out, quarantine)
-    records_dir = out / cfg.output.records_dir
-    with sole_run(records_dir):
+    records_dir = records_folder(out, cfg.output.records_dir, cfg.output.names)
+    if not records_dir.resolve().is_relative_to(out.resolve()):
+        check_folders(inp, records_dir, quarantine)  # beside OUTPUT: kept apart from INPUT and the quarantine too
+    check_names_unmixed(out, cfg.output.records_dir, cfg.output.names)
+    with sole_run(records_dir, out):
         return _run(inp, out, cfg, quarantine, records_dir, progress, redactor, workers)
 
 
+def records_folder(out: Path, records_dir: str, names: OutputNames) -> Path:
+    """Where the records and the summary go. They name every input: under OUTPUT where outputs keep the inputs'
+    names anyway; beside it (``OUTPUT_deid``) where they are pseudonymous, so that OUTPUT names no input."""
+    folder = Path(records_dir).expanduser()
+    if folder.is_absolute():
+        return folder
+    if names is OutputNames.SAME:
+        return out / folder
+    return Path(f"{out.resolve()}_{folder.as_posix().lstrip('.').replace('/', '_') or 'deid'}")
+
+
+def check_names_unmixed(out: Path, records_dir: str, names: OutputNames) -> None:
+    """Refuse a run whose naming differs from the earlier run's in the same OUTPUT: its outputs would stand beside
+    the others under other names, and neither run's records would know the other's."""
+    other = OutputNames.SAME if names is OutputNames.PSEUDONYMOUS else OutputNames.PSEUDONYMOUS
+    earlier = records_folder(out, records_dir, other)
+    if earlier != records_folder(out, records_dir, names) and (earlier / "records").is_dir():
+        raise ValueError(f"{out} holds a run with output.names={other.value} (its records are in {earlier}); "
+                         f"give another OUTPUT for output.names={names.value}")
+
+
 @contextmanager
-def sole_run(records_dir: Path) -> Iterator[None]:
+def sole_run(records_dir: Path, out: Path) -> Iterator[None]:
     """Hold OUTPUT for this run (an advisory lock on ``records_dir/run.lock``), or refuse: a second run into the
     same OUTPUT would redo the first's files beside it and write the summary over it."""
     records_dir.mkdir(parents=True, exist_ok=True)
@@ -169,11 +198,10 @@ def sole_run(records_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:
-            raise RuntimeError(f"another run is writing to {records_dir.parent}; wait for it to finish, or give "
+            raise RuntimeError(f"another run is writing to {out}; wait for it to finish, or give "
                                "another OUTPUT") from None
         except OSError as exc:  # a network share that keeps no locks: the run goes on, unguarded
-            log.warning("OUTPUT %s cannot be locked (%s): make sure no other run writes to it", records_dir.parent,
-                        exc.strerror)
+            log.warning("OUTPUT %s cannot be locked (%s): make sure no other run writes to it", out, exc.strerror)
             locked = False
         try:
             yield
@@ -188,24 +216,29 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
 
     base = inp if inp.is_dir() else inp.parent
     hidden: list[Path] = []
-    files = list(iter_inputs(inp, avoid=(out, quarantine), hidden_folders=hidden))
+    files = list(iter_inputs(inp, avoid=(out, quarantine, records_dir), hidden_folders=hidden))
     for folder in (out, quarantine):
         if remove_partial_writes(folder):
             log.warning("removed the partly written files an interrupted run left in %s", folder)
-    clashes = output_clashes(files, base, cfg.input.image_extensions)
+    same_names = cfg.output.names is OutputNames.SAME
+    clashes = output_clashes(files, base, cfg.input.image_extensions) if same_names else {}
     check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))  # the key made before any worker reads it
     plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes)
     workers = worker_count(workers, len(plan.pending))
     bar = tqdm(total=len(plan.pending), desc="redact", unit="img", disable=not progress)
+    order = [src for src in files if src in plan.done]  # resumed first, then as they are written
     for src, rel, rec_path, rec in _processed(plan.pending, out, quarantine, cfg, redactor, workers):
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
         plan.done[src] = rec
+        order.append(src)
         bar.update()
     bar.close()
+    if not same_names:
+        _one_output_each(plan.done, order, base, quarantine, records_dir)
     records = [plan.done[src] for src in files]
     _stale_removed(out, plan.earlier, records)
     gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
@@ -213,7 +246,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
         log.warning("%d output(s) in %s are of inputs no longer under %s (listed in the summary as inputs_gone); "
                     "remove them if they must not be shared", len(gone), out, inp)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
-            "quarantine": str(quarantine), "resumed": plan.resumed, "workers": workers, "inputs_gone": gone,
+            "quarantine": str(quarantine), "records": str(records_dir), "resumed": plan.resumed, "workers": workers,
+            "inputs_gone": gone,
             "hidden_folders_passed_over": [h.relative_to(base).as_posix() for h in hidden], "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
@@ -277,6 +311,34 @@ def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRec
         if path.is_file():
             path.unlink()
             log.warning("removed %s: an earlier run wrote it, and this run did not", stale)
+
+
+def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base: Path, quarantine: Path,
+                     records_dir: Path) -> None:
+    """Pseudonymous DICOM names come from the image's own UIDs, so inputs holding one instance name one output:
+    the one written last stands there. A byte-identical copy is recorded as skipped, a copy of it; a different
+    file under the same SOP Instance UID is quarantined with the reason, so nothing is lost unsaid."""
+    last: dict[str, Path] = {}
+    for src in order:
+        if done[src].decision is Decision.WRITTEN:
+            last[done[src].output] = src
+    for src in order:
+        rec = done[src]
+        owner = last.get(rec.output) if rec.decision is Decision.WRITTEN else None
+        if owner is None or owner == src:
+            continue
+        rel, shown = src.relative_to(base), owner.relative_to(base).as_posix()
+        if filecmp.cmp(src, owner, shallow=False):
+            rec.decision = Decision.SKIPPED
+            rec.reason = f"a copy of {shown} (the same bytes), written once as {rec.output}"
+        else:
+            rec.decision, rec.stage = Decision.QUARANTINED, Stage.HEADER
+            rec.reason = (f"holds the SOP Instance UID of {shown}, whose output {rec.output} is written; two images "
+                          "cannot share one name: check the source")
+            to_quarantine(src, rel, quarantine, rec)
+        rec.output = ""
+        write_bytes_atomic(records_dir / "records" / (rel.as_posix() + ".json"), rec.to_json().encode())
+        log.warning("%s %s: %s", rec.decision.value, rel.as_posix(), rec.reason)
 
 
 def _hidden(src: Path, rel: Path) -> ImageRecord:

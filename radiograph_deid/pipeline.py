@@ -25,6 +25,7 @@ from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, archive_kind, copy_atomic, is_dicom, is_media_directory, read_dicom, read_image,
                      store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
+from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
@@ -232,11 +233,10 @@ class Redactor:
         self._t_stage = 0.0
         self.markers = MarkerDecider(cfg, detector)
         self.verifier = build_verifier(cfg.verify) if cfg.verify.enabled else None
-        self.header = HeaderDeidentifier(
-            cfg.header,
-            Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
-                          cfg.header.max_date_shift_days),
-        )
+        pseudonymizer = Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
+                                      cfg.header.max_date_shift_days)
+        self.header = HeaderDeidentifier(cfg.header, pseudonymizer)
+        self.names = OutputNamer(cfg.output.names, pseudonymizer)
 
     # -- the stages -------------------------------------------------------------------------------------------
     def read(self, path: Path, rec: ImageRecord) -> tuple[Dataset | None, PixelFrames | None]:
@@ -376,7 +376,7 @@ class Redactor:
         if ds is not None:
             self._write_dicom(ds, px, out_root, rel, rec)
         else:
-            dst = out_root / image_output(rel)
+            dst = out_root / self.names.image(rel)
             write_image_atomic(px.frames[0], dst)
             rec.output = dst.relative_to(out_root).as_posix()
         rec.decision = Decision.WRITTEN
@@ -387,8 +387,9 @@ class Redactor:
             if rec.pixels_modified or ts in ("1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"):
                 store_pixels(ds, px)  # big-endian and deflated inputs are rewritten too (losslessly)
             self.header.stamp_methods(ds, pixels_cleaned=self.verifier is not None)
-        write_dicom_atomic(ds, out_root / rel)
-        rec.output = rel.as_posix()
+        dst = self.names.dicom(rel, ds)
+        write_dicom_atomic(ds, out_root / dst)
+        rec.output = dst.as_posix()
 
 
 class OutputUnwritable(RuntimeError):
@@ -415,10 +416,3 @@ def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> N
     rec.pixels_modified = False
     copy_atomic(src, quarantine / rel)
     write_bytes_atomic(quarantine / (rel.as_posix() + ".reason.json"), rec.to_json().encode())
-
-
-def image_output(rel: Path) -> Path:
-    """Where an image's output goes: its own path for a PNG or TIFF; any other's (JPEG, BMP, JPEG 2000) is a PNG
-    named after the whole input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of
-    another input's output (written "x.png", a JPEG replaced the PNG "x.png" beside it)."""
-    return rel if rel.suffix.lower() in (".png", ".tif", ".tiff") else rel.with_name(rel.name + ".png")

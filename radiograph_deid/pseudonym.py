@@ -62,6 +62,10 @@ class Pseudonymizer:
         token = base64.b32encode(self._digest("pid", f"{issuer}\x00{patient_id.strip()}")[:10]).decode()
         return f"{self.prefix}-{token}"
 
+    def name(self, value: str) -> str:
+        """A file name for ``value`` (an input's relative path) that reveals nothing of it without the key."""
+        return self._digest("name", value).hex()[:32]
+
     def date_shift(self, patient_id: str) -> timedelta:
         """The same backward shift (1..max days) for every date of one patient keeps intervals intact."""
         n = int.from_bytes(self._digest("shift", patient_id.strip())[:8], "big")

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from radiograph_deid.boxes import Box
 from radiograph_deid.cli import main as cli_main
 from radiograph_deid.config import load_config
-from radiograph_deid.enums import BoxAction
+from radiograph_deid.enums import BoxAction, OutputNames
 from radiograph_deid.folder_run import run, settings_digest
 from radiograph_deid.pipeline import Redactor
 from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
@@ -546,6 +546,42 @@ def test_an_overlay_in_the_unused_high_bits_is_not_written(job, tmp_path: Path) 
             x0, y0, x1, y1 = b["box"]
             untouched[y0:y1, x0:x1] = False
     np.testing.assert_array_equal(out[untouched], clean[untouched])
+
+
+def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -> None:
+    """Sites name folders after patients; the outputs kept those names, and the records in OUTPUT/.deid too.
+    With output.names=pseudonymous OUTPUT names no input: DICOM by its de-identified header, images by a keyed
+    digest, records beside OUTPUT. Copies of one instance name one output: a byte-identical copy is skipped as
+    a copy, a different file under the same SOP Instance UID is quarantined, and nothing is lost."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    patient = inp / "DOE^JOHN_1234567"
+    (patient / "CD").mkdir(parents=True)
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", patient / "CHEST PA.dcm")
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", patient / "CD" / "IM000001")
+    other = pydicom.dcmread(job["inp"] / "gen" / "signed16.dcm")
+    other.SeriesDescription = "another image under the same SOP Instance UID"
+    other.save_as(patient / "ANOTHER.dcm")  # found before CD/: the file of CD/ is written last, and stands
+    shutil.copy(job["inp"] / "gen" / "photo.jpg", patient / "photo DOE.jpg")
+    cfg = replace(job["cfg"], output=replace(job["cfg"].output, names=OutputNames.PSEUDONYMOUS))
+    redactor = Redactor(cfg)
+    summary = run(inp, out, cfg, progress=False, redactor=redactor)
+    shown = [p.relative_to(out).as_posix() for p in out.rglob("*")]
+    assert shown and not [p for p in shown if "DOE" in p or "1234567" in p or "CHEST" in p or p.startswith(".")]
+    got = {d["input"]: d for d in summary["images_detail"]}
+    written = got["DOE^JOHN_1234567/CD/IM000001"]
+    assert written["decision"] == "written" and got["DOE^JOHN_1234567/photo DOE.jpg"]["decision"] == "written"
+    assert got["DOE^JOHN_1234567/CHEST PA.dcm"]["decision"] == "skipped"
+    assert "a copy of DOE^JOHN_1234567/CD/IM000001" in got["DOE^JOHN_1234567/CHEST PA.dcm"]["reason"]
+    assert got["DOE^JOHN_1234567/ANOTHER.dcm"]["decision"] == "quarantined"
+    assert "SOP Instance UID" in got["DOE^JOHN_1234567/ANOTHER.dcm"]["reason"]
+    assert (tmp_path / "out_quarantine" / "DOE^JOHN_1234567" / "ANOTHER.dcm").is_file()
+    ds = pydicom.dcmread(out / written["output"])
+    assert written["output"] == f"{ds.PatientID}/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
+    assert (tmp_path / "out_deid" / "summary.json").is_file()
+    again = run(inp, out, cfg, progress=False, redactor=redactor)  # the same names on every run with the key
+    assert again["resumed"] == 4 and sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(shown)
+    with pytest.raises(ValueError, match="output.names=pseudonymous"):
+        run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
 
 
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,

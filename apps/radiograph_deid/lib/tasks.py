@@ -114,11 +114,11 @@ class RedactInfer(InferTask):
 
 
 def _remove_empty_folders(root: Path) -> None:
+    """Remove each answer's folder that holds no file any more (its answer was sent; with output.names
+    pseudonymous the answer lies some folders down)."""
     for folder in root.iterdir():
-        try:
-            folder.rmdir()  # only an empty folder goes: one whose answer was sent
-        except OSError:
-            pass
+        if not any(p.is_file() for p in folder.rglob("*")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _patient_group(path: Path) -> str:

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from radiograph_deid.config import load_config
-from radiograph_deid.folder_run import run, worker_count
+from radiograph_deid.folder_run import record_path, run, worker_count
 from radiograph_deid.pipeline import Redactor
 from radiograph_deid.records import ImageRecord
 from radiograph_deid.synthetic import burn, default_burns, make_dataset, phantom, to_stored
@@ -93,7 +93,7 @@ def main() -> None:
         t1 = time.perf_counter()
         summary = run(inp, out, cfg, quar, progress=False, redactor=redactor, workers=workers)
         wall = time.perf_counter() - t1  # with --workers: the workers' model loading included
-        recs = [ImageRecord.from_json((out / ".deid" / "records" / f"{d['input']}.json").read_text())
+        recs = [ImageRecord.from_json(record_path(Path(summary["records"]), Path(d["input"])).read_text())
                 for d in summary["images_detail"]]
         if args.keep:
             shutil.copytree(tmp, args.keep, dirs_exist_ok=True)

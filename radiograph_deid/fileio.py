@@ -1,6 +1,7 @@
 """Reading inputs and writing outputs: atomic, never touching the input, never lossy."""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -192,6 +193,22 @@ def read_frames(path: Path) -> PixelFrames:
     """The pixels of a DICOM file or a PNG/JPEG/TIFF, decoded as ``redact`` decodes them (for ``evaluate`` and
     contact sheets, which must see what the product sees)."""
     return decode_dataset(read_dicom(path)) if is_dicom(path) else frames_from_array(read_image(path))
+
+
+NAME_MAX = 255  # bytes in one file name, on the file systems a site writes to (ext4, XFS, NTFS, APFS)
+
+
+def beside(rel: Path, suffix: str) -> Path:
+    """The path of a file kept beside ``rel`` and named after it (``x.dcm`` -> ``x.dcm.json``). A name that the
+    suffix would make too long for the file system keeps its beginning and ends in a digest of the whole name:
+    one such input had stopped the run when its record could not be written."""
+    name = rel.name + suffix
+    raw = rel.name.encode("utf-8", "surrogateescape")
+    if len(raw) + len(suffix.encode()) <= NAME_MAX:
+        return rel.with_name(name)
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    head = raw[: NAME_MAX - len(suffix.encode()) - len(digest) - 1].decode("utf-8", "ignore")
+    return rel.with_name(f"{head}~{digest}{suffix}")
 
 
 PARTIAL = ".tmp-"  # the name of a file being written starts so

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 from . import __version__
 from .config import Config
 from .enums import Decision, OutputNames, Stage
-from .fileio import case_blind, is_dicom, remove_partial_writes, write_bytes_atomic
+from .fileio import beside, case_blind, is_dicom, remove_partial_writes, write_bytes_atomic
 from .output_names import image_output
 from .pipeline import Redactor, to_quarantine
 from .pseudonym import load_or_create_key
@@ -269,7 +269,7 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
     plan = _Plan()
     for src in files:
         rel = src.relative_to(base)
-        rec_path = records_dir / "records" / (rel.as_posix() + ".json")
+        rec_path = record_path(records_dir, rel)
         previous = _recorded(rec_path)  # read once: resumed, or what it wrote
         if resume and src not in clashes and _done(previous, src, out, settings):
             plan.done[src] = previous
@@ -284,6 +284,11 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
         else:
             plan.pending.append((src, rel, rec_path))
     return plan
+
+
+def record_path(records_dir: Path, rel: Path) -> Path:
+    """An input's record: named after it, under ``records/`` (``beside``: a name too long gets a digest)."""
+    return records_dir / "records" / beside(rel, ".json")
 
 
 def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict[str, str]]:
@@ -337,7 +342,7 @@ def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base:
                           "cannot share one name: check the source")
             to_quarantine(src, rel, quarantine, rec)
         rec.output = ""
-        write_bytes_atomic(records_dir / "records" / (rel.as_posix() + ".json"), rec.to_json().encode())
+        write_bytes_atomic(record_path(records_dir, rel), rec.to_json().encode())
         log.warning("%s %s: %s", rec.decision.value, rel.as_posix(), rec.reason)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from .enums import OutputNames
+from .fileio import beside
 from .pseudonym import Pseudonymizer
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -23,7 +24,7 @@ def image_output(rel: Path) -> Path:
     """Where an image's output goes: its own path for a PNG or TIFF; any other's (JPEG, BMP, JPEG 2000) is a PNG
     named after the whole input name ("x.jpg" -> "x.jpg.png"): never re-encoded lossily, and never the path of
     another input's output (written "x.png", a JPEG replaced the PNG "x.png" beside it)."""
-    return rel if rel.suffix.lower() in (".png", ".tif", ".tiff") else rel.with_name(rel.name + ".png")
+    return rel if rel.suffix.lower() in (".png", ".tif", ".tiff") else beside(rel, ".png")
 
 
 class OutputNamer:

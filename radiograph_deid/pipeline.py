@@ -22,8 +22,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, archive_kind, copy_atomic, is_dicom, is_media_directory, read_dicom, read_image,
-                     store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, read_dicom,
+                     read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
@@ -415,4 +415,4 @@ def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> N
     rec.output = ""
     rec.pixels_modified = False
     copy_atomic(src, quarantine / rel)
-    write_bytes_atomic(quarantine / (rel.as_posix() + ".reason.json"), rec.to_json().encode())
+    write_bytes_atomic(quarantine / beside(rel, ".reason.json"), rec.to_json().encode())

@@ -584,6 +584,28 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -
         run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
 
 
+def test_a_name_at_the_length_limit_is_redacted_not_a_stopped_run(job, tmp_path: Path) -> None:
+    """A file named with 250 characters (the limit is 255 bytes) stopped the whole run: its record, its name
+    and ".json", could not be written. Records, reason files and a JPEG's PNG now shorten such a name with a
+    digest; the file is redacted (or quarantined) like any other, and resumed."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    long = "Ä" * 60 + "A" * 128  # 248 bytes in UTF-8: 252 with ".dcm", 256 with ".jpg.png", 257 with ".dcm.json"
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / f"{long}.dcm")
+    shutil.copy(job["inp"] / "gen" / "photo.jpg", inp / f"{long}.jpg")
+    (inp / f"{long}.dcx").write_bytes(job["inp"].joinpath("bad", "corrupt.dcm").read_bytes()[:100] + b"DICM")
+    shutil.copy(job["inp"] / "bad" / "truncated.dcm", inp / f"{long}.dic")
+    summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    got = {d["input"]: d for d in summary["images_detail"]}
+    assert got[f"{long}.dcm"]["decision"] == got[f"{long}.jpg"]["decision"] == "written"
+    assert (tmp_path / "out" / got[f"{long}.jpg"]["output"]).is_file()
+    assert got[f"{long}.dic"]["decision"] == "quarantined"
+    reasons = list((tmp_path / "out_quarantine").glob("*.reason.json"))
+    assert len(reasons) == 1 and json.loads(reasons[0].read_text())["input"] == f"{long}.dic"
+    assert all(len(p.name.encode()) <= 255 for p in (tmp_path / "out").rglob("*"))
+    assert run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])["resumed"] == 4
+
+
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
                                                                              key_overrides: list[str]) -> None:
     """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion

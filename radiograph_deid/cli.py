@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=0, metavar="N",
                    help="process files in N processes, each with its own models (about 0.5 GiB each); default 0: "
                    "one per CPU core, at most 8 and at most one per four files")
+    r.add_argument("--prune", action="store_true",
+                   help="remove the outputs, quarantine copies and records of inputs no longer under INPUT (a "
+                   "patient who withdrew consent); without it they are listed in the summary as inputs_gone")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
     _evaluate_parser(sub)
@@ -209,6 +212,8 @@ def _redact(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.key_file:
         overrides.append(f"header.key_file={args.key_file}")
+    if args.prune:
+        overrides.append("output.prune=true")
     try:
         cfg = load_config(args.config, overrides)
     except ConfigError as exc:
@@ -230,7 +235,7 @@ def _redact(args: argparse.Namespace) -> int:
     counts = summary["counts"]
     print(json.dumps({"images": summary["images"], **counts, "resumed": summary["resumed"],
                       "laterality_mismatches": summary["laterality_mismatches"],
-                      "inputs_gone": len(summary["inputs_gone"]),
+                      "inputs_gone": len(summary["inputs_gone"]), "pruned": len(summary["pruned"]),
                       "summary": str(Path(summary["records"]) / "summary.json"),
                       "quarantine": summary["quarantine"]}))
     return 1 if counts["quarantined"] else 0

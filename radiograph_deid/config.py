@@ -132,6 +132,7 @@ class OutputConfig:
     quarantine: str = ""  # empty: a sibling folder OUTPUT_quarantine (never inside OUTPUT)
     resume: bool = True  # skip inputs whose record says they are done and unchanged
     names: OutputNames = OutputNames.SAME  # same: the input's relative path; pseudonymous: no input name in OUTPUT
+    prune: bool = False  # remove what earlier runs made of inputs no longer under INPUT (withdrawn consent)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", OutputNames(self.names))

@@ -162,6 +162,8 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
         check_folders(inp, records_dir, quarantine)  # beside OUTPUT: kept apart from INPUT and the quarantine too
     check_names_unmixed(out, cfg.output.records_dir, cfg.output.names)
     with sole_run(records_dir, out):
+        if cfg.output.prune and inp.is_dir():
+            check_prune_input(records_dir, inp)
         return _run(inp, out, cfg, quarantine, records_dir, progress, redactor, workers)
 
 
@@ -242,12 +244,15 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     records = [plan.done[src] for src in files]
     _stale_removed(out, plan.earlier, records)
     gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
+    pruned = _pruned(gone, out, quarantine, records_dir) if cfg.output.prune else []
+    gone = [{"input": r.input, "output": r.output} for _, r in gone
+            if r.decision is Decision.WRITTEN and r.input not in pruned]
     if gone:
         log.warning("%d output(s) in %s are of inputs no longer under %s (listed in the summary as inputs_gone); "
-                    "remove them if they must not be shared", len(gone), out, inp)
+                    "remove them if they must not be shared (--prune)", len(gone), out, inp)
     info = {"tool": f"radiograph-deid {__version__}", "input": str(inp), "output": str(out),
             "quarantine": str(quarantine), "records": str(records_dir), "resumed": plan.resumed, "workers": workers,
-            "inputs_gone": gone,
+            "inputs_gone": gone, "pruned": pruned, "input_root": str(inp.resolve()),
             "hidden_folders_passed_over": [h.relative_to(base).as_posix() for h in hidden], "config": cfg.to_dict()}
     summary = write_summary(records_dir, records, info)
     log.info("done: %s", json.dumps(summary["counts"]))
@@ -291,10 +296,10 @@ def record_path(records_dir: Path, rel: Path) -> Path:
     return records_dir / "records" / beside(rel, ".json")
 
 
-def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict[str, str]]:
-    """Earlier records in OUTPUT whose input is no longer under INPUT (deleted, say after a patient withdrew
-    consent, or renamed), with the output each left there: OUTPUT keeps them (nothing is deleted unasked), and
-    the summary says so, where it had listed only the inputs present."""
+def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[tuple[Path, ImageRecord]]:
+    """Earlier records whose input is no longer under INPUT (deleted, say after a patient withdrew consent, or
+    renamed), each with its file: what they made stays (nothing is deleted unasked, but with ``output.prune``),
+    and the summary lists the outputs, where it had listed only the inputs present."""
     present = {r.input for r in records}
     folder = records_dir / "records"
     gone = []
@@ -302,9 +307,56 @@ def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[dict
         if path.relative_to(folder).as_posix()[: -len(".json")] in present:
             continue  # a record is named after its input: only the others are read
         rec = _recorded(path)
-        if rec is not None and rec.input not in present and rec.decision is Decision.WRITTEN:
-            gone.append({"input": rec.input, "output": rec.output})
+        if rec is not None and rec.input not in present:
+            gone.append((path, rec))
     return gone
+
+
+def check_prune_input(records_dir: Path, inp: Path) -> None:
+    """Pruning takes every earlier record whose input is not under INPUT for withdrawn: refuse it where OUTPUT was
+    made from another INPUT (a run over one subfolder would remove the outputs of all the others)."""
+    folder = records_dir / "records"
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        earlier = json.loads((records_dir / "summary.json").read_text())
+        root = Path(earlier.get("input_root") or earlier["input"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"--prune: {records_dir} has no readable summary.json to tell which INPUT made this "
+                         "OUTPUT; run once without --prune, then prune") from None
+    if root != inp.resolve():
+        raise ValueError(f"--prune: this OUTPUT was made from {root}, not {inp.resolve()}; pruning would remove "
+                         "the outputs of every input outside it. Prune with the INPUT that made it")
+
+
+def _pruned(gone: Sequence[tuple[Path, ImageRecord]], out: Path, quarantine: Path, records_dir: Path) -> list[str]:
+    """What earlier runs made of inputs now gone, removed: the output, the untouched copy in quarantine with its
+    reason (an original, PHI and all), then the record. Returns the inputs pruned."""
+    pruned = []
+    for path, rec in gone:
+        rel = Path(rec.input)
+        made = [(out, out / rec.output)] if rec.output else []
+        made += [(quarantine, quarantine / rel), (quarantine, quarantine / beside(rel, ".reason.json"))]
+        made = [(root, file) for root, file in made if file.resolve().is_relative_to(root.resolve())]  # never beyond
+        for file in [file for _, file in made] + [path]:
+            if file.is_file() or file.is_symlink():
+                file.unlink()
+        for root, file in made + [(records_dir / "records", path)]:
+            _remove_empty_parents(file.parent, root)
+        pruned.append(rec.input)
+    if pruned:
+        log.warning("pruned %d input(s) no longer under INPUT: their outputs, quarantine copies and records are "
+                    "removed", len(pruned))
+    return pruned
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and folder.is_relative_to(root):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:

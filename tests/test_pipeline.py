@@ -466,6 +466,29 @@ def test_outputs_of_inputs_no_longer_there_are_reported_not_deleted(job, tmp_pat
     assert (out / "b.dcm").is_file()
 
 
+def test_prune_removes_what_was_made_of_inputs_withdrawn(job, tmp_path: Path) -> None:
+    """A patient who withdrew consent: their inputs are deleted, and a site must be able to remove what was made
+    of them, the quarantine's untouched copy (an original) included; --prune does, and refuses where OUTPUT was
+    made from another INPUT, whose other inputs it would take for withdrawn."""
+    inp, out, quarantine = tmp_path / "in", tmp_path / "out", tmp_path / "out_quarantine"
+    (inp / "ward").mkdir(parents=True)
+    for name in ("a.dcm", "ward/b.dcm"):
+        shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / name)
+    shutil.copy(job["inp"] / "bad" / "truncated.dcm", inp / "ward" / "c.dcm")
+    run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    assert (out / "ward" / "b.dcm").is_file() and (quarantine / "ward" / "c.dcm").is_file()
+    shutil.rmtree(inp / "ward")
+    pruning = replace(job["cfg"], output=replace(job["cfg"].output, prune=True))
+    (inp / "icu").mkdir()
+    with pytest.raises(ValueError, match="made from"):  # a run over one subfolder would take a.dcm for withdrawn
+        run(inp / "icu", out, pruning, progress=False, redactor=job["redactor"])
+    summary = run(inp, out, pruning, progress=False, redactor=job["redactor"])
+    assert sorted(summary["pruned"]) == ["ward/b.dcm", "ward/c.dcm"] and summary["inputs_gone"] == []
+    assert not (out / "ward").exists() and not (quarantine / "ward").exists()
+    assert not list((out / ".deid" / "records").rglob("ward*")) and (out / "a.dcm").is_file()
+    assert run(inp, out, pruning, progress=False, redactor=job["redactor"])["pruned"] == []
+
+
 def test_hidden_files_get_a_record_and_hidden_folders_are_named(job, tmp_path: Path) -> None:
     """Hidden files and folders were passed over without a word: a DICOM saved as ".IM0001" by an export tool
     left no trace in the run. A hidden file now has its record (skipped, with the reason); a hidden folder is not

@@ -244,7 +244,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     records = [plan.done[src] for src in files]
     _stale_removed(out, plan.earlier, records)
     gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
-    pruned = _pruned(gone, out, quarantine, records_dir) if cfg.output.prune else []
+    in_use = {r.output for r in records if r.output}  # a copy present shares a gone input's output
+    pruned = _pruned(gone, out, quarantine, records_dir, in_use) if cfg.output.prune else []
     gone = [{"input": r.input, "output": r.output} for _, r in gone
             if r.decision is Decision.WRITTEN and r.input not in pruned]
     if gone:
@@ -329,13 +330,15 @@ def check_prune_input(records_dir: Path, inp: Path) -> None:
                          "the outputs of every input outside it. Prune with the INPUT that made it")
 
 
-def _pruned(gone: Sequence[tuple[Path, ImageRecord]], out: Path, quarantine: Path, records_dir: Path) -> list[str]:
-    """What earlier runs made of inputs now gone, removed: the output, the untouched copy in quarantine with its
-    reason (an original, PHI and all), then the record. Returns the inputs pruned."""
+def _pruned(gone: Sequence[tuple[Path, ImageRecord]], out: Path, quarantine: Path, records_dir: Path,
+            in_use: set[str]) -> list[str]:
+    """What earlier runs made of inputs now gone, removed: the output (unless an input present shares it), the
+    untouched copy in quarantine with its reason (an original, PHI and all), then the record. Returns the inputs
+    pruned."""
     pruned = []
     for path, rec in gone:
         rel = Path(rec.input)
-        made = [(out, out / rec.output)] if rec.output else []
+        made = [(out, out / rec.output)] if rec.output and rec.output not in in_use else []
         made += [(quarantine, quarantine / rel), (quarantine, quarantine / beside(rel, ".reason.json"))]
         made = [(root, file) for root, file in made if file.resolve().is_relative_to(root.resolve())]  # never beyond
         for file in [file for _, file in made] + [path]:
@@ -362,7 +365,7 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
 def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:
     """Outputs earlier runs wrote for files done again that no record of this run vouches for are removed: a
     rerun with stricter settings that quarantines a file leaves no earlier output of it in OUTPUT."""
-    vouched = {r.output for r in records if r.decision is Decision.WRITTEN}
+    vouched = {r.output for r in records if r.output and r.decision is not Decision.QUARANTINED}  # copies' too
     for stale in sorted(set(earlier) - vouched):
         path = out / stale
         if path.is_file():
@@ -385,7 +388,7 @@ def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base:
         if owner is None or owner == src:
             continue
         rel, shown = src.relative_to(base), owner.relative_to(base).as_posix()
-        if filecmp.cmp(src, owner, shallow=False):
+        if filecmp.cmp(src, owner, shallow=False):  # its record keeps the output it shares
             rec.decision = Decision.SKIPPED
             rec.reason = f"a copy of {shown} (the same bytes), written once as {rec.output}"
         else:
@@ -393,7 +396,6 @@ def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base:
             rec.reason = (f"holds the SOP Instance UID of {shown}, whose output {rec.output} is written; two images "
                           "cannot share one name: check the source")
             to_quarantine(src, rel, quarantine, rec)
-        rec.output = ""
         write_bytes_atomic(record_path(records_dir, rel), rec.to_json().encode())
         log.warning("%s %s: %s", rec.decision.value, rel.as_posix(), rec.reason)
 

@@ -595,6 +595,7 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -
     assert written["decision"] == "written" and got["DOE^JOHN_1234567/photo DOE.jpg"]["decision"] == "written"
     assert got["DOE^JOHN_1234567/CHEST PA.dcm"]["decision"] == "skipped"
     assert "a copy of DOE^JOHN_1234567/CD/IM000001" in got["DOE^JOHN_1234567/CHEST PA.dcm"]["reason"]
+    assert got["DOE^JOHN_1234567/CHEST PA.dcm"]["output"] == written["output"]  # the copy's record names it
     assert got["DOE^JOHN_1234567/ANOTHER.dcm"]["decision"] == "quarantined"
     assert "SOP Instance UID" in got["DOE^JOHN_1234567/ANOTHER.dcm"]["reason"]
     assert (tmp_path / "out_quarantine" / "DOE^JOHN_1234567" / "ANOTHER.dcm").is_file()
@@ -605,6 +606,9 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -
     assert again["resumed"] == 4 and sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(shown)
     with pytest.raises(ValueError, match="output.names=pseudonymous"):
         run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])
+    shutil.rmtree(patient / "CD")  # the one written is withdrawn; its copy stays, and so does their one output
+    pruned = run(inp, out, replace(cfg, output=replace(cfg.output, prune=True)), progress=False, redactor=redactor)
+    assert pruned["pruned"] == ["DOE^JOHN_1234567/CD/IM000001"] and (out / written["output"]).is_file()
 
 
 def test_a_name_at_the_length_limit_is_redacted_not_a_stopped_run(job, tmp_path: Path) -> None:

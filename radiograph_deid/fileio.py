@@ -214,7 +214,7 @@ def beside(rel: Path, suffix: str) -> Path:
 PARTIAL = ".tmp-"  # the name of a file being written starts so
 
 
-def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]
+def _atomic(dst: Path, write, mode: int = 0o666) -> None:  # type: ignore[no-untyped-def]
     """Write through a temporary file in the destination folder, fsync, then rename over ``dst``."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=PARTIAL, suffix=dst.suffix, dir=dst.parent)
@@ -223,7 +223,7 @@ def _atomic(dst: Path, write) -> None:  # type: ignore[no-untyped-def]
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
+        os.chmod(tmp, mode & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -258,7 +258,8 @@ def write_bytes_atomic(dst: Path, data: bytes) -> None:
 
 
 def copy_atomic(src: Path, dst: Path) -> None:
-    _atomic(dst, lambda p: shutil.copyfile(src, p))
+    """An untouched copy (an original, PHI and all), readable by no more people than ``src`` is."""
+    _atomic(dst, lambda p: shutil.copyfile(src, p), 0o666 & src.stat().st_mode)
 
 
 def store_pixels(ds: Dataset, px: PixelFrames) -> None:

@@ -414,5 +414,6 @@ def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> N
     """The input copied untouched to the quarantine folder, its record (with the reason) beside it."""
     rec.output = ""
     rec.pixels_modified = False
+    quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds originals: made open to this user alone
     copy_atomic(src, quarantine / rel)
     write_bytes_atomic(quarantine / beside(rel, ".reason.json"), rec.to_json().encode())

@@ -633,6 +633,29 @@ def test_a_name_at_the_length_limit_is_redacted_not_a_stopped_run(job, tmp_path:
     assert run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])["resumed"] == 4
 
 
+def test_the_quarantine_is_no_more_open_than_its_originals(job, tmp_path: Path) -> None:
+    """A site keeps its PHI readable by few (0600). The quarantine's untouched copy of such a file was made 0644,
+    readable by every user of the server; it now keeps its original's permissions, and a quarantine folder the
+    run makes is open to its user alone."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "bad" / "truncated.dcm", inp / "private.dcm")
+    shutil.copy(job["inp"] / "bad" / "truncated.dcm", inp / "shared.dcm")
+    os.chmod(inp / "private.dcm", 0o600)
+    os.chmod(inp / "shared.dcm", 0o644)
+    run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    quarantine = tmp_path / "out_quarantine"
+    assert (quarantine / "private.dcm").stat().st_mode & 0o777 == 0o600
+    assert (quarantine / "shared.dcm").stat().st_mode & 0o077 == (0o644 & ~current_umask()) & 0o077
+    assert quarantine.stat().st_mode & 0o077 == 0
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
                                                                              key_overrides: list[str]) -> None:
     """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion

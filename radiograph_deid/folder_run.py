@@ -160,6 +160,7 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
     records_dir = records_folder(out, cfg.output.records_dir, cfg.output.names)
     if not records_dir.resolve().is_relative_to(out.resolve()):
         check_folders(inp, records_dir, quarantine)  # beside OUTPUT: kept apart from INPUT and the quarantine too
+        records_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # it names the inputs OUTPUT does not
     check_names_unmixed(out, cfg.output.records_dir, cfg.output.names)
     with sole_run(records_dir, out):
         if cfg.output.prune and inp.is_dir():

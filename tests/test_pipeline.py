@@ -601,7 +601,7 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -
     assert (tmp_path / "out_quarantine" / "DOE^JOHN_1234567" / "ANOTHER.dcm").is_file()
     ds = pydicom.dcmread(out / written["output"])
     assert written["output"] == f"{ds.PatientID}/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
-    assert (tmp_path / "out_deid" / "summary.json").is_file()
+    assert (tmp_path / "out_deid" / "summary.json").is_file() and (tmp_path / "out_deid").stat().st_mode & 0o077 == 0
     again = run(inp, out, cfg, progress=False, redactor=redactor)  # the same names on every run with the key
     assert again["resumed"] == 4 and sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(shown)
     with pytest.raises(ValueError, match="output.names=pseudonymous"):

@@ -92,6 +92,9 @@ def test_bits_above_bits_stored_are_cleared_and_counted() -> None:
     assert px.frames[0].tolist() == [[-5, -5, 5, 5]] and px.unused_bits_cleared == 1
     ds, _ = sample_radiograph(64, 64, bits=16)
     assert decode_dataset(ds).unused_bits_cleared == 0
+    little, big = (decode_dataset(pydicom.dcmread(pydicom_data(f"emri_small{s}.dcm"))) for s in ("", "_big_endian"))
+    assert big.unused_bits_cleared == 0, "big-endian values were read in the wrong byte order"
+    np.testing.assert_array_equal(big.frames, little.frames)
 
 
 def test_ybr_jpeg_baseline_is_converted_to_rgb() -> None:

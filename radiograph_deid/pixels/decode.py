@@ -178,7 +178,7 @@ def hold_to_bits_stored(values: np.ndarray, bits_stored: int) -> tuple[np.ndarra
     bits = values.dtype.itemsize * 8
     if not 0 < bits_stored < bits or values.dtype.kind not in "iu":
         return values, 0
-    raw = values.view(f"u{values.dtype.itemsize}")
+    raw = values.view(values.dtype.str.replace("i", "u"))  # the same bytes, in their own byte order
     low = raw & ((1 << bits_stored) - 1)
     upper = raw >> bits_stored
     ones = (1 << (bits - bits_stored)) - 1

@@ -168,11 +168,37 @@ def _section(cls: type, name: str, values: Mapping[str, Any]) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(values) - set(known)
     _check(not unknown, f"unknown setting(s) in section '{name}': {', '.join(sorted(unknown))}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    defaults = cls()
+    kwargs = {k: _typed(f"{name}.{k}", getattr(defaults, k), v) for k, v in values.items()}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"section '{name}': {exc}") from exc
+
+
+def _typed(key: str, default: Any, value: Any) -> Any:
+    """``value`` as the type of the setting's default, or a ConfigError naming the setting and what it takes
+    (a typo such as ``score_threshold=O.3`` had failed deep inside with "'<' not supported...")."""
+    if isinstance(default, Enum):
+        choices = [m.value for m in type(default)]
+        _check(value in choices, f"{key} must be one of {', '.join(choices)}, not {value!r}")
+        return type(default)(value)
+    if isinstance(default, bool):
+        _check(isinstance(value, bool), f"{key} must be true or false, not {value!r}")
+    elif isinstance(default, int):
+        whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        _check(whole and not isinstance(value, bool), f"{key} must be a whole number, not {value!r}")
+        return int(value)
+    elif isinstance(default, float):
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), f"{key} must be a number, not {value!r}")
+        return float(value)
+    elif isinstance(default, tuple):
+        _check(isinstance(value, (list, tuple)), f"{key} must be a list, e.g. [a, b], not {value!r}")
+        return tuple(value)
+    elif isinstance(default, str):
+        _check(isinstance(value, (str, int, float)) and not isinstance(value, bool), f"{key} must be text, not {value!r}")
+        return str(value)
+    return value
 
 
 def _parse_value(text: str) -> Any:

@@ -18,6 +18,8 @@ def test_overrides_are_typed_and_validated() -> None:
     assert cfg.detector.long_side == 1280
     assert cfg.retention.vocabulary == ("L", "R", "D", "I")
     assert cfg.input.non_image is NonImagePolicy.HEADER_ONLY
+    cfg = load_config(overrides=["verify.long_side=1600.0", "header.pseudonym_prefix=123", "detector.prob_threshold=1"])
+    assert cfg.verify.long_side == 1600 and cfg.header.pseudonym_prefix == "123" and cfg.detector.prob_threshold == 1.0
 
 
 @pytest.mark.parametrize("override, message", [
@@ -26,7 +28,12 @@ def test_overrides_are_typed_and_validated() -> None:
     ("verify.min_confidence=300", "verify.min_confidence"),
     ("detector.nonsense=1", "unknown setting"),
     ("nosection.x=1", "unknown configuration section"),
-    ("input.non_image=delete", "section 'input'"),
+    ("input.non_image=delete", "input.non_image must be one of skip, header_only"),
+    ("output.names=pseudo", "output.names must be one of same, pseudonymous"),
+    ("detector.score_threshold=O.3", "detector.score_threshold must be a number, not 'O.3'"),
+    ("detector.threads=1.5", "detector.threads must be a whole number"),
+    ("retention.vocabulary=L", "retention.vocabulary must be a list"),
+    ("output.resume=maybe", "output.resume must be true or false"),
     ("no_equals_sign", "section.key=value"),
 ])
 def test_bad_settings_are_refused_with_a_reason(override: str, message: str) -> None:

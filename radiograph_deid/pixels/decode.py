@@ -179,15 +179,17 @@ def hold_to_bits_stored(values: np.ndarray, bits_stored: int) -> tuple[np.ndarra
     if not 0 < bits_stored < bits or values.dtype.kind not in "iu":
         return values, 0
     raw = values.view(values.dtype.str.replace("i", "u"))  # the same bytes, in their own byte order
-    low = raw & ((1 << bits_stored) - 1)
+    mask = (1 << bits_stored) - 1
+    if values.dtype.kind == "u":  # one pass where, as nearly always, nothing is there
+        over = raw > mask
+        return (values, 0) if not over.any() else (values & values.dtype.type(mask), int(np.count_nonzero(over)))
+    low = raw & mask
     upper = raw >> bits_stored
     ones = (1 << (bits - bits_stored)) - 1
-    stray = upper != 0
-    if values.dtype.kind == "i":  # a sign extension (all ones above a negative value) is not stray
-        negative = (low >> (bits_stored - 1)) == 1
-        stray &= ~(negative & (upper == ones))
-        low = low.astype(np.int32) - (negative.astype(np.int32) << bits_stored)
-    return low.astype(values.dtype), int(np.count_nonzero(stray))
+    negative = (low >> (bits_stored - 1)) == 1
+    stray = (upper != 0) & ~(negative & (upper == ones))  # a sign extension above a negative value is not stray
+    signed = low.astype(np.int32) - (negative.astype(np.int32) << bits_stored)
+    return signed.astype(values.dtype), int(np.count_nonzero(stray))
 
 
 def _to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -27,6 +27,8 @@ def make_studies(root: Path) -> Path:
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", root / "cr_mono1.dcm")
     shutil.copy(SAMPLE / "ward3" / "portable_dx.dcm", root / "portable_dx.dcm")
     shutil.copy(SAMPLE / "ward3" / "bedside.png", root / "bedside.png")
+    (root / "PAT2" / "ST1").mkdir(parents=True)  # as exports nest them
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", root / "PAT2" / "ST1" / "IM000001")
     return root
 
 
@@ -85,6 +87,16 @@ def test_redact_dicom_in_dicom_out_and_stored_to_destination(server) -> None:
     assert (studies / "dx_burned_r.dcm").read_bytes() == before, "the original was modified"
     stored = list((tmp / "deidentified").glob("*.dcm"))
     assert [pydicom.dcmread(p).SOPInstanceUID for p in stored] == [ds.SOPInstanceUID]
+
+
+def test_an_image_in_a_subfolder_is_served_by_its_path(server) -> None:
+    client, studies, _ = server
+    r = client.post("/infer/redact?image=PAT2/ST1/IM000001&output=image&params={\"store\": \"false\"}")
+    assert r.status_code == 200, r.text
+    ds = pydicom.dcmread(__import__("io").BytesIO(r.content))
+    assert ds.PatientIdentityRemoved == "YES"
+    r = client.post("/infer/markers?image=PAT2%2FST1%2FIM000001&output=json")
+    assert r.status_code == 200 and r.json()["boxes"], r.text
 
 
 def test_uploaded_dicom_comes_back_deidentified(server) -> None:
@@ -163,7 +175,7 @@ def test_malformed_label_gets_422_and_is_not_saved(server, body: bytes) -> None:
 
 def test_concurrent_annotators_lose_nothing_and_never_mix_images(server) -> None:
     client, _, _ = server
-    images = ["cr_chest", "cr_mono1", "portable_dx", "dx_burned_r"]
+    images = ["cr_chest", "cr_mono1", "portable_dx", "dx_burned_r", "PAT2/ST1/IM000001"]
     labels = {im: {"boxes": [{"xyxy": [10 + i, 20 + i, 60 + i, 50 + i], "cls": "text"}]} for i, im in enumerate(images)}
     errors: list[str] = []
 
@@ -236,6 +248,33 @@ def test_the_folder_datastore_lists_every_image_type_redact_reads(server, tmp_pa
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / "f.dcm")
     store = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)
     assert sorted(store.list_images()) == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_the_folder_datastore_finds_images_in_subfolders_and_labels_them(server, tmp_path: Path) -> None:
+    """Exports nest their images (patient/study/IM000001); MONAI Label's folder datastore saw the top level only,
+    so a lab's server over such a folder had nothing to label. Images are found in subfolders (their id is their
+    path), a label is saved beside the others in the same subfolder, and MONAI Label's labels/ is not searched."""
+    import importlib
+
+    datastores = importlib.import_module("lib.datastores")  # as the app loaded it
+    (tmp_path / "PAT1" / "ST1").mkdir(parents=True)
+    (tmp_path / ".trash").mkdir()
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / "PAT1" / "ST1" / "IM000001")
+    shutil.copy(SAMPLE / "ward3" / "bedside.png", tmp_path / "PAT1" / "bedside.png")
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / "top.dcm")
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", tmp_path / ".trash" / "old.dcm")
+    store = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)
+    assert sorted(store.list_images()) == ["PAT1/ST1/IM000001", "PAT1/bedside", "top"]
+    assert Path(store.get_image_uri("PAT1/ST1/IM000001")) == (tmp_path / "PAT1" / "ST1" / "IM000001").resolve()
+    label = tmp_path / "label.json"
+    label.write_text(json.dumps({"boxes": [{"xyxy": [10, 10, 60, 40], "cls": "text"}]}))
+    store.save_label("PAT1/ST1/IM000001", str(label), "final", {})
+    assert (tmp_path / "labels" / "final" / "PAT1" / "ST1" / "IM000001.json").is_file()
+    assert store.get_labeled_images() == ["PAT1/ST1/IM000001"]
+    assert [item["id"] for item in store.datalist()] == ["PAT1/ST1/IM000001"]  # a round's key, not "IM000001"
+    again = datastores.RadiographLocalDatastore(str(tmp_path), auto_reload=False)  # a restart keeps it
+    assert sorted(again.list_images()) == ["PAT1/ST1/IM000001", "PAT1/bedside", "top"]
+    assert again.get_labeled_images() == ["PAT1/ST1/IM000001"]
 
 
 def test_the_folder_datastore_lists_dicom_as_pacs_exports_name_it(server, tmp_path: Path) -> None:

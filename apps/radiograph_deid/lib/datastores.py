@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from monailabel.datastore.dicom import DICOMWebDatastore
 from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.datastore import DefaultLabelTag
 from monailabel.interfaces.exception import ImageNotFoundException
 from pydicom.dataset import Dataset
 
@@ -61,7 +62,9 @@ def _named_without_extension(name: str) -> bool:
 
 class RadiographLocalDatastore(LocalDatastore):
     """MONAI Label's folder datastore, listing what ``redact`` reads: its extensions in either case ("IM1.DCM"),
-    and DICOM files with no extension (MONAI Label matches names only, case-sensitively)."""
+    DICOM files with no extension (MONAI Label matches names only, case-sensitively), and in subfolders, as
+    exports nest them (``patient/study/IM000001``; the image's id is its path in the folder, MONAI Label's own
+    datastore sees the top level only). Hidden folders and MONAI Label's ``labels`` are not searched."""
 
     def __init__(self, folder: str, read_only: bool = False, auto_reload: bool = True) -> None:
         self._suffixes = sorted((p.lstrip("*").lower() for p in IMAGE_EXTENSIONS), key=len, reverse=True)
@@ -69,8 +72,18 @@ class RadiographLocalDatastore(LocalDatastore):
 
     def _list_files(self, path: str, patterns: Sequence[str]) -> Dict[str, str]:
         suffixes = tuple(p.lstrip("*").lower() for p in patterns)
-        return {name: name for name in os.listdir(path)
-                if name.lower().endswith(suffixes) or self._bare_dicom(os.path.join(path, name))}
+        nested = os.path.realpath(path) == os.path.realpath(self._datastore.image_path())  # labels stay flat
+        labels = os.path.realpath(self._datastore.label_path(None))
+        found: Dict[str, str] = {}
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = sorted(d for d in subfolders if nested and not d.startswith(".")
+                                   and os.path.realpath(os.path.join(folder, d)) != labels)
+            inside = Path(os.path.relpath(folder, path))
+            for name in names:
+                if name.lower().endswith(suffixes) or self._bare_dicom(os.path.join(folder, name)):
+                    rel = (inside / name).as_posix()
+                    found[rel] = rel
+        return found
 
     @staticmethod
     def _bare_dicom(path: str) -> bool:
@@ -87,6 +100,12 @@ class RadiographLocalDatastore(LocalDatastore):
             return file, ""
         return super()._to_id(file)  # a label's temporary file: its own extension
 
+    def datalist(self, full_path: bool = True) -> List[Dict[str, Any]]:
+        """MONAI Label's image-label pairs, each with its image's id: its path in the folder, where the file names
+        alone repeat (every export's IM000001)."""
+        items = super().datalist(full_path)
+        return [{**item, "id": i} for item, i in zip(items, self._datastore.filter_by_tag(DefaultLabelTag.FINAL))]
+
     def get_image_uri(self, image_id: str) -> str:
         uri = super().get_image_uri(image_id)
         if not uri or not os.path.exists(uri):
@@ -95,6 +114,9 @@ class RadiographLocalDatastore(LocalDatastore):
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: Dict[str, Any]) -> str:
         check_box_label(label_filename, self.get_image_uri(image_id), image_id)
+        folder = os.path.dirname(image_id)  # an image in a subfolder: its label in the same subfolder of labels/
+        if folder:
+            os.makedirs(os.path.join(self._datastore.label_path(label_tag), folder), exist_ok=True)
         try:
             return super().save_label(image_id, label_filename, label_tag, label_info)
         except ImageNotFoundException as exc:

@@ -152,7 +152,8 @@ class MarkersTrainer(TrainTask):
             except LabelError as exc:
                 log.warning("skipping a saved label: %s", exc)
                 continue
-            images.append(SiteImage(image.stem, image, boxes, _patient_group(image)))
+            key = str(item.get("id") or image.stem)  # the id tells apart images of one name in two subfolders
+            images.append(SiteImage(key, image, boxes, _patient_group(image)))
         try:
             epochs = int(request.get("max_epochs", self._config["max_epochs"]))
             val_fraction = float(request.get("val_fraction", self._config["val_fraction"]))

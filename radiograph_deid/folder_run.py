@@ -18,7 +18,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import __version__
 from .config import Config
@@ -227,7 +227,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     clashes = output_clashes(files, base, cfg.input.image_extensions) if same_names else {}
     check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))  # the key made before any worker reads it
-    plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes)
+    who = _namer(files, base, same_names)
+    plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes, who)
     workers = worker_count(workers, len(plan.pending))
     bar = tqdm(total=len(plan.pending), desc="redact", unit="img", disable=not progress)
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
@@ -235,13 +236,13 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
         if rec.decision is not Decision.WRITTEN:
-            log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
+            log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
         plan.done[src] = rec
         order.append(src)
         bar.update()
     bar.close()
     if not same_names:
-        _one_output_each(plan.done, order, base, quarantine, records_dir)
+        _one_output_each(plan.done, order, base, quarantine, records_dir, who)
     records = [plan.done[src] for src in files]
     _stale_removed(out, plan.earlier, records)
     gone = _inputs_gone(records_dir, records) if inp.is_dir() else []
@@ -271,8 +272,17 @@ class _Plan:
     resumed: int = 0
 
 
+def _namer(files: Sequence[Path], base: Path, same_names: bool) -> Callable[[Path], str]:
+    """How the log names an input: by its path; with pseudonymous names, whose paths may name patients, by its
+    row in summary.csv (the records, beside OUTPUT, give its path)."""
+    row = {src: i for i, src in enumerate(files, 1)}
+    if same_names:
+        return lambda src: src.relative_to(base).as_posix()
+    return lambda src: f"the input of summary.csv row {row[src]}"
+
+
 def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, records_dir: Path, resume: bool,
-          settings: str, clashes: dict[Path, str]) -> _Plan:
+          settings: str, clashes: dict[Path, str], who: Callable[[Path], str]) -> _Plan:
     plan = _Plan()
     for src in files:
         rel = src.relative_to(base)
@@ -287,7 +297,7 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src]) if src in clashes else _hidden(src, rel)
             rec.settings = settings
             write_bytes_atomic(rec_path, rec.to_json().encode())
-            log.warning("%s %s at %s: %s", rec.decision.value, rel.as_posix(), rec.stage.value, rec.reason)
+            log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
         else:
             plan.pending.append((src, rel, rec_path))
     return plan
@@ -375,7 +385,7 @@ def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRec
 
 
 def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base: Path, quarantine: Path,
-                     records_dir: Path) -> None:
+                     records_dir: Path, who: Callable[[Path], str]) -> None:
     """Pseudonymous DICOM names come from the image's own UIDs, so inputs holding one instance name one output:
     the one written last stands there. A byte-identical copy is recorded as skipped, a copy of it; a different
     file under the same SOP Instance UID is quarantined with the reason, so nothing is lost unsaid."""
@@ -398,7 +408,8 @@ def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base:
                           "cannot share one name: check the source")
             to_quarantine(src, rel, quarantine, rec)
         write_bytes_atomic(record_path(records_dir, rel), rec.to_json().encode())
-        log.warning("%s %s: %s", rec.decision.value, rel.as_posix(), rec.reason)
+        log.warning("%s %s: it holds the SOP Instance UID of %s (%s)", rec.decision.value, who(src), who(owner),
+                    "the same bytes: written once" if rec.decision is Decision.SKIPPED else "other bytes")
 
 
 def _hidden(src: Path, rel: Path) -> ImageRecord:

@@ -571,7 +571,7 @@ def test_an_overlay_in_the_unused_high_bits_is_not_written(job, tmp_path: Path) 
     np.testing.assert_array_equal(out[untouched], clean[untouched])
 
 
-def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -> None:
+def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path, caplog) -> None:
     """Sites name folders after patients; the outputs kept those names, and the records in OUTPUT/.deid too.
     With output.names=pseudonymous OUTPUT names no input: DICOM by its de-identified header, images by a keyed
     digest, records beside OUTPUT. Copies of one instance name one output: a byte-identical copy is skipped as
@@ -589,6 +589,9 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path) -
     redactor = Redactor(cfg)
     summary = run(inp, out, cfg, progress=False, redactor=redactor)
     shown = [p.relative_to(out).as_posix() for p in out.rglob("*")]
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged and not [m for m in logged if "DOE" in m or "CHEST" in m], "the log named an input"
+    assert any("summary.csv row" in m for m in logged)
     assert shown and not [p for p in shown if "DOE" in p or "1234567" in p or "CHEST" in p or p.startswith(".")]
     got = {d["input"]: d for d in summary["images_detail"]}
     written = got["DOE^JOHN_1234567/CD/IM000001"]

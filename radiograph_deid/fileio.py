@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,18 @@ class ReadError(Exception):
     """An input that is not a readable DICOM or image file."""
 
 
+def is_regular(path: Path) -> bool:
+    """A regular file (through links): not a named pipe, socket or device, whose opening can wait for ever."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 def _head(path: Path, n: int) -> bytes | None:
     """A file's first ``n`` bytes, or None where it cannot be read."""
+    if not is_regular(path):
+        return None
     try:
         with open(path, "rb") as fh:
             return fh.read(n)

@@ -22,8 +22,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, read_dicom,
-                     read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, is_regular,
+                     read_dicom, read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
@@ -298,6 +298,9 @@ class Redactor:
 
     # -- one file ---------------------------------------------------------------------------------------------
     def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
+        if src.exists() and not is_regular(src):  # opening a named pipe waits for a writer, for ever
+            return ImageRecord(input=rel.as_posix(), input_size=0, input_mtime_ns=0, decision=Decision.SKIPPED,
+                               reason="not a regular file (a named pipe, socket or device): nothing to read")
         try:
             with open(src, "rb"):
                 st = src.stat()

@@ -659,6 +659,32 @@ def current_umask() -> int:
     return mask
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> None:
+    """A named pipe in INPUT (os.walk lists it as a file) hung the run for ever: opening it waits for a writer.
+    Anything but a regular file is now skipped with the reason."""
+    import signal
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "a.dcm")
+    os.mkfifo(inp / "pipe.dcm")
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the run waited on the named pipe")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(120)
+    try:
+        summary = run(inp, tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    got = {d["input"]: d for d in summary["images_detail"]}
+    assert got["a.dcm"]["decision"] == "written" and got["pipe.dcm"]["decision"] == "skipped"
+    assert "not a regular file" in got["pipe.dcm"]["reason"]
+
+
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,
                                                                              key_overrides: list[str]) -> None:
     """input.max_pixels_per_frame held for DICOM frames only: a PNG of a few kilobytes can hold a billion

@@ -12,6 +12,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -230,11 +231,16 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     who = _namer(files, base, same_names)
     plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes, who)
     workers = worker_count(workers, len(plan.pending))
-    bar = tqdm(total=len(plan.pending), desc="redact", unit="img", disable=not progress)
+    bar = tqdm(total=len(plan.suspects) + len(plan.pending), desc="redact", unit="img", disable=not progress)
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
-    for src, rel, rec_path, rec in _processed(plan.pending, out, quarantine, cfg, redactor, workers):
+    if plan.suspects:
+        log.warning("%d file(s) were in work when a run died: they are done first, one at a time", len(plan.suspects))
+    finished = itertools.chain(_processed(plan.suspects, out, quarantine, records_dir, cfg, redactor, 1),
+                               _processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers))
+    for src, rel, rec_path, rec in finished:
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
+        started_path(records_dir, rel).unlink(missing_ok=True)
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
         plan.done[src] = rec
@@ -268,6 +274,7 @@ class _Plan:
 
     done: dict[Path, ImageRecord] = field(default_factory=dict)  # resumed and refused, then processed
     pending: list[tuple[Path, Path, Path]] = field(default_factory=list)  # (input, its relative path, its record)
+    suspects: list[tuple[Path, Path, Path]] = field(default_factory=list)  # in work when a run died: one at a time
     earlier: list[str] = field(default_factory=list)  # what earlier runs wrote for the files done again
     resumed: int = 0
 
@@ -293,14 +300,52 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             plan.resumed += 1
             continue
         plan.earlier += [previous.output] if previous is not None and previous.output else []
-        if src in clashes or src.name.startswith("."):
-            rec = plan.done[src] = _refused(src, rel, quarantine, clashes[src]) if src in clashes else _hidden(src, rel)
+        started = started_path(records_dir, rel)
+        crashed = _starts(started) >= CRASHES
+        if src in clashes or crashed or src.name.startswith("."):
+            rec = plan.done[src] = (_refused(src, rel, quarantine, clashes[src]) if src in clashes else
+                                    _refused(src, rel, quarantine, CRASHED, Stage.READ) if crashed else
+                                    _hidden(src, rel))
             rec.settings = settings
             write_bytes_atomic(rec_path, rec.to_json().encode())
+            started.unlink(missing_ok=True)
             log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
         else:
-            plan.pending.append((src, rel, rec_path))
+            (plan.suspects if started.exists() else plan.pending).append((src, rel, rec_path))
     return plan
+
+
+CRASHES = 2  # runs that died while a file was in work before it is quarantined (its neighbours in work are not)
+CRASHED = (f"the run died {CRASHES} times while this file was in work (a crash in a decoder, memory exhausted, or "
+           "the run killed): it is quarantined so that runs finish. Remove its record under records/ to try it again")
+
+
+def started_path(records_dir: Path, rel: Path) -> Path:
+    """Left while an input is in work, and removed once its record is written or its work stops by an error:
+    one still there after the run is a file in work when the run died (a decoder's crash kills the process)."""
+    return records_dir / "records" / beside(rel, ".started")
+
+
+def _starts(path: Path) -> int:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _mark_started(path: Path) -> None:
+    write_bytes_atomic(path, str(_starts(path) + 1).encode())
+
+
+def _worked(redactor: Redactor, src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
+    """``redactor.process`` with the mark of work in progress; an exception (disk full, interrupted) is the run's
+    to report, not the file's fault: the mark goes. Only a death of the process leaves it."""
+    _mark_started(started)
+    try:
+        return redactor.process(src, rel, out, quarantine)
+    except BaseException:
+        started.unlink(missing_ok=True)
+        raise
 
 
 def record_path(records_dir: Path, rel: Path) -> Path:
@@ -352,7 +397,7 @@ def _pruned(gone: Sequence[tuple[Path, ImageRecord]], out: Path, quarantine: Pat
         made = [(out, out / rec.output)] if rec.output and rec.output not in in_use else []
         made += [(quarantine, quarantine / rel), (quarantine, quarantine / beside(rel, ".reason.json"))]
         made = [(root, file) for root, file in made if file.resolve().is_relative_to(root.resolve())]  # never beyond
-        for file in [file for _, file in made] + [path]:
+        for file in [file for _, file in made] + [path, started_path(records_dir, rel)]:
             if file.is_file() or file.is_symlink():
                 file.unlink()
         for root, file in made + [(records_dir / "records", path)]:
@@ -420,11 +465,12 @@ def _hidden(src: Path, rel: Path) -> ImageRecord:
                        "have it de-identified")
 
 
-def _refused(src: Path, rel: Path, quarantine: Path, reason: str) -> ImageRecord:
-    """The record of an input refused before it was read, copied to quarantine."""
+def _refused(src: Path, rel: Path, quarantine: Path, reason: str, stage: Stage = Stage.WRITE) -> ImageRecord:
+    """The record of an input refused before it was read, copied to quarantine (refused at WRITE: tried again by
+    the next run)."""
     st = src.stat()
     rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
-                      decision=Decision.QUARANTINED, stage=Stage.WRITE, reason=reason)
+                      decision=Decision.QUARANTINED, stage=stage, reason=reason)
     to_quarantine(src, rel, quarantine, rec)
     return rec
 
@@ -440,13 +486,15 @@ def worker_count(requested: int, files: int) -> int:
     return max(1, min(cores, 8, files // 4))
 
 
-def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, cfg: Config,
-               redactor: Redactor | None, workers: int) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
+def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, records_dir: Path,
+               cfg: Config, redactor: Redactor | None, workers: int) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
     """Each pending file's record as it is finished, here or in ``workers`` processes."""
+    if not pending:
+        return
     if workers <= 1 or len(pending) < 2:
         redactor = redactor or Redactor(cfg)
         for src, rel, rec_path in pending:
-            yield src, rel, rec_path, redactor.process(src, rel, out, quarantine)
+            yield src, rel, rec_path, _worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -455,15 +503,16 @@ def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine
     share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(share,)) as pool:
-        futures = {pool.submit(_worker_process, src, rel, out, quarantine): (src, rel, rec_path)
-                   for src, rel, rec_path in pending}
+        futures = {pool.submit(_worker_process, src, rel, out, quarantine, started_path(records_dir, rel)):
+                   (src, rel, rec_path) for src, rel, rec_path in pending}
         try:
             for fut in as_completed(futures):
                 yield (*futures[fut], fut.result())
         except BrokenProcessPool as exc:
             raise RuntimeError("a worker process died (out of memory, or a crash in a decoder); nothing unfinished "
-                               "was written to OUTPUT. Run again to resume (finished files are skipped), with "
-                               "fewer --workers if memory is short") from exc
+                               "was written to OUTPUT. Run again to resume (finished files are skipped; those in work "
+                               f"are done first, one at a time, and one that dies {CRASHES} times is quarantined), "
+                               "with fewer --workers if memory is short") from exc
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
             raise
@@ -478,6 +527,6 @@ def _worker_init(cfg: Config) -> None:
     _WORKER = Redactor(cfg)
 
 
-def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
+def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
     assert _WORKER is not None, "worker not initialised"
-    return _WORKER.process(src, rel, out, quarantine)
+    return _worked(_WORKER, src, rel, out, quarantine, started)

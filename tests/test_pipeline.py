@@ -27,6 +27,7 @@ from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phanto
 
 from .conftest import deid_data, pydicom_data, sha256, tree_hashes
 
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample"
 US_PHI = ["ZZZ", "PATIENT", "CLEVELAN", "0007924", "1951", "DOWNTIME", "MARY", "00047431395", "120907058", "2020"]
 
 
@@ -683,6 +684,46 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
     got = {d["input"]: d for d in summary["images_detail"]}
     assert got["a.dcm"]["decision"] == "written" and got["pipe.dcm"]["decision"] == "skipped"
     assert "not a regular file" in got["pipe.dcm"]["reason"]
+
+
+CRASHING_RUN = """
+import os, sys
+from radiograph_deid import pipeline
+from radiograph_deid.cli import main
+process = pipeline.Redactor.process
+def dies_on_bomb(self, src, *args):
+    if src.name == "bomb.dcm":
+        os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
+    return process(self, src, *args)
+pipeline.Redactor.process = dies_on_bomb
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_file_that_kills_the_run_is_quarantined_at_the_second_death(tmp_path: Path,
+                                                                       key_overrides: list[str]) -> None:
+    """A decoder that crashes on a corrupt file kills the process: no record, no quarantine, and every rerun died
+    on the same file, so no run over that folder could finish. A file in work when a run died is now done
+    first, alone, on the next run; one in work at two deaths is quarantined with the reason, and the rest of
+    the folder is written."""
+    import subprocess
+    import sys
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "bomb.dcm")
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "good.dcm")
+    args = ["redact", str(inp), str(out), "--workers", "1", "--no-progress", "--set", key_overrides[0]]
+    for _ in range(2):
+        died = subprocess.run([sys.executable, "-c", CRASHING_RUN, *args], capture_output=True, text=True)
+        assert died.returncode == 70, died.stderr
+    assert (out / ".deid" / "records" / "bomb.dcm.started").read_text() == "2"
+    done = subprocess.run([sys.executable, "-m", "radiograph_deid.cli", *args], capture_output=True, text=True)
+    assert done.returncode == 1, done.stderr  # 1: something was quarantined
+    rec = json.loads((out / ".deid" / "records" / "bomb.dcm.json").read_text())
+    assert rec["decision"] == "quarantined" and "died 2 times" in rec["reason"]
+    assert (tmp_path / "out_quarantine" / "bomb.dcm").is_file() and (out / "good.dcm").is_file()
+    assert not list((out / ".deid" / "records").glob("*.started"))
 
 
 def test_an_image_over_the_pixel_limit_is_quarantined_before_it_is_decoded(job, tmp_path: Path,

@@ -334,7 +334,8 @@ def _starts(path: Path) -> int:
 
 
 def _mark_started(path: Path) -> None:
-    write_bytes_atomic(path, str(_starts(path) + 1).encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(_starts(path) + 1))  # no fsync: a mark cut short still marks the file a suspect
 
 
 def _worked(redactor: Redactor, src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:

@@ -235,7 +235,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
     if plan.suspects:
         log.warning("%d file(s) were in work when a run died: they are done first, one at a time", len(plan.suspects))
-    finished = itertools.chain(_processed(plan.suspects, out, quarantine, records_dir, cfg, redactor, 1),
+    finished = itertools.chain(_processed(plan.suspects, out, quarantine, records_dir, cfg, None, 1, isolated=True),
                                _processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers))
     for src, rel, rec_path, rec in finished:
         rec.settings = settings
@@ -488,11 +488,13 @@ def worker_count(requested: int, files: int) -> int:
 
 
 def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, records_dir: Path,
-               cfg: Config, redactor: Redactor | None, workers: int) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
-    """Each pending file's record as it is finished, here or in ``workers`` processes."""
+               cfg: Config, redactor: Redactor | None, workers: int,
+               isolated: bool = False) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
+    """Each pending file's record as it is finished, here or in ``workers`` processes (``isolated``: never here,
+    so that a file's crash ends the run with the reason, not a dead process)."""
     if not pending:
         return
-    if workers <= 1 or len(pending) < 2:
+    if not isolated and (workers <= 1 or len(pending) < 2):
         redactor = redactor or Redactor(cfg)
         for src, rel, rec_path in pending:
             yield src, rel, rec_path, _worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))

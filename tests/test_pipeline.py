@@ -686,39 +686,44 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
     assert "not a regular file" in got["pipe.dcm"]["reason"]
 
 
-CRASHING_RUN = """
-import os, sys
+CRASH_HOOK = """
+import os
 from radiograph_deid import pipeline
-from radiograph_deid.cli import main
 process = pipeline.Redactor.process
 def dies_on_bomb(self, src, *args):
     if src.name == "bomb.dcm":
         os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
     return process(self, src, *args)
 pipeline.Redactor.process = dies_on_bomb
-sys.exit(main(sys.argv[1:]))
 """
 
 
 def test_a_file_that_kills_the_run_is_quarantined_at_the_second_death(tmp_path: Path,
                                                                        key_overrides: list[str]) -> None:
-    """A decoder that crashes on a corrupt file kills the process: no record, no quarantine, and every rerun died
-    on the same file, so no run over that folder could finish. A file in work when a run died is now done
-    first, alone, on the next run; one in work at two deaths is quarantined with the reason, and the rest of
-    the folder is written."""
+    """A decoder that crashes on a corrupt file kills its process: no record, no quarantine, and every rerun
+    died on the same file, so no run over that folder could finish. A file in work when a run died is now done
+    first, alone, in a process of its own, on the next run; one in work at two deaths is quarantined with the
+    reason, and the rest of the folder is written. The crash is real: a hook loaded into every process of the
+    run (the workers too) ends the process on one file."""
     import subprocess
     import sys
 
-    inp, out = tmp_path / "in", tmp_path / "out"
+    inp, out, hook = tmp_path / "in", tmp_path / "out", tmp_path / "hook"
     inp.mkdir()
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "bomb.dcm")
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "good.dcm")
-    args = ["redact", str(inp), str(out), "--workers", "1", "--no-progress", "--set", key_overrides[0]]
-    for _ in range(2):
-        died = subprocess.run([sys.executable, "-c", CRASHING_RUN, *args], capture_output=True, text=True)
-        assert died.returncode == 70, died.stderr
-    assert (out / ".deid" / "records" / "bomb.dcm.started").read_text() == "2"
-    done = subprocess.run([sys.executable, "-m", "radiograph_deid.cli", *args], capture_output=True, text=True)
+    args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--workers", "2",
+            "--no-progress", "--set", key_overrides[0]]
+    repo = str(Path(__file__).resolve().parents[1])  # the code under test, whatever is installed
+    paths = [str(hook), repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    crashing = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    for death in (1, 2):
+        died = subprocess.run(args, capture_output=True, text=True, env=crashing)
+        assert died.returncode == 2 and "a worker process died" in died.stderr, died.stderr
+        assert (out / ".deid" / "records" / "bomb.dcm.started").read_text() == str(death)
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": repo})
     assert done.returncode == 1, done.stderr  # 1: something was quarantined
     rec = json.loads((out / ".deid" / "records" / "bomb.dcm.json").read_text())
     assert rec["decision"] == "quarantined" and "died 2 times" in rec["reason"]

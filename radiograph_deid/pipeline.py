@@ -6,6 +6,7 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 from __future__ import annotations
 
 import errno
+import os
 import logging
 import time
 import traceback
@@ -401,16 +402,22 @@ class OutputUnwritable(RuntimeError):
 
 
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_NO_RIGHT = {errno.EACCES, errno.EPERM}
 
 
 def _raise_if_no_room(exc: BaseException | None, folder: Path) -> None:
     """OutputUnwritable if ``exc``, or an error it was raised from (pydicom re-raises a write's error with the tag
-    it was writing, and no errno), is a full or read-only disk."""
+    it was writing, and no errno), is a full or read-only disk, or a folder under ``folder`` this user may not
+    write to (an OUTPUT made by another user): every file after would fail alike."""
     while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        if isinstance(exc, OSError) and (exc.errno in _NO_ROOM or (exc.errno in _NO_RIGHT and _under(exc, folder))):
             raise OutputUnwritable(f"cannot write under {folder}: {exc.strerror}. Make room (or make it writable) "
                                    "and run again: finished files are skipped") from None
         exc = exc.__cause__ or exc.__context__
+
+
+def _under(exc: OSError, folder: Path) -> bool:
+    return bool(exc.filename) and Path(os.fsdecode(exc.filename)).resolve().is_relative_to(folder.resolve())
 
 
 def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> None:

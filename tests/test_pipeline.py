@@ -380,6 +380,32 @@ def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, 
     assert (out / "b.dcm").is_file()
 
 
+def test_an_output_folder_this_user_may_not_write_stops_the_run(job, tmp_path: Path, monkeypatch,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    """An OUTPUT made by another user: every file was quarantined as an "internal error ... please report", a
+    copy of each original made for nothing. The run now stops with the reason, as for a full disk. (The tests
+    run as root, whom permissions do not stop: the refusal is raised where the tool makes its temporary file.)"""
+    import errno
+    import tempfile
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
+    mkstemp = tempfile.mkstemp
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        folder = Path(kwargs.get("dir") or "")
+        if folder.resolve().is_relative_to(out.resolve()) and folder.resolve() != (out / ".deid").resolve():
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder / "tmpfile"))
+        return mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    key = ["--key-file", str(tmp_path / "key")]
+    assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 2
+    assert "Permission denied" in capsys.readouterr().err
+    assert not Path(f"{out.resolve()}_quarantine").exists() or not any(Path(f"{out.resolve()}_quarantine").iterdir())
+
+
 def test_a_kept_marker_that_contradicts_the_header_is_in_the_summary(job, tmp_path: Path) -> None:
     """The cross-check of a kept L/R against ImageLaterality was in each image's record only; a reviewer reading
     summary.csv did not see it. It has its columns now, and the run its count."""

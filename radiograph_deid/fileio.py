@@ -26,7 +26,7 @@ class ReadError(Exception):
     """An input that is not a readable DICOM or image file."""
 
 
-def is_regular(path: Path) -> bool:
+def _is_regular(path: Path) -> bool:
     """A regular file (through links): not a named pipe, socket or device, whose opening can wait for ever."""
     try:
         return stat.S_ISREG(path.stat().st_mode)
@@ -36,7 +36,7 @@ def is_regular(path: Path) -> bool:
 
 def _head(path: Path, n: int) -> bytes | None:
     """A file's first ``n`` bytes, or None where it cannot be read."""
-    if not is_regular(path):
+    if not _is_regular(path):
         return None
     try:
         with open(path, "rb") as fh:

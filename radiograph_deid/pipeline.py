@@ -6,8 +6,9 @@ quarantine folder with the stage and reason. INPUT is only ever read.
 from __future__ import annotations
 
 import errno
-import os
 import logging
+import os
+import stat
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -23,8 +24,8 @@ from .config import Config
 from .detector import MARKER_SOURCE, TEXT_SOURCE, Detector, build_detector
 from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
-from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, is_regular,
-                     read_dicom, read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
+from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, read_dicom,
+                     read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_ring
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
@@ -299,16 +300,18 @@ class Redactor:
 
     # -- one file ---------------------------------------------------------------------------------------------
     def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
-        if src.exists() and not is_regular(src):  # opening a named pipe waits for a writer, for ever
-            return ImageRecord(input=rel.as_posix(), input_size=0, input_mtime_ns=0, decision=Decision.SKIPPED,
-                               reason="not a regular file (a named pipe, socket or device): nothing to read")
         try:
-            with open(src, "rb"):
-                st = src.stat()
+            st = src.stat()
+            if stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer, for ever
+                with open(src, "rb"):
+                    pass
         except OSError as exc:  # nothing to redact, nor to copy to quarantine
             return ImageRecord(input=rel.as_posix(), input_size=0, input_mtime_ns=0, decision=Decision.SKIPPED,
                                reason=f"the file cannot be read ({exc.strerror}): a broken link, or no permission "
                                       "to read it; mend it and run again")
+        if not stat.S_ISREG(st.st_mode):
+            return ImageRecord(input=rel.as_posix(), input_size=0, input_mtime_ns=0, decision=Decision.SKIPPED,
+                               reason="not a regular file (a named pipe, socket or device): nothing to read")
         rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns)
         t0 = self._t_stage = time.perf_counter()
         try:

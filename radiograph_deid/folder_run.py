@@ -359,11 +359,12 @@ def _inputs_gone(records_dir: Path, records: Sequence[ImageRecord]) -> list[tupl
     renamed), each with its file: what they made stays (nothing is deleted unasked, but with ``output.prune``),
     and the summary lists the outputs, where it had listed only the inputs present."""
     present = {r.input for r in records}
+    theirs = {record_path(records_dir, Path(r.input)) for r in records}
     folder = records_dir / "records"
     gone = []
     for path in sorted(folder.rglob("*.json")) if folder.is_dir() else []:
-        if path.relative_to(folder).as_posix()[: -len(".json")] in present:
-            continue  # a record is named after its input: only the others are read
+        if path in theirs:
+            continue  # the present inputs' own records are not read again
         rec = _recorded(path)
         if rec is not None and rec.input not in present:
             gone.append((path, rec))

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from radiograph_deid.config import InputConfig
 from radiograph_deid.fileio import DICOM_EXTENSIONS, ReadError, is_dicom, read_view
 from radiograph_deid.labels import LabelError
+from radiograph_deid.pipeline import SKIP_NAMES
 from radiograph_deid.pixels import PixelDataError
 from radiograph_deid.workflows import parse_box_label
 
@@ -67,11 +68,11 @@ class RadiographLocalDatastore(LocalDatastore):
     datastore sees the top level only). Hidden folders and MONAI Label's ``labels`` are not searched."""
 
     def __init__(self, folder: str, read_only: bool = False, auto_reload: bool = True) -> None:
-        self._suffixes = sorted((p.lstrip("*").lower() for p in IMAGE_EXTENSIONS), key=len, reverse=True)
+        self._suffixes = tuple(sorted((p.lstrip("*").lower() for p in IMAGE_EXTENSIONS), key=len, reverse=True))
         super().__init__(folder, extensions=IMAGE_EXTENSIONS, auto_reload=auto_reload, read_only=read_only)
 
     def _list_files(self, path: str, patterns: Sequence[str]) -> Dict[str, str]:
-        suffixes = tuple(p.lstrip("*").lower() for p in patterns)
+        """``patterns`` are MONAI Label's, always IMAGE_EXTENSIONS: matched here as ``_suffixes``, in either case."""
         nested = os.path.realpath(path) == os.path.realpath(self._datastore.image_path())  # labels stay flat
         labels = os.path.realpath(self._datastore.label_path(None))
         found: Dict[str, str] = {}
@@ -80,7 +81,7 @@ class RadiographLocalDatastore(LocalDatastore):
                                    and os.path.realpath(os.path.join(folder, d)) != labels)
             inside = Path(os.path.relpath(folder, path))
             for name in names:
-                if name.lower().endswith(suffixes) or self._bare_dicom(os.path.join(folder, name)):
+                if name.lower().endswith(self._suffixes) or self._bare_dicom(os.path.join(folder, name)):
                     rel = (inside / name).as_posix()
                     found[rel] = rel
         return found
@@ -88,7 +89,7 @@ class RadiographLocalDatastore(LocalDatastore):
     @staticmethod
     def _bare_dicom(path: str) -> bool:
         name = os.path.basename(path)
-        return (_named_without_extension(name) and name.upper() != "DICOMDIR" and os.path.isfile(path)
+        return (_named_without_extension(name) and name.upper() not in SKIP_NAMES and os.path.isfile(path)
                 and is_dicom(Path(path)))
 
     def _to_id(self, file: str) -> Tuple[str, str]:

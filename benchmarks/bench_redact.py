@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from radiograph_deid.config import load_config
-from radiograph_deid.folder_run import record_path, run, worker_count
+from radiograph_deid.folder_run import record_path, run
+from radiograph_deid.worker_pool import worker_count
 from radiograph_deid.pipeline import Redactor
 from radiograph_deid.records import ImageRecord
 from radiograph_deid.synthetic import burn, default_burns, make_dataset, phantom, to_stored

@@ -31,10 +31,14 @@ class InputConfig:
     max_pixels_per_frame: int = 80_000_000  # larger frames are quarantined rather than exhausting memory
     max_frames: int = 2000
     non_image: NonImagePolicy = NonImagePolicy.SKIP
+    # a file still in work after this long (a decoder caught in a loop) is quarantined and the run goes on; 0: no
+    # limit. Held in worker processes: a run of one file does it in its own process, where nothing can stop it
+    max_seconds_per_file: float = 900.0
 
     def __post_init__(self) -> None:
         _check(self.max_pixels_per_frame > 0, "input.max_pixels_per_frame must be > 0")
         _check(self.max_frames > 0, "input.max_frames must be > 0")
+        _check(self.max_seconds_per_file >= 0, "input.max_seconds_per_file must be >= 0 (0: no limit)")
         object.__setattr__(self, "non_image", NonImagePolicy(self.non_image))
         object.__setattr__(self, "image_extensions", tuple(e.lower() for e in self.image_extensions))
 

@@ -29,6 +29,7 @@ from .output_names import image_output
 from .pipeline import Redactor, to_quarantine
 from .pseudonym import load_or_create_key
 from .records import ImageRecord, write_summary
+from .worker_pool import CRASHED, CRASHES, processed, started_path, starts, worker_count
 
 try:
     import fcntl
@@ -63,14 +64,14 @@ def iter_inputs(root: Path, avoid: Sequence[Path] = (), hidden_folders: list[Pat
 
 def settings_digest(cfg: Config, key: bytes) -> str:
     """What decides a file's output: the tool's version, every setting that changes what is written (not where
-    records and quarantine go, nor how many threads), the weights' content and the secret key, as an HMAC that
-    reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
+    records and quarantine go, nor how many threads, nor the time a file may take), the weights' content and the
+    secret key, as an HMAC that reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
     retrained weights, redoes every file."""
     settings = cfg.to_dict()
     names = settings.pop("output")["names"]
     if names != OutputNames.SAME.value:  # where outputs go, under names the earlier records did not give
         settings["output_names"] = names
-    del settings["detector"]["threads"], settings["header"]["key_file"]
+    del settings["detector"]["threads"], settings["header"]["key_file"], settings["input"]["max_seconds_per_file"]
     text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
 
@@ -153,8 +154,9 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
         redactor: Redactor | None = None, workers: int = 1) -> dict:
     """De-identify everything under ``inp`` into ``out``; returns the run summary.
 
-    ``workers`` > 1 processes files in that many processes, each with its own models and a share of the threads;
-    0 chooses (``worker_count``).
+    Files are done in ``workers`` processes (0 chooses: ``worker_count``), each with its own models and a share
+    of the threads, where a file that kills or stalls its process is met (``worker_pool``); with ``redactor``,
+    or for a run of one file, in this process.
     """
     quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
     check_folders(inp, out, quarantine)
@@ -235,8 +237,11 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
     if plan.suspects:
         log.warning("%d file(s) were in work when a run died: they are done first, one at a time", len(plan.suspects))
-    finished = itertools.chain(_processed(plan.suspects, out, quarantine, records_dir, cfg, None, 1, isolated=True),
-                               _processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers))
+    def refuse(src: Path, rel: Path, reason: str) -> ImageRecord:
+        return _refused(src, rel, quarantine, reason, Stage.READ)
+
+    finished = itertools.chain(processed(plan.suspects, out, quarantine, records_dir, cfg, None, 1, refuse, alone=True),
+                               processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers, refuse))
     for src, rel, rec_path, rec in finished:
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
@@ -301,7 +306,7 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             continue
         plan.earlier += [previous.output] if previous is not None and previous.output else []
         started = started_path(records_dir, rel)
-        crashed = _starts(started) >= CRASHES
+        crashed = starts(started) >= CRASHES
         if src in clashes or crashed or src.name.startswith("."):
             rec = plan.done[src] = (_refused(src, rel, quarantine, clashes[src]) if src in clashes else
                                     _refused(src, rel, quarantine, CRASHED, Stage.READ) if crashed else
@@ -313,40 +318,6 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
         else:
             (plan.suspects if started.exists() else plan.pending).append((src, rel, rec_path))
     return plan
-
-
-CRASHES = 2  # runs that died while a file was in work before it is quarantined (its neighbours in work are not)
-CRASHED = (f"the run died {CRASHES} times while this file was in work (a crash in a decoder, memory exhausted, or "
-           "the run killed): it is quarantined so that runs finish. Remove its record under records/ to try it again")
-
-
-def started_path(records_dir: Path, rel: Path) -> Path:
-    """Left while an input is in work, and removed once its record is written or its work stops by an error:
-    one still there after the run is a file in work when the run died (a decoder's crash kills the process)."""
-    return records_dir / "records" / beside(rel, ".started")
-
-
-def _starts(path: Path) -> int:
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def _mark_started(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(_starts(path) + 1))  # no fsync: a mark cut short still marks the file a suspect
-
-
-def _worked(redactor: Redactor, src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
-    """``redactor.process`` with the mark of work in progress; an exception (disk full, interrupted) is the run's
-    to report, not the file's fault: the mark goes. Only a death of the process leaves it."""
-    _mark_started(started)
-    try:
-        return redactor.process(src, rel, out, quarantine)
-    except BaseException:
-        started.unlink(missing_ok=True)
-        raise
 
 
 def record_path(records_dir: Path, rel: Path) -> Path:
@@ -475,62 +446,3 @@ def _refused(src: Path, rel: Path, quarantine: Path, reason: str, stage: Stage =
                       decision=Decision.QUARANTINED, stage=stage, reason=reason)
     to_quarantine(src, rel, quarantine, rec)
     return rec
-
-
-def worker_count(requested: int, files: int) -> int:
-    """``requested`` processes; for 0, one per CPU core this process may use (at most 8), but none beyond one
-    for every four files: a worker first loads its own models (seconds), which a short run does not repay."""
-    if requested < 0:
-        raise ValueError(f"workers must be 0 (one per CPU core) or a number of processes, not {requested}")
-    if requested > 0:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8, files // 4))
-
-
-def _processed(pending: Sequence[tuple[Path, Path, Path]], out: Path, quarantine: Path, records_dir: Path,
-               cfg: Config, redactor: Redactor | None, workers: int,
-               isolated: bool = False) -> Iterator[tuple[Path, Path, Path, ImageRecord]]:
-    """Each pending file's record as it is finished, here or in ``workers`` processes (``isolated``: never here,
-    so that a file's crash ends the run with the reason, not a dead process)."""
-    if not pending:
-        return
-    if not isolated and (workers <= 1 or len(pending) < 2):
-        redactor = redactor or Redactor(cfg)
-        for src, rel, rec_path in pending:
-            yield src, rel, rec_path, _worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                             initargs=(share,)) as pool:
-        futures = {pool.submit(_worker_process, src, rel, out, quarantine, started_path(records_dir, rel)):
-                   (src, rel, rec_path) for src, rel, rec_path in pending}
-        try:
-            for fut in as_completed(futures):
-                yield (*futures[fut], fut.result())
-        except BrokenProcessPool as exc:
-            raise RuntimeError("a worker process died (out of memory, or a crash in a decoder); nothing unfinished "
-                               "was written to OUTPUT. Run again to resume (finished files are skipped; those in work "
-                               f"are done first, one at a time, and one that dies {CRASHES} times is quarantined), "
-                               "with fewer --workers if memory is short") from exc
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
-            raise
-
-
-_WORKER: Redactor | None = None
-
-
-def _worker_init(cfg: Config) -> None:
-    global _WORKER
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    _WORKER = Redactor(cfg)
-
-
-def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
-    assert _WORKER is not None, "worker not initialised"
-    return _worked(_WORKER, src, rel, out, quarantine, started)

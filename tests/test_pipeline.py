@@ -713,44 +713,79 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
 
 
 CRASH_HOOK = """
-import os
+import os, re
 from radiograph_deid import pipeline
 process = pipeline.Redactor.process
 def dies_on_bomb(self, src, *args):
     if src.name == "bomb.dcm":
         os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
+    if src.name == "hang.dcm":
+        re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C, which holds the interpreter
     return process(self, src, *args)
 pipeline.Redactor.process = dies_on_bomb
 """
 
 
-def test_a_file_that_kills_the_run_is_quarantined_at_the_second_death(tmp_path: Path,
-                                                                       key_overrides: list[str]) -> None:
-    """A decoder that crashes on a corrupt file kills its process: no record, no quarantine, and every rerun
-    died on the same file, so no run over that folder could finish. A file in work when a run died is now done
-    first, alone, in a process of its own, on the next run; one in work at two deaths is quarantined with the
-    reason, and the rest of the folder is written. The crash is real: a hook loaded into every process of the
-    run (the workers too) ends the process on one file."""
+def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str):
+    """``radiograph-deid redact`` in a process of its own; with ``hook``, a sitecustomize loaded into it and into
+    each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm or hang.dcm."""
     import subprocess
     import sys
 
-    inp, out, hook = tmp_path / "in", tmp_path / "out", tmp_path / "hook"
-    inp.mkdir()
+    args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--no-progress",
+            "--set", key_overrides[0], *extra]
+    repo = str(Path(__file__).resolve().parents[1])  # the code under test, whatever is installed
+    paths = ([str(hook)] if hook else []) + [repo]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          timeout=900)
+
+
+def _crash_hook(tmp_path: Path) -> Path:
+    hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    return hook
+
+
+def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finishes(tmp_path: Path,
+                                                                                    key_overrides: list[str]) -> None:
+    """A decoder that crashes on a corrupt file kills its worker process, and one caught in a loop never
+    returns. A crash had ended the run (two more runs quarantined the file) and a loop stalled it for ever. Now a
+    worker's death is met in the run: the files it had in work are done again, each alone in a process of its
+    own, and one that kills that process too is quarantined; a file still in work after
+    input.max_seconds_per_file is quarantined at once. The rest of the folder is written in the same run. The
+    crash and the stall are real: a hook loaded into every process of the run ends or stalls the one that
+    takes bomb.dcm or hang.dcm."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for name in ("bomb.dcm", "hang.dcm", "good.dcm", "fine.dcm"):
+        shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / name)
+    done = _redact_cli(inp, out, key_overrides, _crash_hook(tmp_path), "--workers", "2",
+                       "--set", "input.max_seconds_per_file=20")
+    assert done.returncode == 1, done.stderr  # 1: something was quarantined, the rest written
+    recs = {n: json.loads((out / ".deid" / "records" / f"{n}.json").read_text()) for n in ("bomb.dcm", "hang.dcm")}
+    assert recs["bomb.dcm"]["decision"] == "quarantined" and "died 2 times" in recs["bomb.dcm"]["reason"]
+    assert recs["hang.dcm"]["decision"] == "quarantined" and "20 s" in recs["hang.dcm"]["reason"]
+    assert (tmp_path / "out_quarantine" / "bomb.dcm").is_file() and (tmp_path / "out_quarantine" / "hang.dcm").is_file()
+    assert (out / "good.dcm").is_file() and (out / "fine.dcm").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [".deid", "fine.dcm", "good.dcm"]  # no partial write left
+    assert not list((out / ".deid" / "records").glob("*.started"))
+
+
+def test_a_file_in_work_when_the_run_died_is_done_first_alone(tmp_path: Path, key_overrides: list[str]) -> None:
+    """A run of one file does it in its own process, so a crash kills the run and leaves the file's mark. The
+    next run does a marked file first, alone, in a worker, so that its second death is met, not suffered: it is
+    quarantined with the reason, and the rest of the folder is written."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    hook = _crash_hook(tmp_path)
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "bomb.dcm")
+    died = _redact_cli(inp, out, key_overrides, hook)
+    assert died.returncode == 70 and (out / ".deid" / "records" / "bomb.dcm.started").read_text().split()[0] == "1"
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "good.dcm")
-    args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--workers", "2",
-            "--no-progress", "--set", key_overrides[0]]
-    repo = str(Path(__file__).resolve().parents[1])  # the code under test, whatever is installed
-    paths = [str(hook), repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    crashing = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    for death in (1, 2):
-        died = subprocess.run(args, capture_output=True, text=True, env=crashing)
-        assert died.returncode == 2 and "a worker process died" in died.stderr, died.stderr
-        assert (out / ".deid" / "records" / "bomb.dcm.started").read_text() == str(death)
-    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": repo})
-    assert done.returncode == 1, done.stderr  # 1: something was quarantined
+    done = _redact_cli(inp, out, key_overrides, hook)
+    assert done.returncode == 1, done.stderr
     rec = json.loads((out / ".deid" / "records" / "bomb.dcm.json").read_text())
     assert rec["decision"] == "quarantined" and "died 2 times" in rec["reason"]
     assert (tmp_path / "out_quarantine" / "bomb.dcm").is_file() and (out / "good.dcm").is_file()
@@ -964,7 +999,7 @@ def test_worker_processes_give_the_same_output_and_decisions(job, tmp_path: Path
 def test_the_default_worker_count_follows_the_cores_and_the_run_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """--workers 0 (the default): one process per usable core, at most 8, none beyond one per four files (a
     worker loads its own models first); a count given is used as it is; a negative one is refused."""
-    from radiograph_deid.folder_run import worker_count
+    from radiograph_deid.worker_pool import worker_count
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     assert [worker_count(0, n) for n in (1, 3, 7, 8, 100)] == [1, 1, 1, 2, 2]

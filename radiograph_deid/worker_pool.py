@@ -1,0 +1,215 @@
+"""Files done in worker processes that may die or stall, without the run dying or stalling with them.
+
+Why: a decoder's crash on one corrupt file (a segmentation fault, the out-of-memory killer) kills the process that
+read it with no exception to catch, and a decoder caught in a loop in C never returns and never lets a thread of
+its process run. So each file in work leaves a mark (``started_path``: how many times it was begun, and by which
+process), removed once its record is written. When a worker dies, the files it may have killed are those whose
+marks remain: each is done again alone, in a process of its own, and one that kills that process too is
+quarantined (two deaths: a file in work beside the culprit dies once, innocently). The run watches the marks of
+the files in work and ends a worker whose file is still in work after ``input.max_seconds_per_file``: that file is
+quarantined at once. A run that died itself (killed, or a crash in a run of one file, which is done in the run's
+own process) leaves the marks for the next run, which does those files first, alone.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Generator, Iterator, Sequence
+
+from .config import Config
+from .fileio import beside, remove_partial_writes
+from .pipeline import Redactor
+from .records import ImageRecord
+
+log = logging.getLogger("radiograph_deid")
+
+Entry = tuple[Path, Path, Path]  # (an input, its path relative to INPUT, its record)
+Finished = tuple[Path, Path, Path, ImageRecord]
+Refuse = Callable[[Path, Path, str], ImageRecord]  # (input, relative path, reason) -> its record, quarantined
+
+CRASHES = 2  # deaths of a process while a file was in work before it is quarantined (its neighbours in work are not)
+CRASHED = (f"a process died {CRASHES} times while this file was in work (a crash in a decoder, memory exhausted, or "
+           "the run killed): it is quarantined so that runs finish. Remove its record under records/ to try it again")
+WORKER_DIED = ("a worker process died while it had no file in work (out of memory while loading the models?); "
+               "nothing unfinished was written to OUTPUT. Run again to resume, with fewer --workers if memory is short")
+POLL_S = 1.0  # how often the run looks at the marks of the files in work
+
+
+def overdue_reason(seconds: float) -> str:
+    return (f"still in work after {seconds:g} s (input.max_seconds_per_file): a decoder caught in a loop, or an "
+            "image far beyond what this machine does in that time; its process was ended and the file quarantined "
+            "so that runs finish. Raise the limit and remove its record under records/ to try it again")
+
+
+def started_path(records_dir: Path, rel: Path) -> Path:
+    """Left while an input is in work, and removed once its record is written or its work stops by an error:
+    one still there after its process ended is a file in work when that process died."""
+    return records_dir / "records" / beside(rel, ".started")
+
+
+def starts(path: Path) -> int:
+    """How many times the file of the mark at ``path`` was begun (0: never, or the mark unreadable)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _mark_started(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # no fsync: a mark cut short still marks the file; the process id lets the run end a stalled worker
+    path.write_text(f"{starts(path) + 1} {os.getpid()}")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _overdue(path: Path) -> bool:
+    return (_read(path) or "").endswith(" overdue")
+
+
+def worked(redactor: Redactor, src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
+    """``redactor.process`` with the mark of work in progress; an exception (disk full, interrupted) is the run's
+    to report, not the file's fault: the mark goes. Only a death of the process leaves it."""
+    _mark_started(started)
+    try:
+        return redactor.process(src, rel, out, quarantine)
+    except BaseException:
+        started.unlink(missing_ok=True)
+        raise
+
+
+def worker_count(requested: int, files: int) -> int:
+    """``requested`` processes; for 0, one per CPU core this process may use (at most 8), but none beyond one
+    for every four files: a worker first loads its own models (seconds), which a short run does not repay."""
+    if requested < 0:
+        raise ValueError(f"workers must be 0 (one per CPU core) or a number of processes, not {requested}")
+    if requested > 0:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8, files // 4))
+
+
+def processed(pending: Sequence[Entry], out: Path, quarantine: Path, records_dir: Path, cfg: Config,
+              redactor: Redactor | None, workers: int, refuse: Refuse, alone: bool = False) -> Iterator[Finished]:
+    """Each pending file's record as it is finished: in this process with ``redactor``, or for a run of one file
+    (a crash there kills the run and leaves the mark); else in ``workers`` processes (``alone``: one, for files
+    a death has marked), whose deaths and stalls the run meets (the module's docstring)."""
+    if not pending:
+        return
+    if redactor is not None or (len(pending) < 2 and not alone):
+        redactor = redactor or Redactor(cfg)
+        for src, rel, rec_path in pending:
+            yield src, rel, rec_path, worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))
+        return
+    left = list(pending)
+    while left:
+        unfinished = yield from _pooled(left, out, quarantine, records_dir, cfg, 1 if alone else workers)
+        marked = [e for e in unfinished if started_path(records_dir, e[1]).exists()]
+        if unfinished and not marked:
+            raise RuntimeError(WORKER_DIED)
+        refused = {e: reason for e in marked if (reason := _refusal(started_path(records_dir, e[1]), cfg))}
+        again = [e for e in marked if e not in refused]
+        if again:
+            log.warning("a worker process died; %d file(s) it may have had in work are done again, each alone",
+                        len(again))
+        for entry in marked:
+            if entry in refused:
+                yield (*entry, refuse(entry[0], entry[1], refused[entry]))
+            else:
+                yield from processed([entry], out, quarantine, records_dir, cfg, None, 1, refuse, alone=True)
+        left = [e for e in unfinished if e not in marked]
+
+
+def _refusal(mark: Path, cfg: Config) -> str:
+    """Why the file of ``mark``, in work when its process died, is quarantined (it was overdue, or it has died
+    ``CRASHES`` times), or "" where it is done again."""
+    if _overdue(mark):
+        return overdue_reason(cfg.input.max_seconds_per_file)
+    return CRASHED if starts(mark) >= CRASHES else ""
+
+
+def _pooled(entries: Sequence[Entry], out: Path, quarantine: Path, records_dir: Path, cfg: Config, workers: int
+            ) -> Generator[Finished, None, list[Entry]]:
+    """Each entry's record as its worker finishes it; returns the entries left unfinished when a worker died (a
+    crash, or ended by ``_end_overdue``), after removing what the dead left half written."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
+    marks = {e: started_path(records_dir, e[1]) for e in entries}
+    before = {e: _read(m) for e, m in marks.items()}  # a mark left by a dead run is not this run's start
+    clock: dict[tuple[Entry, str], float] = {}
+    limit = cfg.input.max_seconds_per_file
+    finished: set[Future] = set()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                             initargs=(share,)) as pool:
+        futures = {pool.submit(_worker_process, src, rel, out, quarantine, marks[(src, rel, rec)]): (src, rel, rec)
+                   for src, rel, rec in entries}
+        waiting: set[Future] = set(futures)
+        try:
+            while waiting:
+                done, waiting = wait(waiting, timeout=POLL_S if limit else None, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    if not isinstance(fut.exception(), BrokenProcessPool):
+                        yield (*futures[fut], fut.result())  # an error of the run's (disk full) is raised here
+                        finished.add(fut)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    break
+                if limit:
+                    _end_overdue([(futures[f], marks[futures[f]]) for f in waiting if f.running()], before, clock,
+                                 limit)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
+            raise
+    for fut in futures:  # finished in the moment the pool broke
+        if fut not in finished and fut.exception() is None:
+            yield (*futures[fut], fut.result())
+            finished.add(fut)
+    unfinished = [entry for fut, entry in futures.items() if fut not in finished]
+    if unfinished:
+        for folder in (out, quarantine):
+            remove_partial_writes(folder)  # no worker of this pool writes any more
+    return unfinished
+
+
+def _end_overdue(in_work: Sequence[tuple[Entry, Path]], before: dict[Entry, str | None],
+                 clock: dict[tuple[Entry, str], float], limit: float) -> None:
+    """Mark overdue, and end the worker of, each file in work longer than ``limit`` seconds, timed from when its
+    mark first showed this run's start. The worker's own thread could not do it: a decoder looping in C holds the
+    interpreter, so no other thread of its process runs."""
+    now = time.monotonic()
+    for entry, mark in in_work:
+        text = _read(mark)
+        if text is None or text == before[entry] or text.endswith(" overdue"):
+            continue
+        if now - clock.setdefault((entry, text), now) > limit:
+            mark.write_text(f"{text} overdue")
+            try:
+                os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
+            except (ProcessLookupError, ValueError, IndexError):
+                pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
+
+
+_WORKER: Redactor | None = None
+
+
+def _worker_init(cfg: Config) -> None:
+    global _WORKER
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    _WORKER = Redactor(cfg)
+
+
+def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
+    assert _WORKER is not None, "worker not initialised"
+    return worked(_WORKER, src, rel, out, quarantine, started)

@@ -79,12 +79,13 @@ def sample_frames(n_frames: int, max_frames: int) -> list[int]:
 
 
 def frame_views(px: PixelFrames, max_frames: int) -> list[tuple[str, np.ndarray]]:
-    """Display views to search: each sampled frame, and for cine the max and min projections where static
-    burned-in text stands out from moving anatomy."""
+    """Display views to search: each sampled frame, and for cine the highest and lowest value each pixel takes
+    in any frame, sampled or not: static burned-in text stands out there from moving anatomy, and text stamped
+    on one frame the sample passes over shows (bright text in one, dark text in the other)."""
     views = [(str(i), to_display(px, i)) for i in sample_frames(px.frames.shape[0], max_frames)]
-    if len(views) > 1:
-        stack = np.stack([v for _, v in views])
-        views += [("max", stack.max(axis=0)), ("min", stack.min(axis=0))]
+    if px.frames.shape[0] > 1:
+        ends = replace(px, frames=np.stack([px.frames.max(axis=0), px.frames.min(axis=0)]))
+        views += [("max", to_display(ends, 0)), ("min", to_display(ends, 1))]
     return views
 
 

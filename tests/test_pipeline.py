@@ -910,6 +910,25 @@ def test_multiframe_static_text_is_filled_in_every_frame(job, tmp_path: Path) ->
     assert (out[:, 24:36, 25:150] == 0).all()
 
 
+def test_multiframe_text_in_one_unsampled_frame_is_found(job, tmp_path: Path) -> None:
+    """A cine loop is searched on a sample of its frames (verify.max_frames), and text burned into one frame
+    the sample passed over (a name stamped on one frame of an XA run) went to OUTPUT as it was: the detector
+    and the safety net both looked at the same sampled frames. The brightest and darkest value each pixel takes
+    in any frame are now searched too, over every frame."""
+    base = phantom(384, 384, 9)
+    frames = np.stack([to_stored(burn(np.roll(base, 8 * i, axis=1), [Burn("DOE JANE 0048", 20, 20, 18)] * (i == 7)),
+                                 8, False) for i in range(20)])
+    ds = make_dataset(frames, modality="XA")
+    (tmp_path / "in").mkdir()
+    ds.save_as(tmp_path / "in" / "cine.dcm", write_like_original=False)
+    summary = run(tmp_path / "in", tmp_path / "out", job["cfg"], progress=False, redactor=job["redactor"])
+    assert summary["counts"]["written"] == 1, summary["images_detail"]
+    out = pydicom.dcmread(tmp_path / "out" / "cine.dcm").pixel_array
+    text = frames[7] != to_stored(np.roll(base, 56, axis=1), 8, False)
+    assert text.sum() > 500 and not text[60:].any()  # the name, at the top of frame 7 alone
+    assert (out[7][text] == 0).mean() > 0.95
+
+
 def test_output_inside_input_is_refused(job, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must not contain"):
         run(job["inp"], job["inp"] / "out", job["cfg"], progress=False, redactor=job["redactor"])

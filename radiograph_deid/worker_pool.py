@@ -12,6 +12,7 @@ own process) leaves the marks for the next run, which does those files first, al
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -141,57 +142,64 @@ def _refusal(mark: Path, cfg: Config) -> str:
 def _pooled(entries: Sequence[Entry], out: Path, quarantine: Path, records_dir: Path, cfg: Config, workers: int
             ) -> Generator[Finished, None, list[Entry]]:
     """Each entry's record as its worker finishes it; returns the entries left unfinished when a worker died (a
-    crash, or ended by ``_end_overdue``), after removing what the dead left half written."""
+    crash, or ended by ``_end_overdue``), after removing what the dead left half written. Two files per worker
+    are handed over at a time: a run of 100 000 files holds no 100 000 futures, nor waits on them all."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
-    marks = {e: started_path(records_dir, e[1]) for e in entries}
-    before = {e: _read(m) for e, m in marks.items()}  # a mark left by a dead run is not this run's start
-    clock: dict[tuple[Entry, str], float] = {}
     limit = cfg.input.max_seconds_per_file
-    finished: set[Future] = set()
+    todo = iter(entries)
+    in_flight: dict[Future, tuple[Entry, Path, str | None]] = {}  # (entry, its mark, the mark before it was begun)
+    clock: dict[tuple[Entry, str], float] = {}
+    lost: list[Entry] = []
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
                              initargs=(share,)) as pool:
-        futures = {pool.submit(_worker_process, src, rel, out, quarantine, marks[(src, rel, rec)]): (src, rel, rec)
-                   for src, rel, rec in entries}
-        waiting: set[Future] = set(futures)
+
+        def hand_over() -> None:
+            for entry in itertools.islice(todo, 2 * workers - len(in_flight)):
+                mark = started_path(records_dir, entry[1])  # a mark a dead run left is not this run's start
+                in_flight[pool.submit(_worker_process, entry[0], entry[1], out, quarantine, mark)] = (entry, mark,
+                                                                                                      _read(mark))
+
         try:
-            while waiting:
-                done, waiting = wait(waiting, timeout=POLL_S if limit else None, return_when=FIRST_COMPLETED)
+            hand_over()
+            while in_flight and not lost:
+                done, _ = wait(in_flight, timeout=POLL_S if limit else None, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    if not isinstance(fut.exception(), BrokenProcessPool):
-                        yield (*futures[fut], fut.result())  # an error of the run's (disk full) is raised here
-                        finished.add(fut)
-                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                    break
-                if limit:
-                    _end_overdue([(futures[f], marks[futures[f]]) for f in waiting if f.running()], before, clock,
-                                 limit)
+                    entry = in_flight.pop(fut)[0]
+                    if isinstance(fut.exception(), BrokenProcessPool):
+                        lost.append(entry)
+                    else:
+                        yield (*entry, fut.result())  # an error of the run's (disk full) is raised here
+                if not lost:
+                    hand_over()
+                    if limit:
+                        _end_overdue([item for f, item in in_flight.items() if f.running()], clock, limit)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
             raise
-    for fut in futures:  # finished in the moment the pool broke
-        if fut not in finished and fut.exception() is None:
-            yield (*futures[fut], fut.result())
-            finished.add(fut)
-    unfinished = [entry for fut, entry in futures.items() if fut not in finished]
-    if unfinished:
+    for fut, (entry, _, _) in in_flight.items():  # the pool broke: each is done now, most with the break
+        if fut.exception() is None:
+            yield (*entry, fut.result())  # finished in the moment the pool broke
+        else:
+            lost.append(entry)
+    if lost:
         for folder in (out, quarantine):
             remove_partial_writes(folder)  # no worker of this pool writes any more
-    return unfinished
+    return lost + list(todo)
 
 
-def _end_overdue(in_work: Sequence[tuple[Entry, Path]], before: dict[Entry, str | None],
-                 clock: dict[tuple[Entry, str], float], limit: float) -> None:
+def _end_overdue(in_work: Sequence[tuple[Entry, Path, str | None]], clock: dict[tuple[Entry, str], float],
+                 limit: float) -> None:
     """Mark overdue, and end the worker of, each file in work longer than ``limit`` seconds, timed from when its
-    mark first showed this run's start. The worker's own thread could not do it: a decoder looping in C holds the
-    interpreter, so no other thread of its process runs."""
+    mark first showed this run's start (``in_work``: entry, mark, the mark before). The worker's own thread
+    could not do it: a decoder looping in C holds the interpreter, so no other thread of its process runs."""
     now = time.monotonic()
-    for entry, mark in in_work:
+    for entry, mark, before in in_work:
         text = _read(mark)
-        if text is None or text == before[entry] or text.endswith(" overdue"):
+        if text is None or text == before or text.endswith(" overdue"):
             continue
         if now - clock.setdefault((entry, text), now) > limit:
             mark.write_text(f"{text} overdue")

@@ -295,6 +295,8 @@ def _namer(files: Sequence[Path], base: Path, same_names: bool) -> Callable[[Pat
 
 def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, records_dir: Path, resume: bool,
           settings: str, clashes: dict[Path, str], who: Callable[[Path], str]) -> _Plan:
+    """Each input resumed from its record, decided before any work (``_settled``, its record written), or left
+    to do: first, alone, if a dead run left it marked as in work."""
     plan = _Plan()
     for src in files:
         rel = src.relative_to(base)
@@ -306,18 +308,26 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             continue
         plan.earlier += [previous.output] if previous is not None and previous.output else []
         started = started_path(records_dir, rel)
-        crashed = starts(started) >= CRASHES
-        if src in clashes or crashed or src.name.startswith("."):
-            rec = plan.done[src] = (_refused(src, rel, quarantine, clashes[src]) if src in clashes else
-                                    _refused(src, rel, quarantine, CRASHED, Stage.READ) if crashed else
-                                    _hidden(src, rel))
-            rec.settings = settings
-            write_bytes_atomic(rec_path, rec.to_json().encode())
-            started.unlink(missing_ok=True)
-            log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
-        else:
+        rec = _settled(src, rel, quarantine, clashes, started)
+        if rec is None:
             (plan.suspects if started.exists() else plan.pending).append((src, rel, rec_path))
+            continue
+        rec.settings = settings
+        write_bytes_atomic(rec_path, rec.to_json().encode())
+        started.unlink(missing_ok=True)
+        plan.done[src] = rec
+        log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
     return plan
+
+
+def _settled(src: Path, rel: Path, quarantine: Path, clashes: dict[Path, str], started: Path) -> ImageRecord | None:
+    """The record of an input decided before any work, or None: its output name is another's (``clashes``),
+    runs died ``CRASHES`` times with it in work, or it is hidden."""
+    if src in clashes:
+        return _refused(src, rel, quarantine, clashes[src])
+    if starts(started) >= CRASHES:
+        return _refused(src, rel, quarantine, CRASHED, Stage.READ)
+    return _hidden(src, rel) if src.name.startswith(".") else None
 
 
 def record_path(records_dir: Path, rel: Path) -> Path:

@@ -156,7 +156,7 @@ def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progr
 
     Files are done in ``workers`` processes (0 chooses: ``worker_count``), each with its own models and a share
     of the threads, where a file that kills or stalls its process is met (``worker_pool``); with ``redactor``,
-    or for a run of one file, in this process.
+    in this process (no time limit holds there).
     """
     quarantine = quarantine or Path(cfg.output.quarantine or f"{out.resolve()}_quarantine")
     check_folders(inp, out, quarantine)

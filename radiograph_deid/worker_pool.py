@@ -7,8 +7,8 @@ process), removed once its record is written. When a worker dies, the files it m
 marks remain: each is done again alone, in a process of its own, and one that kills that process too is
 quarantined (two deaths: a file in work beside the culprit dies once, innocently). The run watches the marks of
 the files in work and ends a worker whose file is still in work after ``input.max_seconds_per_file``: that file is
-quarantined at once. A run that died itself (killed, or a crash in a run of one file, which is done in the run's
-own process) leaves the marks for the next run, which does those files first, alone.
+quarantined at once. A run that died itself (killed, or a crash where a caller's redactor works in the run's own
+process) leaves the marks for the next run, which does those files first, alone.
 """
 from __future__ import annotations
 
@@ -102,12 +102,12 @@ def worker_count(requested: int, files: int) -> int:
 
 def processed(pending: Sequence[Entry], out: Path, quarantine: Path, records_dir: Path, cfg: Config,
               redactor: Redactor | None, workers: int, refuse: Refuse, alone: bool = False) -> Iterator[Finished]:
-    """Each pending file's record as it is finished: in this process with ``redactor``, or for a run of one file
-    (a crash there kills the run and leaves the mark); else in ``workers`` processes (``alone``: one, for files
+    """Each pending file's record as it is finished: in this process with ``redactor`` (the library's callers,
+    whose own process a crash kills, leaving the mark), else in ``workers`` processes (``alone``: one, for files
     a death has marked), whose deaths and stalls the run meets (the module's docstring)."""
     if not pending:
         return
-    if redactor is not None or (len(pending) < 2 and not alone):
+    if redactor is not None:
         redactor = redactor or Redactor(cfg)
         for src, rel, rec_path in pending:
             yield src, rel, rec_path, worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))

@@ -351,32 +351,34 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(job, 
     assert run(inp, out, job["cfg"], progress=False, redactor=job["redactor"])["counts"]["written"] == 1
 
 
-def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, tmp_path: Path, monkeypatch,
-                                                                           capsys: pytest.CaptureFixture) -> None:
+FULL_DISK_HOOK = """
+import errno
+from radiograph_deid import pipeline
+def full(ds, dst):  # as pydicom raises it: the disk's error wrapped with the tag it was writing
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as exc:
+        raise OSError("With tag (7fe0, 0010) got exception: No space left on device") from exc
+pipeline.write_dicom_atomic = full
+"""
+
+
+def test_a_full_disk_stops_the_run_with_the_reason_and_quarantines_nothing(job, tmp_path: Path,
+                                                                           key_overrides: list[str]) -> None:
     """OUTPUT's disk full: each file was quarantined as an "internal error" until the quarantine's copy hit the
     same full disk and the run died with a traceback. The run now stops with the reason; the file was not at fault
-    and is done on the next run."""
-    import errno
-
-    from radiograph_deid import pipeline
-
-    inp, out = tmp_path / "in", tmp_path / "out"
+    and is done on the next run. The full disk is simulated in every process of the run (a sitecustomize hook)."""
+    inp, out, hook = tmp_path / "in", tmp_path / "out", tmp_path / "hook"
     inp.mkdir()
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FULL_DISK_HOOK)
     shutil.copy(job["inp"] / "gen" / "signed16.dcm", inp / "b.dcm")
-
-    def full(ds, dst):  # as pydicom raises it: the disk's error wrapped with the tag it was writing
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError as exc:
-            raise OSError("With tag (7fe0, 0010) got exception: No space left on device") from exc
-
-    monkeypatch.setattr(pipeline, "write_dicom_atomic", full)
-    key = ["--key-file", str(tmp_path / "key")]
-    assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 2
-    assert "No space left on device" in capsys.readouterr().err
+    full = _redact_cli(inp, out, key_overrides, hook, "--workers", "1")
+    assert full.returncode == 2 and "No space left on device" in full.stderr, full.stderr
     assert not Path(f"{out.resolve()}_quarantine").exists() or not any(Path(f"{out.resolve()}_quarantine").iterdir())
-    monkeypatch.undo()
-    assert cli_main(["redact", str(inp), str(out), "--no-progress", "--workers", "1", *key]) == 0
+    assert not (out / ".deid" / "records" / "b.dcm.started").exists()  # the disk's fault, not the file's
+    room = _redact_cli(inp, out, key_overrides, None, "--workers", "1")
+    assert room.returncode == 0, room.stderr
     assert (out / "b.dcm").is_file()
 
 
@@ -713,12 +715,15 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
 
 
 CRASH_HOOK = """
-import os, re
+import multiprocessing, os, re
 from radiograph_deid import pipeline
 process = pipeline.Redactor.process
 def dies_on_bomb(self, src, *args):
     if src.name == "bomb.dcm":
         os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
+    if src.name == "doom.dcm":  # as the out-of-memory killer takes the run itself, or the machine goes down
+        os.kill(os.getppid() if multiprocessing.parent_process() else os.getpid(), 9)
+        os._exit(70)
     if src.name == "hang.dcm":
         re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C, which holds the interpreter
     return process(self, src, *args)
@@ -726,7 +731,7 @@ pipeline.Redactor.process = dies_on_bomb
 """
 
 
-def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str):
+def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str, timeout: int = 900):
     """``radiograph-deid redact`` in a process of its own; with ``hook``, a sitecustomize loaded into it and into
     each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm or hang.dcm."""
     import subprocess
@@ -738,7 +743,7 @@ def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | Non
     paths = ([str(hook)] if hook else []) + [repo]
     paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-                          timeout=900)
+                          timeout=timeout)
 
 
 def _crash_hook(tmp_path: Path) -> Path:
@@ -773,19 +778,36 @@ def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finis
     assert not list((out / ".deid" / "records").glob("*.started"))
 
 
+def test_a_run_of_one_file_is_held_to_the_time_limit(tmp_path: Path, key_overrides: list[str]) -> None:
+    """A run of one file did it in the run's own process, where nothing could end a decoder caught in a loop: the
+    run stalled for ever. Every file of a run is now done in a worker, so the limit holds for one file too."""
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "hang.dcm")
+    done = _redact_cli(inp, out, key_overrides, _crash_hook(tmp_path), "--set", "input.max_seconds_per_file=10",
+                       timeout=180)
+    assert done.returncode == 1, done.stderr
+    rec = json.loads((out / ".deid" / "records" / "hang.dcm.json").read_text())
+    assert rec["decision"] == "quarantined" and "10 s" in rec["reason"]
+    assert (tmp_path / "out_quarantine" / "hang.dcm").is_file() and not (out / "hang.dcm").exists()
+
+
 def test_a_file_in_work_when_the_run_died_is_done_first_alone(tmp_path: Path, key_overrides: list[str]) -> None:
-    """A run of one file does it in its own process, so a crash kills the run and leaves the file's mark. The
-    next run does a marked file first, alone, in a worker, so that its second death is met, not suffered: it is
-    quarantined with the reason, and the rest of the folder is written."""
+    """When the run itself dies (the out-of-memory killer takes it, the machine goes down), the marks of the
+    files in work stay. The next run does a marked file first, alone, in a worker of its own, and quarantines it
+    with the reason if it kills that one too; the rest of the folder is written."""
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     hook = _crash_hook(tmp_path)
-    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "bomb.dcm")
+    shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "doom.dcm")
     died = _redact_cli(inp, out, key_overrides, hook)
-    assert died.returncode == 70 and (out / ".deid" / "records" / "bomb.dcm.started").read_text().split()[0] == "1"
+    assert died.returncode == -9 and (out / ".deid" / "records" / "doom.dcm.started").read_text().split()[0] == "1"
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "good.dcm")
+    (inp / "doom.dcm").rename(inp / "bomb.dcm")  # the same file, now killing its worker alone
+    (out / ".deid" / "records" / "doom.dcm.started").rename(out / ".deid" / "records" / "bomb.dcm.started")
     done = _redact_cli(inp, out, key_overrides, hook)
     assert done.returncode == 1, done.stderr
+    assert "in work when a run died" in done.stderr
     rec = json.loads((out / ".deid" / "records" / "bomb.dcm.json").read_text())
     assert rec["decision"] == "quarantined" and "died 2 times" in rec["reason"]
     assert (tmp_path / "out_quarantine" / "bomb.dcm").is_file() and (out / "good.dcm").is_file()

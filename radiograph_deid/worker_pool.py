@@ -108,7 +108,6 @@ def processed(pending: Sequence[Entry], out: Path, quarantine: Path, records_dir
     if not pending:
         return
     if redactor is not None:
-        redactor = redactor or Redactor(cfg)
         for src, rel, rec_path in pending:
             yield src, rel, rec_path, worked(redactor, src, rel, out, quarantine, started_path(records_dir, rel))
         return

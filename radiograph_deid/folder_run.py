@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -65,8 +65,8 @@ def iter_inputs(root: Path, avoid: Sequence[Path] = (), hidden_folders: list[Pat
 def settings_digest(cfg: Config, key: bytes) -> str:
     """What decides a file's output: the tool's version, every setting that changes what is written (not where
     records and quarantine go, nor how many threads, nor the time a file may take), the weights' content and the
-    secret key, as an HMAC that reveals neither. A record made under another digest is not resumed: a rerun with stricter settings, or with
-    retrained weights, redoes every file."""
+    secret key, as an HMAC that reveals neither. A record made under another digest is not resumed: a rerun with
+    stricter settings, or with retrained weights, redoes every file."""
     settings = cfg.to_dict()
     names = settings.pop("output")["names"]
     if names != OutputNames.SAME.value:  # where outputs go, under names the earlier records did not give
@@ -237,6 +237,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
     if plan.suspects:
         log.warning("%d file(s) were in work when a run died: they are done first, one at a time", len(plan.suspects))
+
     def refuse(src: Path, rel: Path, reason: str) -> ImageRecord:
         return _refused(src, rel, quarantine, reason, Stage.READ)
 

@@ -26,7 +26,7 @@ from .config import Config
 from .enums import Decision, OutputNames, Stage
 from .fileio import beside, case_blind, is_dicom, remove_partial_writes, write_bytes_atomic
 from .output_names import image_output
-from .pipeline import Redactor, to_quarantine
+from .pipeline import Redactor, refused_untouched, to_quarantine
 from .pseudonym import load_or_create_key
 from .records import ImageRecord, write_summary
 from .worker_pool import CRASHED, CRASHES, processed, started_path, starts, worker_count
@@ -237,12 +237,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     order = [src for src in files if src in plan.done]  # resumed first, then as they are written
     if plan.suspects:
         log.warning("%d file(s) were in work when a run died: they are done first, one at a time", len(plan.suspects))
-
-    def refuse(src: Path, rel: Path, reason: str) -> ImageRecord:
-        return _refused(src, rel, quarantine, reason, Stage.READ)
-
-    finished = itertools.chain(processed(plan.suspects, out, quarantine, records_dir, cfg, None, 1, refuse, alone=True),
-                               processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers, refuse))
+    finished = itertools.chain(processed(plan.suspects, out, quarantine, records_dir, cfg, None, 1, alone=True),
+                               processed(plan.pending, out, quarantine, records_dir, cfg, redactor, workers))
     for src, rel, rec_path, rec in finished:
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
@@ -325,9 +321,9 @@ def _settled(src: Path, rel: Path, quarantine: Path, clashes: dict[Path, str], s
     """The record of an input decided before any work, or None: its output name is another's (``clashes``),
     runs died ``CRASHES`` times with it in work, or it is hidden."""
     if src in clashes:
-        return _refused(src, rel, quarantine, clashes[src])
+        return refused_untouched(src, rel, quarantine, clashes[src])
     if starts(started) >= CRASHES:
-        return _refused(src, rel, quarantine, CRASHED, Stage.READ)
+        return refused_untouched(src, rel, quarantine, CRASHED, Stage.READ)
     return _hidden(src, rel) if src.name.startswith(".") else None
 
 
@@ -447,13 +443,3 @@ def _hidden(src: Path, rel: Path) -> ImageRecord:
     return ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
                        decision=Decision.SKIPPED, reason="a hidden file (its name begins with a dot); rename it to "
                        "have it de-identified")
-
-
-def _refused(src: Path, rel: Path, quarantine: Path, reason: str, stage: Stage = Stage.WRITE) -> ImageRecord:
-    """The record of an input refused before it was read, copied to quarantine (refused at WRITE: tried again by
-    the next run)."""
-    st = src.stat()
-    rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
-                      decision=Decision.QUARANTINED, stage=stage, reason=reason)
-    to_quarantine(src, rel, quarantine, rec)
-    return rec

@@ -431,3 +431,13 @@ def to_quarantine(src: Path, rel: Path, quarantine: Path, rec: ImageRecord) -> N
     quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds originals: made open to this user alone
     copy_atomic(src, quarantine / rel)
     write_bytes_atomic(quarantine / beside(rel, ".reason.json"), rec.to_json().encode())
+
+
+def refused_untouched(src: Path, rel: Path, quarantine: Path, reason: str, stage: Stage = Stage.WRITE) -> ImageRecord:
+    """The record of an input refused before it was read, or whose process died with it in work, copied untouched
+    to quarantine (refused at WRITE: tried again by the next run)."""
+    st = src.stat()
+    rec = ImageRecord(input=rel.as_posix(), input_size=st.st_size, input_mtime_ns=st.st_mtime_ns,
+                      decision=Decision.QUARANTINED, stage=stage, reason=reason)
+    to_quarantine(src, rel, quarantine, rec)
+    return rec

@@ -8,7 +8,8 @@ marks remain: each is done again alone, in a process of its own, and one that ki
 quarantined (two deaths: a file in work beside the culprit dies once, innocently). The run watches the marks of
 the files in work and ends a worker whose file is still in work after ``input.max_seconds_per_file``: that file is
 quarantined at once. A run that died itself (killed, or a crash where a caller's redactor works in the run's own
-process) leaves the marks for the next run, which does those files first, alone.
+process) leaves the marks for the next run, which does those files first, alone. A server redacts one file at a
+time through ``IsolatedRedactor``, in a process of its own held on the same terms.
 """
 from __future__ import annotations
 
@@ -20,18 +21,18 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Generator, Iterator, Sequence
+from typing import Generator, Iterator, Sequence
 
 from .config import Config
 from .fileio import beside, remove_partial_writes
-from .pipeline import Redactor
+from .enums import Stage
+from .pipeline import Redactor, refused_untouched
 from .records import ImageRecord
 
 log = logging.getLogger("radiograph_deid")
 
 Entry = tuple[Path, Path, Path]  # (an input, its path relative to INPUT, its record)
 Finished = tuple[Path, Path, Path, ImageRecord]
-Refuse = Callable[[Path, Path, str], ImageRecord]  # (input, relative path, reason) -> its record, quarantined
 
 CRASHES = 2  # deaths of a process while a file was in work before it is quarantined (its neighbours in work are not)
 CRASHED = (f"a process died {CRASHES} times while this file was in work (a crash in a decoder, memory exhausted, or "
@@ -101,7 +102,7 @@ def worker_count(requested: int, files: int) -> int:
 
 
 def processed(pending: Sequence[Entry], out: Path, quarantine: Path, records_dir: Path, cfg: Config,
-              redactor: Redactor | None, workers: int, refuse: Refuse, alone: bool = False) -> Iterator[Finished]:
+              redactor: Redactor | None, workers: int, alone: bool = False) -> Iterator[Finished]:
     """Each pending file's record as it is finished: in this process with ``redactor`` (the library's callers,
     whose own process a crash kills, leaving the mark), else in ``workers`` processes (``alone``: one, for files
     a death has marked), whose deaths and stalls the run meets (the module's docstring)."""
@@ -124,9 +125,9 @@ def processed(pending: Sequence[Entry], out: Path, quarantine: Path, records_dir
                         len(again))
         for entry in marked:
             if entry in refused:
-                yield (*entry, refuse(entry[0], entry[1], refused[entry]))
+                yield (*entry, refused_untouched(entry[0], entry[1], quarantine, refused[entry], Stage.READ))
             else:
-                yield from processed([entry], out, quarantine, records_dir, cfg, None, 1, refuse, alone=True)
+                yield from processed([entry], out, quarantine, records_dir, cfg, None, 1, alone=True)
         left = [e for e in unfinished if e not in marked]
 
 
@@ -206,6 +207,51 @@ def _end_overdue(in_work: Sequence[tuple[Entry, Path, str | None]], clock: dict[
                 os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
             except (ProcessLookupError, ValueError, IndexError):
                 pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
+
+
+DIED_SERVING = ("the process redacting this file died with it in work (a crash in a decoder, or memory exhausted): "
+                "it is quarantined, and the next file is done in a new process")
+
+
+class IsolatedRedactor:
+    """``Redactor.process`` for a server, in a process of its own: a file that crashes its decoder, or is still in
+    work after ``input.max_seconds_per_file``, is answered with a quarantine record and the server goes on (in
+    the server's own process a crash ended the server, and a loop stalled it). The models are loaded in that
+    process, at its first file and again after each death. One file at a time: the caller serializes."""
+
+    def __init__(self, cfg: Config, state: Path) -> None:
+        self.cfg = cfg
+        self.mark = state / "in-work.started"  # the file in work, by which process (``_end_overdue`` reads it)
+        self._pool = None
+
+    def process(self, src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.mark.unlink(missing_ok=True)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_init, initargs=(self.cfg,))
+        fut = self._pool.submit(_worker_process, src, rel, out, quarantine, self.mark)
+        limit, clock = self.cfg.input.max_seconds_per_file, {}  # type: ignore[var-annotated]
+        while not wait([fut], timeout=POLL_S if limit else None).done:
+            _end_overdue([((src, rel, out), self.mark, None)], clock, limit)
+        try:
+            return fut.result()
+        except BrokenProcessPool:
+            self.close()
+            remove_partial_writes(out)
+            reason = overdue_reason(limit) if _overdue(self.mark) else DIED_SERVING
+            return refused_untouched(src, rel, quarantine, reason, Stage.READ)
+        finally:
+            self.mark.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """End the process (a new one starts at the next file)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 _WORKER: Redactor | None = None

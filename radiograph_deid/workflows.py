@@ -24,6 +24,7 @@ from .markups import PixelGeometry, roi_markups
 from .model_store import ModelStore, ModelVersion
 from .pipeline import MarkerDecider, Redactor
 from .records import ImageRecord
+from .worker_pool import IsolatedRedactor
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ class RedactionRefused(Exception):
         self.record = record
 
 
-def redact_file(src: Path, out_dir: Path, quarantine: Path, redactor: Redactor) -> tuple[Path, ImageRecord]:
+def redact_file(src: Path, out_dir: Path, quarantine: Path, redactor: Redactor | IsolatedRedactor
+                ) -> tuple[Path, ImageRecord]:
     """De-identify one file into ``out_dir`` (same name; PNG for a JPEG input) and return it with its record."""
     rec = redactor.process(src, Path(src.name), out_dir, quarantine)
     if rec.decision is not Decision.WRITTEN:
@@ -179,20 +181,24 @@ class Served:
 
     A server holds one of these; every request calls :meth:`get`, so weights published by a training process
     are picked up on the next request without a restart (the hot swap), and a request in flight keeps the
-    models it started with.
+    models it started with. The redactor works in a process of its own (``IsolatedRedactor``): a file that
+    crashes a decoder or stalls it is refused, and the server goes on.
     """
 
     def __init__(self, cfg: Config, store: ModelStore) -> None:
         self.cfg, self.store = cfg, store
         self.lock = threading.RLock()  # one image at a time per model set: the redactor times its stages
-        self._built: tuple[ModelVersion, MarkerFinder, Redactor] | None = None
+        self._built: tuple[ModelVersion, MarkerFinder, IsolatedRedactor] | None = None
 
-    def get(self) -> tuple[ModelVersion, MarkerFinder, Redactor]:
+    def get(self) -> tuple[ModelVersion, MarkerFinder, IsolatedRedactor]:
         version = self.store.current()
         with self.lock:
             if self._built is None or self._built[0].name != version.name:
+                if self._built is not None:
+                    self._built[2].close()  # a request still holding it starts its process again
                 cfg = replace(self.cfg, detector=replace(self.cfg.detector, weights=str(version.onnx)))
-                self._built = (version, MarkerFinder(cfg, version), Redactor(cfg))
+                self._built = (version, MarkerFinder(cfg, version), IsolatedRedactor(cfg, self.store.root.parent
+                                                                                     / "in-work"))
                 log.info("serving marker detector version %s", version.name)
             return self._built
 

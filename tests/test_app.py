@@ -142,6 +142,64 @@ def test_answers_leave_nothing_behind_once_sent(server, tmp_path: Path, monkeypa
     assert len(list(outgoing.iterdir())) <= 1, "the folders of sent answers pile up"
 
 
+APP_CRASH_HOOK = """
+import os, re
+from radiograph_deid import pipeline
+process = pipeline.Redactor.process
+def dies_on_marked(self, src, *args):
+    head = open(src, "rb").read(4096)
+    if b"CRASH-ME" in head:
+        os._exit(70)  # as a decoder's segmentation fault kills the process
+    if b"STALL-ME" in head:
+        re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C
+    return process(self, src, *args)
+pipeline.Redactor.process = dies_on_marked
+"""
+
+
+def test_a_file_that_crashes_or_stalls_the_redactor_is_refused_and_the_server_goes_on(
+        server, tmp_path: Path, monkeypatch) -> None:
+    """The app redacted in the server's own process: a decoder's crash on one upload ended the MONAI Label
+    server, and a decoder caught in a loop stalled it. The redactor now works in a process of its own; such a
+    file is refused with the reason (and quarantined), the process is started anew, and the next request is
+    served. The crash and the stall are real: a hook loaded into the redactor's process acts on marked files."""
+    import dataclasses
+    import io
+    import os
+
+    client, _, tmp = server
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(APP_CRASH_HOOK)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), str(REPO), os.environ.get("PYTHONPATH", "")]))
+    app = __import__("monailabel.interfaces.utils.app", fromlist=["app_instance"]).app_instance()
+    redactor = app._infers["redact"].served.get()[2]
+    redactor.close()  # its next process starts with the hook
+    cfg = redactor.cfg
+    monkeypatch.setattr(redactor, "cfg", dataclasses.replace(cfg, input=dataclasses.replace(cfg.input,
+                                                                                            max_seconds_per_file=10)))
+
+    def marked(word: str) -> bytes:
+        ds = pydicom.dcmread(SAMPLE / "chest_cr_monochrome1.dcm")
+        ds.PatientID = word
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        return buf.getvalue()
+
+    try:
+        for word, reason in (("CRASH-ME", "died with it in work"), ("STALL-ME", "still in work after 10 s")):
+            r = client.post("/infer/redact?output=image&params={\"store\": \"false\"}",
+                            files={"file": ("upload.dcm", marked(word), "application/dicom")})
+            assert r.status_code == 415 and reason in r.json()["detail"], r.text
+            r = client.post("/infer/redact?image=cr_mono1&output=image&params={\"store\": \"false\"}")
+            assert r.status_code == 200, r.text
+    finally:
+        monkeypatch.undo()
+        redactor.close()  # the next process starts without the hook
+    reasons = [json.loads(p.read_text())["reason"] for p in (tmp / "workspace" / "quarantine").glob("*.reason.json")]
+    assert any("died with it in work" in r for r in reasons) and any("10 s" in r for r in reasons)
+
+
 def test_upload_that_is_not_an_image_gets_415_and_is_quarantined(server) -> None:
     client, _, tmp = server
     r = client.post("/infer/redact?output=image", files={"file": ("notes.png", b"this is not an image", "image/png")})

@@ -56,3 +56,29 @@ def labelled_synthetic(folder: Path, prefix: str, rows: int, cols: int, seeds: S
         images.append(LabelledImage(f"{prefix}{i}.png", cols, rows,
                                     tuple(LabelledBox(p.xyxy, p.cls, p.text) for p in placed)))
     return images
+
+
+CRASH_HOOK = """
+import multiprocessing, os, re
+from radiograph_deid import pipeline
+process = pipeline.Redactor.process
+def dies_on_bomb(self, src, *args):
+    if src.name == "bomb.dcm":
+        os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
+    if src.name == "doom.dcm":  # as the out-of-memory killer takes the run itself, or the machine goes down
+        os.kill(os.getppid() if multiprocessing.parent_process() else os.getpid(), 9)
+        os._exit(70)
+    if src.name == "hang.dcm":
+        re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C, which holds the interpreter
+    return process(self, src, *args)
+pipeline.Redactor.process = dies_on_bomb
+"""
+
+
+def crash_hook(tmp_path: Path) -> Path:
+    """A folder holding a sitecustomize (CRASH_HOOK): on PYTHONPATH, it is loaded into a process and into each
+    worker it spawns, and kills or stalls the one that takes bomb.dcm, doom.dcm or hang.dcm."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    return hook

@@ -16,7 +16,7 @@ import pytest
 from radiograph_deid.labels import write_labels
 from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT
 
-from .conftest import deid_data, labelled_synthetic
+from .conftest import crash_hook, deid_data, labelled_synthetic
 
 monai = pytest.importorskip("monai")
 BUNDLE = Path(__file__).resolve().parents[1] / "monai_bundle"
@@ -81,6 +81,28 @@ def test_bundle_runs_standalone_from_the_command_line(tmp_path: Path, key_overri
     assert done.returncode == 0, done.stderr[-2000:]
     assert "'written': 1" in done.stdout
     assert (tmp_path / "out" / "dx.dcm").is_file()
+
+
+def test_a_file_that_kills_its_process_does_not_end_the_bundle_run(tmp_path: Path, key_overrides: list[str]) -> None:
+    """The bundle redacted in its own process (it passed run a redactor): a decoder's crash on one file ended the
+    bundle run. Its files are now done in worker processes, as redact does them: the file is quarantined with the
+    reason and the rest written. The crash is real: a hook loaded into every process kills the one taking
+    bomb.dcm."""
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(deid_data("animals/cat.dcm"), src / "dx.dcm")
+    shutil.copy(deid_data("animals/cat.dcm"), src / "bomb.dcm")
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+           "--meta_file", "configs/metadata.json", "--bundle_root", ".", "--input_dir", str(src),
+           "--output_dir", str(tmp_path / "out"), "--overrides", repr(key_overrides)]
+    paths = [str(crash_hook(tmp_path)), str(BUNDLE.parent), os.environ.get("PYTHONPATH", "")]
+    done = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'written': 1" in done.stdout and "'quarantined': 1" in done.stdout
+    rec = json.loads((tmp_path / "out" / ".deid" / "records" / "bomb.dcm.json").read_text())
+    assert rec["decision"] == "quarantined" and "died 2 times" in rec["reason"]
+    assert (tmp_path / "out" / "dx.dcm").is_file() and (tmp_path / "out_quarantine" / "bomb.dcm").is_file()
 
 
 def test_train_workflow_fine_tunes_and_publishes_beside_the_shipped_weights(tmp_path: Path) -> None:

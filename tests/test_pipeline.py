@@ -25,7 +25,7 @@ from radiograph_deid.folder_run import run, settings_digest
 from radiograph_deid.pipeline import Redactor
 from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
 
-from .conftest import deid_data, pydicom_data, sha256, tree_hashes
+from .conftest import crash_hook, deid_data, pydicom_data, sha256, tree_hashes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample"
 US_PHI = ["ZZZ", "PATIENT", "CLEVELAN", "0007924", "1951", "DOWNTIME", "MARY", "00047431395", "120907058", "2020"]
@@ -714,23 +714,6 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
     assert "not a regular file" in got["pipe.dcm"]["reason"]
 
 
-CRASH_HOOK = """
-import multiprocessing, os, re
-from radiograph_deid import pipeline
-process = pipeline.Redactor.process
-def dies_on_bomb(self, src, *args):
-    if src.name == "bomb.dcm":
-        os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
-    if src.name == "doom.dcm":  # as the out-of-memory killer takes the run itself, or the machine goes down
-        os.kill(os.getppid() if multiprocessing.parent_process() else os.getpid(), 9)
-        os._exit(70)
-    if src.name == "hang.dcm":
-        re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C, which holds the interpreter
-    return process(self, src, *args)
-pipeline.Redactor.process = dies_on_bomb
-"""
-
-
 def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str, timeout: int = 900):
     """``radiograph-deid redact`` in a process of its own; with ``hook``, a sitecustomize loaded into it and into
     each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm or hang.dcm."""
@@ -746,13 +729,6 @@ def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | Non
                           timeout=timeout)
 
 
-def _crash_hook(tmp_path: Path) -> Path:
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
-    return hook
-
-
 def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finishes(tmp_path: Path,
                                                                                     key_overrides: list[str]) -> None:
     """A decoder that crashes on a corrupt file kills its worker process, and one caught in a loop never
@@ -766,7 +742,7 @@ def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finis
     inp.mkdir()
     for name in ("bomb.dcm", "hang.dcm", "good.dcm", "fine.dcm"):
         shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / name)
-    done = _redact_cli(inp, out, key_overrides, _crash_hook(tmp_path), "--workers", "2",
+    done = _redact_cli(inp, out, key_overrides, crash_hook(tmp_path), "--workers", "2",
                        "--set", "input.max_seconds_per_file=20")
     assert done.returncode == 1, done.stderr  # 1: something was quarantined, the rest written
     recs = {n: json.loads((out / ".deid" / "records" / f"{n}.json").read_text()) for n in ("bomb.dcm", "hang.dcm")}
@@ -784,7 +760,7 @@ def test_a_run_of_one_file_is_held_to_the_time_limit(tmp_path: Path, key_overrid
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "hang.dcm")
-    done = _redact_cli(inp, out, key_overrides, _crash_hook(tmp_path), "--set", "input.max_seconds_per_file=10",
+    done = _redact_cli(inp, out, key_overrides, crash_hook(tmp_path), "--set", "input.max_seconds_per_file=10",
                        timeout=180)
     assert done.returncode == 1, done.stderr
     rec = json.loads((out / ".deid" / "records" / "hang.dcm.json").read_text())
@@ -798,7 +774,7 @@ def test_a_file_in_work_when_the_run_died_is_done_first_alone(tmp_path: Path, ke
     with the reason if it kills that one too; the rest of the folder is written."""
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
-    hook = _crash_hook(tmp_path)
+    hook = crash_hook(tmp_path)
     shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / "doom.dcm")
     died = _redact_cli(inp, out, key_overrides, hook)
     assert died.returncode == -9 and (out / ".deid" / "records" / "doom.dcm.started").read_text().split()[0] == "1"

@@ -227,6 +227,10 @@ def _redact(args: argparse.Namespace) -> int:
     except (ValueError, RuntimeError) as exc:
         print(f"radiograph-deid: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("radiograph-deid: interrupted; nothing unfinished was written to OUTPUT. Run again to resume (finished "
+              "files are skipped)", file=sys.stderr)
+        return 130
     except OSError as exc:  # OUTPUT or the quarantine cannot be made or written (the inputs' own errors are recorded)
         what = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
         print(f"radiograph-deid: {what}; check the folders given and run again (finished files are skipped)",

@@ -178,7 +178,8 @@ def _pooled(entries: Sequence[Entry], out: Path, quarantine: Path, records_dir: 
                     if limit:
                         _end_overdue([item for f, item in in_flight.items() if f.running()], clock, limit)
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # the files not yet begun are not begun
+            pool.shutdown(wait=False, cancel_futures=True)  # the files not yet begun are not begun
+            _end_stalled(in_flight)
             raise
     for fut, (entry, _, _) in in_flight.items():  # the pool broke: each is done now, most with the break
         if fut.exception() is None:
@@ -207,6 +208,21 @@ def _end_overdue(in_work: Sequence[tuple[Entry, Path, str | None]], clock: dict[
                 os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
             except (ProcessLookupError, ValueError, IndexError):
                 pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
+
+
+def _end_stalled(in_flight: dict[Future, tuple[Entry, Path, str | None]], grace: float = 5.0) -> None:
+    """When the run stops (Ctrl-C, an error of the run's): give the workers ``grace`` seconds to finish or stop
+    (Ctrl-C reaches them too), then end each one whose file is still in work. A decoder looping in C never sees
+    Ctrl-C: the run would wait for it for ever, and left alone it would spin on, orphaned. Its mark stays, so the
+    next run does the file first, alone."""
+    wait(list(in_flight), timeout=grace)
+    for fut, (_, mark, before) in in_flight.items():
+        text = _read(mark)
+        if not fut.done() and text is not None and text != before:
+            try:
+                os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
+            except (ProcessLookupError, ValueError, IndexError):
+                pass
 
 
 DIED_SERVING = ("the process redacting this file died with it in work (a crash in a decoder, or memory exhausted): "

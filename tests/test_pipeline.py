@@ -768,6 +768,58 @@ def test_a_run_of_one_file_is_held_to_the_time_limit(tmp_path: Path, key_overrid
     assert (tmp_path / "out_quarantine" / "hang.dcm").is_file() and not (out / "hang.dcm").exists()
 
 
+def _alive_in_group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` not yet ended (a zombie, ended but not reaped, is not counted)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def test_ctrl_c_ends_the_run_though_a_worker_is_stalled(tmp_path: Path, key_overrides: list[str]) -> None:
+    """Ctrl-C reaches every process of the run, but a worker caught in a loop in C never sees it: the run waited
+    for that worker for ever, and a second Ctrl-C left it spinning, orphaned. The run now gives its workers a
+    moment to stop, then ends the one still in work; nothing of the run is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    for name in ("a_hang.dcm", "good.dcm"):
+        shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / name)
+    repo = str(Path(__file__).resolve().parents[1])
+    paths = [str(crash_hook(tmp_path)), repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--no-progress", "--workers",
+            "1", "--set", key_overrides[0], "--set", "input.max_seconds_per_file=0"]
+    run = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)}, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        mark = out / ".deid" / "records" / "a_hang.dcm.started"
+        deadline = time.monotonic() + 120
+        while not mark.exists() and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        assert mark.exists(), "the stalled file was never begun"
+        time.sleep(1)
+        os.killpg(run.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to every process of the run
+        run.wait(timeout=60)
+        assert run.returncode == 130 and "interrupted" in run.stderr.read()
+        time.sleep(1)
+        assert not _alive_in_group(run.pid), "a process of the run is left running"
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        run.wait()
+
+
 def test_a_file_in_work_when_the_run_died_is_done_first_alone(tmp_path: Path, key_overrides: list[str]) -> None:
     """When the run itself dies (the out-of-memory killer takes it, the machine goes down), the marks of the
     files in work stay. The next run does a marked file first, alone, in a worker of its own, and quarantines it

@@ -32,7 +32,7 @@ class InputConfig:
     max_frames: int = 2000
     non_image: NonImagePolicy = NonImagePolicy.SKIP
     # a file still in work after this long (a decoder caught in a loop) is quarantined and the run goes on; 0: no
-    # limit. Held in the worker processes of a folder run (the MONAI Label app and bundle redact in their own)
+    # limit. Held where files are done in processes of their own: redact, the bundle, the app's /infer/redact
     max_seconds_per_file: float = 900.0
 
     def __post_init__(self) -> None:

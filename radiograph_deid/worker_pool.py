@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 from typing import Generator, Iterator, Sequence
@@ -144,18 +146,13 @@ def _pooled(entries: Sequence[Entry], out: Path, quarantine: Path, records_dir: 
     """Each entry's record as its worker finishes it; returns the entries left unfinished when a worker died (a
     crash, or ended by ``_end_overdue``), after removing what the dead left half written. Two files per worker
     are handed over at a time: a run of 100 000 files holds no 100 000 futures, nor waits on them all."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     share = replace(cfg, detector=replace(cfg.detector, threads=max(1, cfg.detector.threads // workers)))
     limit = cfg.input.max_seconds_per_file
     todo = iter(entries)
     in_flight: dict[Future, tuple[Entry, Path, str | None]] = {}  # (entry, its mark, the mark before it was begun)
     clock: dict[tuple[Entry, str], float] = {}
     lost: list[Entry] = []
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                             initargs=(share,)) as pool:
+    with _new_pool(share, workers) as pool:
 
         def hand_over() -> None:
             for entry in itertools.islice(todo, 2 * workers - len(in_flight)):
@@ -204,10 +201,7 @@ def _end_overdue(in_work: Sequence[tuple[Entry, Path, str | None]], clock: dict[
             continue
         if now - clock.setdefault((entry, text), now) > limit:
             mark.write_text(f"{text} overdue")
-            try:
-                os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
-            except (ProcessLookupError, ValueError, IndexError):
-                pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
+            _end_worker(text)
 
 
 def _end_stalled(in_flight: dict[Future, tuple[Entry, Path, str | None]], grace: float = 5.0) -> None:
@@ -219,10 +213,15 @@ def _end_stalled(in_flight: dict[Future, tuple[Entry, Path, str | None]], grace:
     for fut, (_, mark, before) in in_flight.items():
         text = _read(mark)
         if not fut.done() and text is not None and text != before:
-            try:
-                os.kill(int(text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
-            except (ProcessLookupError, ValueError, IndexError):
-                pass
+            _end_worker(text)
+
+
+def _end_worker(mark_text: str) -> None:
+    """End the worker process a mark names (``_mark_started``: count, process id)."""
+    try:
+        os.kill(int(mark_text.split()[1]), getattr(signal, "SIGKILL", signal.SIGTERM))
+    except (ProcessLookupError, ValueError, IndexError):
+        pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
 
 
 DIED_SERVING = ("the process redacting this file died with it in work (a crash in a decoder, or memory exhausted): "
@@ -238,17 +237,12 @@ class IsolatedRedactor:
     def __init__(self, cfg: Config, state: Path) -> None:
         self.cfg = cfg
         self.mark = state / "in-work.started"  # the file in work, by which process (``_end_overdue`` reads it)
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def process(self, src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
         self.mark.unlink(missing_ok=True)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_init, initargs=(self.cfg,))
+            self._pool = _new_pool(self.cfg, 1)
         fut = self._pool.submit(_worker_process, src, rel, out, quarantine, self.mark)
         limit, clock = self.cfg.input.max_seconds_per_file, {}  # type: ignore[var-annotated]
         while not wait([fut], timeout=POLL_S if limit else None).done:
@@ -268,6 +262,13 @@ class IsolatedRedactor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _new_pool(cfg: Config, workers: int) -> ProcessPoolExecutor:
+    """``workers`` fresh processes (spawned: no copy of this process's threads or models), each loading a
+    ``Redactor`` for ``cfg`` once."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(cfg,))
 
 
 _WORKER: Redactor | None = None

@@ -714,10 +714,11 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
     assert "not a regular file" in got["pipe.dcm"]["reason"]
 
 
-def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str, timeout: int = 900):
-    """``radiograph-deid redact`` in a process of its own; with ``hook``, a sitecustomize loaded into it and into
-    each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm or hang.dcm."""
-    import subprocess
+def _cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str
+         ) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``radiograph-deid redact`` run from this checkout; with ``hook``, a
+    sitecustomize loaded into it and into each worker it spawns (CRASH_HOOK) kills or stalls the process that
+    takes bomb.dcm, doom.dcm or hang.dcm."""
     import sys
 
     args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--no-progress",
@@ -725,8 +726,15 @@ def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | Non
     repo = str(Path(__file__).resolve().parents[1])  # the code under test, whatever is installed
     paths = ([str(hook)] if hook else []) + [repo]
     paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    return subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-                          timeout=timeout)
+    return args, {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str, timeout: int = 900):
+    """``radiograph-deid redact`` in a process of its own, to its end (``_cli``)."""
+    import subprocess
+
+    args, env = _cli(inp, out, key_overrides, hook, *extra)
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finishes(tmp_path: Path,
@@ -799,20 +807,16 @@ def _interrupted_while_stalled(tmp_path: Path, key_overrides: list[str]) -> bool
     and no process of it left running."""
     import signal
     import subprocess
-    import sys
     import time
 
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir(parents=True)
     for name in ("a_hang.dcm", "good.dcm"):
         shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / name)
-    repo = str(Path(__file__).resolve().parents[1])
-    paths = [str(crash_hook(tmp_path)), repo] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    args = [sys.executable, "-m", "radiograph_deid.cli", "redact", str(inp), str(out), "--no-progress", "--workers",
-            "1", "--set", key_overrides[0], "--set", "input.max_seconds_per_file=0"]
+    args, env = _cli(inp, out, key_overrides, crash_hook(tmp_path), "--workers", "1",
+                     "--set", "input.max_seconds_per_file=0")
     with open(tmp_path / "stderr.txt", "w") as err:  # a file, not a pipe: a full pipe would stall the run
-        run = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
-                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+        run = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
     try:
         mark = out / ".deid" / "records" / "a_hang.dcm.started"
         deadline = time.monotonic() + 120

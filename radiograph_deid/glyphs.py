@@ -27,6 +27,7 @@ BOLD_SOLID = 0.9  # ... unless a black-face letter: a bold R fills 0.8 of its bo
 BOLD_COUNTER = (0.01, 0.12)  # ... enclosing a small counter (a solid D-shaped blob none, a tile the letter cut out)
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
+SLIVER = 0.1  # of the inkiest letter's area: a piece of a tile's frame, not a letter (an I is a third of a W)
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
 RING_ASPECT = 1.15  # a ring's box is square; a "0" is taller (glyphs.lone_ring)
 TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"): taller than each of them by this
@@ -239,10 +240,12 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
 
 @dataclass(frozen=True)
 class LettersPage:
-    """A crop's letters alone, black on white with a margin, and how many separate letters there are."""
+    """A crop's letters alone, black on white with a margin, how many separate letters there are, and the extent
+    of those letters (along their line, across it)."""
 
     image: np.ndarray
     count: int
+    span: tuple[int, int]
 
 
 def letters_page(gray: np.ndarray) -> LettersPage | None:
@@ -256,14 +259,14 @@ def letters_page(gray: np.ndarray) -> LettersPage | None:
     found = _letters(fig) or _letters(~fig)
     if found is None:
         return None
-    ink, count = found
+    ink, count, span = found
     ys, xs = np.nonzero(ink)
     m = max(2, (int(ys.max()) - int(ys.min())) // 3)
     page = np.where(ink, 0, 255).astype(np.uint8)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return LettersPage(cv2.copyMakeBorder(page, m, m, m, m, cv2.BORDER_CONSTANT, value=255), count)
+    return LettersPage(cv2.copyMakeBorder(page, m, m, m, m, cv2.BORDER_CONSTANT, value=255), count, span)
 
 
-def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
+def _letters(fig: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]] | None:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
     h, w = fig.shape
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
@@ -272,8 +275,33 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int] | None:
     letters = [i for i in letters if _hollowness(labels, i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)
     letters = [i for i in letters if bh[i] >= 0.25 * tallest and area[i] >= 4]
-    counted = [i for i in letters if bh[i] >= LETTER_HEIGHT * tallest]  # a speck or a full stop is drawn, not counted
-    return (np.isin(labels, np.asarray(letters) + 1), _letter_count(stats[1:][counted])) if letters else None
+    if not letters:
+        return None
+    counted = stats[1:][[i for i in letters if bh[i] >= LETTER_HEIGHT * tallest]]  # a full stop is drawn, not counted
+    line = counted[_inked(counted)]
+    return np.isin(labels, np.asarray(letters) + 1), _letter_count(line), _span(line)
+
+
+def _along_x(stats: np.ndarray) -> bool:
+    """Whether the components (cv2 stats rows) stand side by side across the crop, not up it."""
+    x, y, w, h = (stats[:, i] for i in range(4))
+    return int((x + w).max() - x.min()) >= int((y + h).max() - y.min())
+
+
+def _inked(stats: np.ndarray) -> np.ndarray:
+    """Which components (cv2 stats rows) hold a tenth of the inkiest one's ink or more (``SLIVER``): pieces of a
+    tile's broken frame beside a blurred word ("LT" run together into one blob) stand as tall as a letter, but
+    hold a twentieth of its ink."""
+    return stats[:, 4] >= SLIVER * stats[:, 4].max() if len(stats) else np.ones(0, bool)
+
+
+def _span(stats: np.ndarray) -> tuple[int, int]:
+    """The extent (along the line, across it) of the components (cv2 stats rows)."""
+    if len(stats) == 0:
+        return 0, 0
+    x, y, w, h = (stats[:, i] for i in range(4))
+    wide, tall = int((x + w).max() - x.min()), int((y + h).max() - y.min())
+    return (wide, tall) if _along_x(stats) else (tall, wide)
 
 
 def _letter_count(stats: np.ndarray) -> int:
@@ -282,12 +310,9 @@ def _letter_count(stats: np.ndarray) -> int:
     it. A piece whose extent along the line lies mostly within a larger one's is part of that letter."""
     if len(stats) < 2:
         return len(stats)
-    x, y, w, h = (stats[:, i].astype(float) for i in range(4))
-    along_x = (x + w).max() - x.min() >= (y + h).max() - y.min()  # the line runs across the crop
-    lo, size = (x, w) if along_x else (y, h)
-    order = np.argsort(-size)
+    lo, size = (stats[:, 0], stats[:, 2]) if _along_x(stats) else (stats[:, 1], stats[:, 3])
     letters: list[int] = []
-    for i in order:
+    for i in np.argsort(-size):
         inside = [j for j in letters if min(lo[i] + size[i], lo[j] + size[j]) - max(lo[i], lo[j]) >= 0.7 * size[i]]
         if not inside:
             letters.append(int(i))

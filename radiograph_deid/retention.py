@@ -29,6 +29,7 @@ from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
+WORD_LENGTH = 1.2  # a capital's most width over its height, spacing included (a bold W; an L or T is 0.7)
 INITIALS = 4  # letters and digits stamped beside a marker's letter ("R JS"); more is a word or a name
 
 
@@ -273,7 +274,8 @@ class LateralityRetainer:
             letter, score = self._letter(comp, second_opinion=False)
             if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), comp.mask)
-        word = "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text)))
+        word = self._word_told(crop, box) or (
+            "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text))))
         if word:
             return _kept(box, word, box.score, figure_mask(crop))
         return redact
@@ -344,6 +346,20 @@ class LateralityRetainer:
         if second_opinion and self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
             return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)
         return "", p
+
+    def _word_told(self, crop: np.ndarray, box: Box) -> str:
+        """The word of the vocabulary the detector stage read surely in the box, when the box's letters are no
+        more than it has and their ink no longer than its letters can be (``WORD_LENGTH``): a blurred "LT" on a
+        tile, read "LT" in the text detector's region, runs together into one blob that reads as nothing cut to
+        the box. Blurred letters run together, so their count alone would let "LT JS" pass for LT."""
+        told = _word_of(box.text)
+        if told not in self.words:
+            return ""
+        page = letters_page(crop)
+        if page is None or page.count > len(told):
+            return ""
+        along, across = page.span
+        return told if along <= WORD_LENGTH * len(told) * across else ""
 
     def _word(self, crop: np.ndarray, read: int = 0) -> str:
         """A laterality word of the vocabulary (LT, DX, I, ...), from the crop as it is or from its letters alone.

@@ -539,6 +539,30 @@ def test_a_laterality_word_whose_letters_broke_into_pieces_is_kept() -> None:
     assert retainer(broken("ID"), [Box(10, 10, 330, 150)])[0].action is BoxAction.REDACTED
 
 
+def test_a_blurred_laterality_word_read_by_the_detector_stage_is_kept_beside_its_broken_frame() -> None:
+    """A blurred bold "LT" on a tile (synthetic held-out set) ran together into one blob, which the recognizer
+    cut to the box read as nothing, beside pieces of the tile's broken frame as tall as a letter, counted as two
+    more letters. The text detector had read "LT" in its own region. Frame pieces level with the word's foot or
+    thin as a hair are no letters, and the detector stage's sure reading stands when the box's letters are no
+    more and no longer than the word's; not when initials stand beside it ("LT JS", its letters run together
+    too)."""
+    from radiograph_deid.glyphs import letters_page
+
+    def tile(text: str) -> np.ndarray:
+        view = burn(np.full((90, 230), 0.3, np.float32), [Burn(text, 22, 25, 30, 0.85, 9)])
+        view = cv2.GaussianBlur(view, (0, 0), 2.0)
+        view[40:60, 4:6] = 0.85  # a hair of the frame, on the word's line
+        view[55:75, 220:226] = 0.85  # a piece of the frame, level with the word's foot and below it
+        return (view * 255).astype(np.uint8)
+
+    assert letters_page(tile("LT")).count == 1
+    retainer = LateralityRetainer(RetentionConfig())
+    read = Box(0, 0, 230, 90, 0.9, BoxClass.LATERALITY, text="LT", source="rapidocr-text+marker-yolo")
+    res = retainer(tile("LT"), [read])[0]
+    assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "LT")
+    assert retainer(tile("LT JS"), [read])[0].action is BoxAction.REDACTED
+
+
 def test_the_lit_side_of_a_cut_tile_is_no_letter_beside_the_marker() -> None:
     """Component statistics from a real Hannover L (val patient): the box cut its tile, whose lit side came out
     of Otsu as a filled band 4 px wide beside the L, at letter spacing. A band at the crop's edge is no neighbouring

@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
-from typing import Generator, Iterator, Sequence
+from typing import Callable, Generator, Iterator, Sequence, TypeVar
 
 from .config import Config
 from .fileio import beside, remove_partial_writes
@@ -41,13 +41,19 @@ CRASHED = (f"a process died {CRASHES} times while this file was in work (a crash
            "the run killed): it is quarantined so that runs finish. Remove its record under records/ to try it again")
 WORKER_DIED = ("a worker process died while it had no file in work (out of memory while loading the models?); "
                "nothing unfinished was written to OUTPUT. Run again to resume, with fewer --workers if memory is short")
+T = TypeVar("T")
+ONE_FILE = (Path(), Path(), Path())  # the entry of a server's one file in work
 POLL_S = 1.0  # how often the run looks at the marks of the files in work
 
 
-def overdue_reason(seconds: float) -> str:
+def ended_for_time(seconds: float) -> str:
     return (f"still in work after {seconds:g} s (input.max_seconds_per_file): a decoder caught in a loop, or an "
-            "image far beyond what this machine does in that time; its process was ended and the file quarantined "
-            "so that runs finish. Raise the limit and remove its record under records/ to try it again")
+            "image far beyond what this machine does in that time; its process was ended")
+
+
+def overdue_reason(seconds: float) -> str:
+    return (f"{ended_for_time(seconds)} and the file quarantined so that runs finish. Raise the limit and remove its "
+            "record under records/ to try it again")
 
 
 def started_path(records_dir: Path, rel: Path) -> Path:
@@ -224,15 +230,24 @@ def _end_worker(mark_text: str) -> None:
         pass  # the worker ended by itself meanwhile, or the mark was cut short: the pool tells
 
 
-DIED_SERVING = ("the process redacting this file died with it in work (a crash in a decoder, or memory exhausted): "
-                "it is quarantined, and the next file is done in a new process")
+DIED_SERVING = "the process {doing} this file died with it in work (a crash in a decoder, or memory exhausted)"
+NEXT_SERVED = "the next file is done in a new process"
+
+
+class ProcessEnded(Exception):
+    """A file killed the isolated process that had it in work, or outlived ``input.max_seconds_per_file`` there."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class IsolatedRedactor:
-    """``Redactor.process`` for a server, in a process of its own: a file that crashes its decoder, or is still in
-    work after ``input.max_seconds_per_file``, is answered with a quarantine record and the server goes on (in
-    the server's own process a crash ended the server, and a loop stalled it). The models are loaded in that
-    process, at its first file and again after each death. One file at a time: the caller serializes."""
+    """A ``Redactor`` for a server, in a process of its own: a file that crashes its decoder, or is still in work
+    after ``input.max_seconds_per_file``, is answered with a refusal and the server goes on (in the server's own
+    process a crash ended the server, and a loop stalled it). Redaction (``process``) and the review of a file
+    (``call``: its markers, its uncertainty) are done there alike. The models are loaded in that process, at its
+    first file and again after each death. One file at a time: the caller serializes."""
 
     def __init__(self, cfg: Config, state: Path) -> None:
         self.cfg = cfg
@@ -240,20 +255,33 @@ class IsolatedRedactor:
         self._pool: ProcessPoolExecutor | None = None
 
     def process(self, src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
+        """``Redactor.process``; a file that ended the process is quarantined, with the reason."""
+        try:
+            return self._done(_worker_process, src, rel, out, quarantine, self.mark)
+        except ProcessEnded as exc:
+            remove_partial_writes(out)
+            return refused_untouched(src, rel, quarantine, f"{exc.reason}: it is quarantined, and {NEXT_SERVED}",
+                                     Stage.READ)
+
+    def call(self, fn: Callable[[Redactor, Path], T], path: Path) -> T:
+        """``fn(redactor, path)`` in the process, for work on a file that writes nothing; ``fn`` is a module-level
+        function (it is sent by name). Raises ``ProcessEnded`` where the file ended the process."""
+        return self._done(_worker_call, fn, path, self.mark)
+
+    def _done(self, target: Callable[..., T], *args: object) -> T:
         self.mark.unlink(missing_ok=True)
         if self._pool is None:
             self._pool = _new_pool(self.cfg, 1)
-        fut = self._pool.submit(_worker_process, src, rel, out, quarantine, self.mark)
+        fut = self._pool.submit(target, *args)
         limit, clock = self.cfg.input.max_seconds_per_file, {}  # type: ignore[var-annotated]
         while not wait([fut], timeout=POLL_S if limit else None).done:
-            _end_overdue([((src, rel, out), self.mark, None)], clock, limit)
+            _end_overdue([(ONE_FILE, self.mark, None)], clock, limit)
         try:
             return fut.result()
         except BrokenProcessPool:
             self.close()
-            remove_partial_writes(out)
-            reason = overdue_reason(limit) if _overdue(self.mark) else DIED_SERVING
-            return refused_untouched(src, rel, quarantine, reason, Stage.READ)
+            doing = "redacting" if target is _worker_process else "reading"
+            raise ProcessEnded(ended_for_time(limit) if _overdue(self.mark) else DIED_SERVING.format(doing=doing))
         finally:
             self.mark.unlink(missing_ok=True)
 
@@ -283,3 +311,12 @@ def _worker_init(cfg: Config) -> None:
 def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
     assert _WORKER is not None, "worker not initialised"
     return worked(_WORKER, src, rel, out, quarantine, started)
+
+
+def _worker_call(fn: Callable[[Redactor, Path], T], path: Path, started: Path) -> T:
+    assert _WORKER is not None, "worker not initialised"
+    _mark_started(started)
+    try:
+        return fn(_WORKER, path)
+    finally:
+        started.unlink(missing_ok=True)

@@ -52,10 +52,10 @@ class Markers:
 class MarkerFinder:
     """Detect -> retain on one file's first frame, for review: nothing is written."""
 
-    def __init__(self, cfg: Config, model: ModelVersion | None = None) -> None:
+    def __init__(self, cfg: Config, model: ModelVersion | None = None, decider: MarkerDecider | None = None) -> None:
         self.cfg = cfg
         self.model = model.name if model else "configured"
-        self.decider = MarkerDecider(cfg)
+        self.decider = decider or MarkerDecider(cfg)
         self.scorer = UncertaintyScorer(cfg.detector)
 
     def __call__(self, path: Path) -> Markers:
@@ -76,6 +76,38 @@ class MarkerFinder:
     def uncertainty(self, path: Path) -> float:
         view, _ = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
         return self.scorer(view)
+
+
+class IsolatedMarkerFinder:
+    """``MarkerFinder`` in the process of a server's ``IsolatedRedactor`` (it shares that process's models): a
+    file that crashes a decoder or stalls it raises ``ProcessEnded`` and the server goes on."""
+
+    def __init__(self, redactor: IsolatedRedactor, model: ModelVersion | None = None) -> None:
+        self.redactor = redactor
+        self.model = model.name if model else "configured"
+
+    def __call__(self, path: Path) -> Markers:
+        return replace(self.redactor.call(_markers_of, path), model=self.model)
+
+    def uncertainty(self, path: Path) -> float:
+        return self.redactor.call(_uncertainty_of, path)
+
+
+_FINDERS: dict[int, MarkerFinder] = {}  # in a redactor's process: the review's finder, on the redactor's models
+
+
+def _finder(redactor: Redactor) -> MarkerFinder:
+    if id(redactor) not in _FINDERS:
+        _FINDERS[id(redactor)] = MarkerFinder(redactor.cfg, decider=redactor.markers)
+    return _FINDERS[id(redactor)]
+
+
+def _markers_of(redactor: Redactor, path: Path) -> Markers:
+    return _finder(redactor)(path)
+
+
+def _uncertainty_of(redactor: Redactor, path: Path) -> float:
+    return _finder(redactor).uncertainty(path)
 
 
 class RedactionRefused(Exception):
@@ -181,24 +213,24 @@ class Served:
 
     A server holds one of these; every request calls :meth:`get`, so weights published by a training process
     are picked up on the next request without a restart (the hot swap), and a request in flight keeps the
-    models it started with. The redactor works in a process of its own (``IsolatedRedactor``): a file that
-    crashes a decoder or stalls it is refused, and the server goes on.
+    models it started with. The redactor works in a process of its own (``IsolatedRedactor``), and the marker
+    finder there too: a file that crashes a decoder or stalls it is refused, and the server goes on.
     """
 
     def __init__(self, cfg: Config, store: ModelStore) -> None:
         self.cfg, self.store = cfg, store
         self.lock = threading.RLock()  # one image at a time per model set: the redactor times its stages
-        self._built: tuple[ModelVersion, MarkerFinder, IsolatedRedactor] | None = None
+        self._built: tuple[ModelVersion, IsolatedMarkerFinder, IsolatedRedactor] | None = None
 
-    def get(self) -> tuple[ModelVersion, MarkerFinder, IsolatedRedactor]:
+    def get(self) -> tuple[ModelVersion, IsolatedMarkerFinder, IsolatedRedactor]:
         version = self.store.current()
         with self.lock:
             if self._built is None or self._built[0].name != version.name:
                 if self._built is not None:
                     self._built[2].close()  # a request still holding it starts its process again
                 cfg = replace(self.cfg, detector=replace(self.cfg.detector, weights=str(version.onnx)))
-                self._built = (version, MarkerFinder(cfg, version), IsolatedRedactor(cfg, self.store.root.parent
-                                                                                     / "in-work"))
+                redactor = IsolatedRedactor(cfg, self.store.root.parent / "in-work")
+                self._built = (version, IsolatedMarkerFinder(redactor, version), redactor)
                 log.info("serving marker detector version %s", version.name)
             return self._built
 

@@ -144,25 +144,47 @@ def test_answers_leave_nothing_behind_once_sent(server, tmp_path: Path, monkeypa
 
 APP_CRASH_HOOK = """
 import os, re
-from radiograph_deid import pipeline
-process = pipeline.Redactor.process
-def dies_on_marked(self, src, *args):
+from radiograph_deid import pipeline, workflows
+def acts_on_marked(src):
     head = open(src, "rb").read(4096)
     if b"CRASH-ME" in head:
         os._exit(70)  # as a decoder's segmentation fault kills the process
     if b"STALL-ME" in head:
         re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C
+process, read_view = pipeline.Redactor.process, workflows.read_view
+def redacts(self, src, *args):
+    acts_on_marked(src)
     return process(self, src, *args)
-pipeline.Redactor.process = dies_on_marked
+def reads(src, *args):
+    acts_on_marked(src)
+    return read_view(src, *args)
+pipeline.Redactor.process, workflows.read_view = redacts, reads
 """
 
 
-def test_a_file_that_crashes_or_stalls_the_redactor_is_refused_and_the_server_goes_on(
+class _Images:
+    """What the uncertainty cache asks of a datastore, over files of the test's own."""
+
+    def __init__(self, uris: dict[str, Path]) -> None:
+        self.uris, self.info = uris, {}  # type: ignore[var-annotated]
+
+    def get_image_info(self, image: str) -> dict:
+        return self.info.get(image, {})
+
+    def update_image_info(self, image: str, info: dict) -> None:
+        self.info.setdefault(image, {}).update(info)
+
+    def get_image_uri(self, image: str) -> str:
+        return str(self.uris[image])
+
+
+def test_a_file_that_crashes_or_stalls_the_server_is_refused_and_the_server_goes_on(
         server, tmp_path: Path, monkeypatch) -> None:
-    """The app redacted in the server's own process: a decoder's crash on one upload ended the MONAI Label
-    server, and a decoder caught in a loop stalled it. The redactor now works in a process of its own; such a
-    file is refused with the reason (and quarantined), the process is started anew, and the next request is
-    served. The crash and the stall are real: a hook loaded into the redactor's process acts on marked files."""
+    """The app read and redacted in the server's own process: a decoder's crash on one upload ended the MONAI
+    Label server, and a decoder caught in a loop stalled it. The redactor now works in a process of its own, and
+    the marker finder and the uncertainty scoring there too; such a file is refused with the reason (a file to
+    redact is quarantined; one to score is left out of the ranking), the process is started anew, and the next
+    request is served. The crash and the stall are real: a hook loaded into that process acts on marked files."""
     import dataclasses
     import io
     import os
@@ -193,6 +215,16 @@ def test_a_file_that_crashes_or_stalls_the_redactor_is_refused_and_the_server_go
             assert r.status_code == 415 and reason in r.json()["detail"], r.text
             r = client.post("/infer/redact?image=cr_mono1&output=image&params={\"store\": \"false\"}")
             assert r.status_code == 200, r.text
+            r = client.post("/infer/markers?output=json", files={"file": ("upload.dcm", marked(word),
+                                                                          "application/dicom")})
+            assert r.status_code == 415 and reason in r.json()["detail"], r.text
+            r = client.post("/infer/markers?image=cr_mono1&output=json")
+            assert r.status_code == 200 and r.json()["boxes"], r.text
+        (tmp_path / "crash.dcm").write_bytes(marked("CRASH-ME"))
+        images = _Images({"crash": tmp_path / "crash.dcm", "chest": SAMPLE / "chest_cr_monochrome1.dcm"})
+        scored, unreadable = app.uncertainty.scores(images, ["crash", "chest"])
+        assert list(scored) == ["chest"] and "died with it in work" in unreadable["crash"]
+        assert images.info["crash"]["uncertainty"] is None  # not read again under the same model
     finally:
         monkeypatch.undo()
         redactor.close()  # the next process starts without the hook

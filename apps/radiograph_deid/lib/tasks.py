@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import pydicom
 from monailabel.interfaces.datastore import Datastore
@@ -28,6 +28,7 @@ from radiograph_deid.fileio import ReadError, is_dicom
 from radiograph_deid.labels import LabelError
 from radiograph_deid.model_store import ModelStore
 from radiograph_deid.pixels import PixelDataError
+from radiograph_deid.worker_pool import NEXT_SERVED, ProcessEnded
 from radiograph_deid.workflows import (NotEnoughLabels, RedactionRefused, Served, SiteImage, finetune_round,
                                        parse_box_label, redact_file)
 
@@ -63,6 +64,8 @@ class MarkersInfer(InferTask):
                 markers = finder(path)
         except (ReadError, PixelDataError) as exc:
             raise unsupported(f"cannot read the image: {exc}") from exc
+        except ProcessEnded as exc:
+            raise unsupported(f"cannot read the image: {exc.reason}; {NEXT_SERVED}") from exc
         fd, out = tempfile.mkstemp(suffix=".mrk.json")
         with os.fdopen(fd, "w") as fh:
             json.dump(markers.markups(), fh)
@@ -175,15 +178,37 @@ class UncertaintyCache:
     def __init__(self, served: Served) -> None:
         self.served = served
 
-    def score(self, datastore: Datastore, image_id: str) -> float:
+    def score(self, datastore: Datastore, image_id: str) -> Optional[float]:
+        """The image's uncertainty, or None where it cannot be read (the reason is kept in its info, and the
+        image is never handed out): one unreadable image must not stop the ranking of the rest."""
         version, finder, _ = self.served.get()
         info = datastore.get_image_info(image_id) or {}
         if info.get("uncertainty_model") == version.name and "uncertainty" in info:
-            return float(info["uncertainty"])
-        with self.served.lock:
-            value = finder.uncertainty(Path(datastore.get_image_uri(image_id)))
-        datastore.update_image_info(image_id, {"uncertainty": value, "uncertainty_model": version.name})
+            return None if info["uncertainty"] is None else float(info["uncertainty"])
+        reason = ""
+        try:
+            with self.served.lock:
+                value: Optional[float] = finder.uncertainty(Path(datastore.get_image_uri(image_id)))
+        except (ReadError, PixelDataError) as exc:
+            value, reason = None, str(exc)
+        except ProcessEnded as exc:
+            value, reason = None, exc.reason
+        if value is None:
+            log.warning("an image could not be scored for uncertainty: %s", reason)
+        datastore.update_image_info(image_id, {"uncertainty": value, "uncertainty_model": version.name,
+                                               "uncertainty_error": reason})
         return value
+
+    def scores(self, datastore: Datastore, images: Sequence[str]) -> Tuple[Dict[str, float], Dict[str, str]]:
+        """(image: uncertainty) for the images that can be read, and (image: why not) for the others."""
+        scored, unreadable = {}, {}
+        for image in images:
+            value = self.score(datastore, image)
+            if value is None:
+                unreadable[image] = (datastore.get_image_info(image) or {}).get("uncertainty_error", "")
+            else:
+                scored[image] = value
+        return scored, unreadable
 
 
 class LeastConfident(Strategy):
@@ -203,7 +228,9 @@ class LeastConfident(Strategy):
             images = [i for i in datastore.get_unlabeled_images() if i not in self._handed]
             if not images:
                 return None
-            scored = sorted(((self.cache.score(datastore, i), i) for i in images), reverse=True)
+            scored = sorted(((v, i) for i, v in self.cache.scores(datastore, images)[0].items()), reverse=True)
+            if not scored:
+                return None
             value, image = scored[0]
             self._handed[image] = now
             return {"id": image, "uncertainty": value}
@@ -217,8 +244,9 @@ class UncertaintyScoring(ScoringMethod):
         self.cache = cache
 
     def __call__(self, request: Dict[str, Any], datastore: Datastore) -> Dict[str, Any]:
-        scores = {i: round(self.cache.score(datastore, i), 4) for i in datastore.get_unlabeled_images()}
-        return {"uncertainty": dict(sorted(scores.items(), key=lambda kv: -kv[1]))}
+        scores, unreadable = self.cache.scores(datastore, datastore.get_unlabeled_images())
+        return {"uncertainty": {i: round(v, 4) for i, v in sorted(scores.items(), key=lambda kv: -kv[1])},
+                "unreadable": unreadable}
 
 
 __all__ = ["MarkersInfer", "RedactInfer", "MarkersTrainer", "LeastConfident", "UncertaintyScoring",

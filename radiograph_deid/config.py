@@ -80,10 +80,16 @@ class DetectorConfig:
     tile_long_side: int = 2048  # marker-yolo: also search this larger view in model-sized tiles (small text); 0: off
     confirm_threshold: float = 0.1  # marker-yolo: boxes scored from this up to score_threshold are redacted if ...
     confirm_confidence: float = 0.8  # ... the text recognizer reads 2+ characters in them this well
+    # marker-yolo: on these modalities a box is filled only when read as above, up to doubt_threshold: trained on
+    # radiographs, it boxes ultrasound anatomy (a beating heart, flow) as markers at 0.45-0.65
+    doubt_modalities: tuple[str, ...] = ("US",)
+    doubt_threshold: float = 0.99
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
         _check(0.0 < self.confirm_threshold < 1.0, "detector.confirm_threshold must be in (0, 1)")
+        _check(0.0 < self.doubt_threshold < 1.0, "detector.doubt_threshold must be in (0, 1)")
+        object.__setattr__(self, "doubt_modalities", tuple(str(m).strip().upper() for m in self.doubt_modalities))
         _check(self.long_side >= 320 and self.long_side % 32 == 0, "detector.long_side must be >= 320, multiple of 32")
         for k in ("prob_threshold", "box_threshold", "min_recognition_confidence", "short_text_confidence",
                   "max_text_height_fraction", "confirm_confidence"):

@@ -148,9 +148,15 @@ class MarkerDecider:
         self.retainer = LateralityRetainer(cfg.retention)
         # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
         self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
+        self._doubting: MarkerDecider | None = None if detector is None else self  # a caller's detector is as it is
 
-    def decide(self, view: np.ndarray, retain: bool = True) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
-        """Detect and retain on one display view: the rejected proposals, and each box's fill and keep mask."""
+    def decide(self, view: np.ndarray, retain: bool = True, modality: str = ""
+               ) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
+        """Detect and retain on one display view: the rejected proposals, and each box's fill and keep mask. On a
+        modality of ``detector.doubt_modalities`` the marker detector's boxes are doubted up to
+        ``detector.doubt_threshold`` (filled when read)."""
+        if modality.strip().upper() in self.cfg.detector.doubt_modalities:
+            return self._doubter().decide(view, retain)
         gray = to_gray(view)
         found = self._rings_spared(gray, self.detector(view))
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
@@ -170,6 +176,13 @@ class MarkerDecider:
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for _, line in bridged]
         return rejected, _glyphs_spared(_inside_kept_dropped(decided))
+
+    def _doubter(self) -> MarkerDecider:
+        """This decider with ``detector.doubt_threshold`` for ``score_threshold``, built when first needed."""
+        if self._doubting is None:
+            det = replace(self.cfg.detector, score_threshold=self.cfg.detector.doubt_threshold, doubt_modalities=())
+            self._doubting = MarkerDecider(replace(self.cfg, detector=det))
+        return self._doubting
 
     def _rings_spared(self, gray: np.ndarray, found: list[tuple[Box, BoxAction]]) -> list[tuple[Box, BoxAction]]:
         """The marker detector's boxes that hold a ring alone (``glyphs.lone_ring``: an ECG electrode, a nipple
@@ -260,7 +273,7 @@ class Redactor:
                                          "and run again", Decision.SKIPPED)
         raise StageError(Stage.READ, "not a DICOM file or a supported image", Decision.SKIPPED)
 
-    def detect_retain_redact(self, px: PixelFrames) -> Redaction:
+    def detect_retain_redact(self, px: PixelFrames, modality: str = "") -> Redaction:
         """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill."""
         multi = px.frames.shape[0] > 1
         records: list[dict] = []
@@ -268,7 +281,7 @@ class Redactor:
         masks: list[np.ndarray | None] = []
         kept: list[Box] = []
         for name, view in frame_views(px, self.cfg.verify.max_frames):
-            rejected, decided = self.markers.decide(view, retain=not multi)
+            rejected, decided = self.markers.decide(view, retain=not multi, modality=modality)
             records += [box_record(b, a, name if multi else "") for b, a in rejected]
             for d in decided:
                 if d.action is BoxAction.KEPT_LATERALITY:
@@ -372,7 +385,7 @@ class Redactor:
         assert px is not None
         rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape
         self._enter(rec, Stage.DETECT)
-        red = self.detect_retain_redact(px)
+        red = self.detect_retain_redact(px, rec.modality)
         rec.boxes, rec.unused_bits_cleared = red.boxes, px.unused_bits_cleared
         rec.pixels_modified = red.changed_pixels > 0 or px.unused_bits_cleared > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})

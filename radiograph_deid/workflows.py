@@ -60,7 +60,7 @@ class MarkerFinder:
 
     def __call__(self, path: Path) -> Markers:
         view, ds = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
-        _, decided = self.decider.decide(view)
+        _, decided = self.decider.decide(view, modality=str(ds.get("Modality", "") or "") if ds is not None else "")
         boxes = []
         for d in decided:
             kept = d.action is BoxAction.KEPT_LATERALITY

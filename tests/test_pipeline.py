@@ -229,6 +229,12 @@ def test_ultrasound_anatomy_is_not_taken_for_markers_and_its_text_still_goes() -
     assert flow.sum() > 5000 and filled[""][flow].mean() > 0.5  # as a radiograph, the flow is filled
     assert filled["us"][flow].mean() < 0.05
     assert filled["us"][text].mean() > 0.9 and text.sum() > 500
+    from radiograph_deid.workflows import MarkerFinder  # the review (MONAI Label /infer/markers) knows it too
+
+    found = MarkerFinder(load_config(), decider=decider)(deid_data("ultrasounds/ultrasound-multiframe.dcm"))
+    ys, xs = np.nonzero(flow)
+    assert found.boxes and not [b for b in found.boxes if b["action"] != "rejected" and b["xyxy"][0] <= xs.mean()
+                                <= b["xyxy"][2] and b["xyxy"][1] <= ys.mean() <= b["xyxy"][3]]
 
 
 def test_generated_text_is_removed_and_l_marker_survives(job) -> None:

@@ -27,6 +27,7 @@ VERTICAL_MIN_CHARS = 3  # a proposal found only on the turned view is text if it
 # ... as surely as one or two characters must read (``short_text_confidence``): the ring-shaped spinous processes
 # of the upper spine, turned, read as "SSIG" or "slelop" at 0.62-0.75, words turned with the view at 0.83 and better
 CONFIRM_MIN_CHARS = 2  # a box the marker detector doubts is text if it reads this many (cables, ribs read "0", "T")
+COLOUR_MAP = 0.4  # ... unless this share of it is in strong colour: a Doppler flow map (0.66) read "45."; text 0-0.15
 MARKER_SOURCE = "marker-yolo"  # Box.source of the trained marker detector's boxes
 TEXT_SOURCE = "rapidocr-text"  # ... and of the OCR text detector's (read or not)
 
@@ -121,6 +122,16 @@ def stroke_variants(crop: np.ndarray) -> list[np.ndarray]:
 def _surely_read(reading: tuple[str, float], bar: float) -> bool:
     """Read at ``bar`` or better as ``CONFIRM_MIN_CHARS`` or more letters and digits."""
     return reading[1] >= bar and sum(c.isalnum() for c in reading[0]) >= CONFIRM_MIN_CHARS
+
+
+def _colour_map(crop: np.ndarray) -> bool:
+    """Whether ``COLOUR_MAP`` of an RGB crop is in strong colour (saturated, not dark): the colour flow of a
+    Doppler ultrasound, whose texture the recognizer reads as "45." at 0.8. Burned-in text, coloured or not, is
+    strokes on plain ground."""
+    if crop.ndim != 3 or crop.size == 0:
+        return False
+    hsv = cv2.cvtColor(np.ascontiguousarray(crop[..., :3]), cv2.COLOR_RGB2HSV)
+    return float(((hsv[..., 1] > 128) & (hsv[..., 2] > 64)).mean()) >= COLOUR_MAP
 
 
 def _confirm_variants(box: Box, crop: np.ndarray) -> list[np.ndarray]:
@@ -302,8 +313,8 @@ class MarkerDetector:
         for (i, _), reading in zip(retries, self.recognizer.batch([v for _, v in retries])):  # one batch for all
             readings[i] = max(readings[i], reading, key=lambda r: (_surely_read(r, bar), r[1]))
         out = []
-        for box, reading in zip(unsure, readings):
-            read = _surely_read(reading, bar)
+        for box, reading, crop in zip(unsure, readings, crops):
+            read = _surely_read(reading, bar) and not _colour_map(crop)
             out.append((replace(box, text=reading[0], source="marker-yolo+read") if read else box,
                         BoxAction.REDACTED if read else BoxAction.REJECTED))
         return out

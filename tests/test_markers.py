@@ -472,6 +472,30 @@ def test_a_doubted_box_on_a_block_of_lines_is_read_line_by_line() -> None:
         assert block_action is BoxAction.REDACTED and block.source == "marker-yolo+read", (width, block.text)
         assert ribs_action is BoxAction.REJECTED
 
+def test_a_doubted_box_mostly_in_strong_colour_is_no_text_whatever_it_reads() -> None:
+    """A Doppler ultrasound's colour flow, doubted by the marker detector, read "45." at 0.8 and was filled in
+    every frame of the loop. A doubted box mostly in strong colour is a colour map, not text; coloured text on
+    plain ground still is (the reading here is given: what the recognizer made of the flow)."""
+    from radiograph_deid.detector import MarkerDetector
+
+    rng = np.random.default_rng(0)
+    flow = np.zeros((200, 300, 3), np.uint8)
+    flow[40:160, 60:240] = np.where(rng.random((120, 180, 1)) < 0.5, [220, 30, 20], [20, 60, 230])
+    label = flow.copy()
+    label[40:160, 60:240] = 0
+    cv2.putText(label, "45.", (90, 120), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (230, 210, 40), 3)
+
+    class Reads:
+        def batch(self, crops: list) -> list:
+            return [("45.", 0.95)] * len(crops)
+
+    detector = MarkerDetector(load_config().detector)
+    detector.recognizer = Reads()
+    box = Box(60, 40, 240, 160, 0.3, BoxClass.OTHER_MARKER, source="marker-yolo")
+    assert [a for _, a in detector._confirmed(flow, [box])] == [BoxAction.REJECTED]
+    assert [a for _, a in detector._confirmed(label, [box])] == [BoxAction.REDACTED]
+
+
 def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> None:
     """Other sites' words in a frame or ring, any way round, are kept: the recognizer reads their letters drawn
     alone (with the frame it read a framed SX as a CJK character). A reading that explains fewer letters than the

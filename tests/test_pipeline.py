@@ -229,6 +229,13 @@ def test_ultrasound_anatomy_is_not_taken_for_markers_and_its_text_still_goes() -
     assert flow.sum() > 5000 and filled[""][flow].mean() > 0.5  # as a radiograph, the flow is filled
     assert filled["us"][flow].mean() < 0.05
     assert filled["us"][text].mean() > 0.9 and text.sum() > 500
+    # frame 17: a doubted box on the colour flow read "45." at 0.8, and was filled in every frame of the loop
+    from radiograph_deid.pipeline import frame_views
+    from radiograph_deid.pixels.decode import decode_dataset
+
+    frames = decode_dataset(pydicom.dcmread(deid_data("ultrasounds/ultrasound-multiframe.dcm")), 10**8, 100)
+    view17 = dict(frame_views(frames, 8))["17"]
+    assert not filled_mask(view17.shape[:2], decider.decide(view17, modality="US")[1])[296:373, 359:508].any()
     from radiograph_deid.workflows import MarkerFinder  # the review (MONAI Label /infer/markers) knows it too
 
     found = MarkerFinder(load_config(), decider=decider)(deid_data("ultrasounds/ultrasound-multiframe.dcm"))

@@ -178,34 +178,37 @@ class UncertaintyCache:
     def __init__(self, served: Served) -> None:
         self.served = served
 
-    def score(self, datastore: Datastore, image_id: str) -> Optional[float]:
-        """The image's uncertainty, or None where it cannot be read (the reason is kept in its info, and the
-        image is never handed out): one unreadable image must not stop the ranking of the rest."""
+    def score(self, datastore: Datastore, image_id: str) -> Tuple[Optional[float], str]:
+        """The image's uncertainty, or None and why where it cannot be read (both kept in its info, so it is not
+        read again under the same model, and the image is never handed out): one unreadable image must not stop
+        the ranking of the rest."""
         version, finder, _ = self.served.get()
         info = datastore.get_image_info(image_id) or {}
         if info.get("uncertainty_model") == version.name and "uncertainty" in info:
-            return None if info["uncertainty"] is None else float(info["uncertainty"])
+            value = info["uncertainty"]
+            return (None if value is None else float(value)), info.get("uncertainty_error", "")
+        value: Optional[float] = None
         reason = ""
         try:
             with self.served.lock:
-                value: Optional[float] = finder.uncertainty(Path(datastore.get_image_uri(image_id)))
+                value = finder.uncertainty(Path(datastore.get_image_uri(image_id)))
         except (ReadError, PixelDataError) as exc:
-            value, reason = None, str(exc)
+            reason = str(exc)
         except ProcessEnded as exc:
-            value, reason = None, exc.reason
+            reason = exc.reason
         if value is None:
             log.warning("an image could not be scored for uncertainty: %s", reason)
         datastore.update_image_info(image_id, {"uncertainty": value, "uncertainty_model": version.name,
                                                "uncertainty_error": reason})
-        return value
+        return value, reason
 
     def scores(self, datastore: Datastore, images: Sequence[str]) -> Tuple[Dict[str, float], Dict[str, str]]:
         """(image: uncertainty) for the images that can be read, and (image: why not) for the others."""
         scored, unreadable = {}, {}
         for image in images:
-            value = self.score(datastore, image)
+            value, reason = self.score(datastore, image)
             if value is None:
-                unreadable[image] = (datastore.get_image_info(image) or {}).get("uncertainty_error", "")
+                unreadable[image] = reason
             else:
                 scored[image] = value
         return scored, unreadable

@@ -257,7 +257,7 @@ class IsolatedRedactor:
     def process(self, src: Path, rel: Path, out: Path, quarantine: Path) -> ImageRecord:
         """``Redactor.process``; a file that ended the process is quarantined, with the reason."""
         try:
-            return self._done(_worker_process, src, rel, out, quarantine, self.mark)
+            return self._done("redacting", _worker_process, src, rel, out, quarantine, self.mark)
         except ProcessEnded as exc:
             remove_partial_writes(out)
             return refused_untouched(src, rel, quarantine, f"{exc.reason}: it is quarantined, and {NEXT_SERVED}",
@@ -266,9 +266,10 @@ class IsolatedRedactor:
     def call(self, fn: Callable[[Redactor, Path], T], path: Path) -> T:
         """``fn(redactor, path)`` in the process, for work on a file that writes nothing; ``fn`` is a module-level
         function (it is sent by name). Raises ``ProcessEnded`` where the file ended the process."""
-        return self._done(_worker_call, fn, path, self.mark)
+        return self._done("reading", _worker_call, fn, path, self.mark)
 
-    def _done(self, target: Callable[..., T], *args: object) -> T:
+    def _done(self, doing: str, target: Callable[..., T], *args: object) -> T:
+        """``target(*args)`` in the process; ``doing`` names the work in the reason when the file ends it."""
         self.mark.unlink(missing_ok=True)
         if self._pool is None:
             self._pool = _new_pool(self.cfg, 1)
@@ -280,7 +281,6 @@ class IsolatedRedactor:
             return fut.result()
         except BrokenProcessPool:
             self.close()
-            doing = "redacting" if target is _worker_process else "reading"
             raise ProcessEnded(ended_for_time(limit) if _overdue(self.mark) else DIED_SERVING.format(doing=doing))
         finally:
             self.mark.unlink(missing_ok=True)
@@ -315,8 +315,5 @@ def _worker_process(src: Path, rel: Path, out: Path, quarantine: Path, started: 
 
 def _worker_call(fn: Callable[[Redactor, Path], T], path: Path, started: Path) -> T:
     assert _WORKER is not None, "worker not initialised"
-    _mark_started(started)
-    try:
-        return fn(_WORKER, path)
-    finally:
-        started.unlink(missing_ok=True)
+    _mark_started(started)  # removed by IsolatedRedactor once the call ends, whichever way
+    return fn(_WORKER, path)

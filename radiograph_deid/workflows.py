@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,13 +94,10 @@ class IsolatedMarkerFinder:
         return self.redactor.call(_uncertainty_of, path)
 
 
-_FINDERS: dict[int, MarkerFinder] = {}  # in a redactor's process: the review's finder, on the redactor's models
-
-
+@cache
 def _finder(redactor: Redactor) -> MarkerFinder:
-    if id(redactor) not in _FINDERS:
-        _FINDERS[id(redactor)] = MarkerFinder(redactor.cfg, decider=redactor.markers)
-    return _FINDERS[id(redactor)]
+    """In a redactor's process: the review's finder, on the redactor's models, built once."""
+    return MarkerFinder(redactor.cfg, decider=redactor.markers)
 
 
 def _markers_of(redactor: Redactor, path: Path) -> Markers:

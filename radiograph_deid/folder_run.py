@@ -29,7 +29,8 @@ from .output_names import image_output
 from .pipeline import Redactor, refused_untouched, to_quarantine
 from .pseudonym import load_or_create_key
 from .records import ImageRecord, write_summary
-from .worker_pool import CRASHED, CRASHES, processed, started_path, starts, worker_count
+from .worker_pool import (CRASHED, CRASHES, announced, clear_mark, output_note, processed, started_path, starts,
+                          worker_count)
 
 try:
     import fcntl
@@ -242,7 +243,7 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
     for src, rel, rec_path, rec in finished:
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
-        started_path(records_dir, rel).unlink(missing_ok=True)
+        _recorded_work(plan, started_path(records_dir, rel), rec)
         if rec.decision is not Decision.WRITTEN:
             log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
         plan.done[src] = rec
@@ -277,7 +278,7 @@ class _Plan:
     done: dict[Path, ImageRecord] = field(default_factory=dict)  # resumed and refused, then processed
     pending: list[tuple[Path, Path, Path]] = field(default_factory=list)  # (input, its relative path, its record)
     suspects: list[tuple[Path, Path, Path]] = field(default_factory=list)  # in work when a run died: one at a time
-    earlier: list[str] = field(default_factory=list)  # what earlier runs wrote for the files done again
+    earlier: list[str] = field(default_factory=list)  # outputs made for the files done again (earlier runs, the dead)
     resumed: int = 0
 
 
@@ -311,10 +312,20 @@ def _plan(files: Sequence[Path], base: Path, out: Path, quarantine: Path, record
             continue
         rec.settings = settings
         write_bytes_atomic(rec_path, rec.to_json().encode())
-        started.unlink(missing_ok=True)
+        _recorded_work(plan, started, rec)
         plan.done[src] = rec
         log.warning("%s %s at %s: %s", rec.decision.value, who(src), rec.stage.value, rec.reason)
     return plan
+
+
+def _recorded_work(plan: _Plan, mark: Path, rec: ImageRecord) -> None:
+    """The file's record is written: its marks go. An output its process wrote before dying, which this record
+    does not vouch for (the file was quarantined after the death), is removed at the run's end with the outputs
+    of earlier runs that no record vouches for (unless another input's record vouches for it)."""
+    wrote = announced(mark)
+    if wrote and wrote != rec.output:
+        plan.earlier.append(wrote)
+    clear_mark(mark)
 
 
 def _settled(src: Path, rel: Path, quarantine: Path, clashes: dict[Path, str], started: Path) -> ImageRecord | None:
@@ -377,7 +388,8 @@ def _pruned(gone: Sequence[tuple[Path, ImageRecord]], out: Path, quarantine: Pat
         made = [(out, out / rec.output)] if rec.output and rec.output not in in_use else []
         made += [(quarantine, quarantine / rel), (quarantine, quarantine / beside(rel, ".reason.json"))]
         made = [(root, file) for root, file in made if file.resolve().is_relative_to(root.resolve())]  # never beyond
-        for file in [file for _, file in made] + [path, started_path(records_dir, rel)]:
+        mark = started_path(records_dir, rel)
+        for file in [file for _, file in made] + [path, mark, output_note(mark)]:
             if file.is_file() or file.is_symlink():
                 file.unlink()
         for root, file in made + [(records_dir / "records", path)]:
@@ -399,14 +411,16 @@ def _remove_empty_parents(folder: Path, root: Path) -> None:
 
 
 def _stale_removed(out: Path, earlier: Sequence[str], records: Sequence[ImageRecord]) -> None:
-    """Outputs earlier runs wrote for files done again that no record of this run vouches for are removed: a
-    rerun with stricter settings that quarantines a file leaves no earlier output of it in OUTPUT."""
+    """Outputs written for files done again that no record of this run vouches for are removed: a rerun with
+    stricter settings that quarantines a file leaves no earlier output of it in OUTPUT, nor does a file whose
+    process died after writing its output and was then quarantined."""
     vouched = {r.output for r in records if r.output and r.decision is not Decision.QUARANTINED}  # copies' too
     for stale in sorted(set(earlier) - vouched):
         path = out / stale
-        if path.is_file():
+        if path.is_file() and path.resolve().is_relative_to(out.resolve()):
             path.unlink()
-            log.warning("removed %s: an earlier run wrote it, and this run did not", stale)
+            log.warning("removed %s: no record of this run vouches for it (written by an earlier run, or by a "
+                        "process that died before recording it)", stale)
 
 
 def _one_output_each(done: dict[Path, ImageRecord], order: Sequence[Path], base: Path, quarantine: Path,

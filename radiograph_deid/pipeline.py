@@ -247,6 +247,7 @@ class Redactor:
     def __init__(self, cfg: Config, detector: Detector | None = None) -> None:
         self.cfg = cfg
         self._t_stage = 0.0
+        self._before_write: Callable[[Path], None] | None = None
         self.markers = MarkerDecider(cfg, detector)
         self.verifier = build_verifier(cfg.verify) if cfg.verify.enabled else None
         pseudonymizer = Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
@@ -313,7 +314,12 @@ class Redactor:
                                            "review by hand (boxes in the record)")
 
     # -- one file ---------------------------------------------------------------------------------------------
-    def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path) -> ImageRecord:
+    def process(self, src: Path, rel: Path, out_root: Path, quarantine: Path,
+                before_write: Callable[[Path], None] | None = None) -> ImageRecord:
+        """The file's record; its output under ``out_root``, or its copy in ``quarantine``. ``before_write`` is
+        told the output's path, relative to ``out_root``, just before it is written: a caller whose process may
+        die there keeps note of it (``worker_pool``)."""
+        self._before_write = before_write
         try:
             st = src.stat()
             if stat.S_ISREG(st.st_mode):  # opening a named pipe would wait for a writer, for ever
@@ -397,9 +403,10 @@ class Redactor:
         if ds is not None:
             self._write_dicom(ds, px, out_root, rel, rec)
         else:
-            dst = out_root / self.names.image(rel)
-            write_image_atomic(px.frames[0], dst)
-            rec.output = dst.relative_to(out_root).as_posix()
+            dst = self.names.image(rel)
+            self._announce(dst)
+            write_image_atomic(px.frames[0], out_root / dst)
+            rec.output = dst.as_posix()
         rec.decision = Decision.WRITTEN
 
     def _write_dicom(self, ds: Dataset, px: PixelFrames | None, out_root: Path, rel: Path, rec: ImageRecord) -> None:
@@ -409,8 +416,13 @@ class Redactor:
                 store_pixels(ds, px)  # big-endian and deflated inputs are rewritten too (losslessly)
             self.header.stamp_methods(ds, pixels_cleaned=self.verifier is not None)
         dst = self.names.dicom(rel, ds)
+        self._announce(dst)
         write_dicom_atomic(ds, out_root / dst)
         rec.output = dst.as_posix()
+
+    def _announce(self, dst: Path) -> None:
+        if self._before_write is not None:
+            self._before_write(dst)
 
 
 class OutputUnwritable(RuntimeError):

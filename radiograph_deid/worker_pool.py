@@ -13,6 +13,7 @@ time through ``IsolatedRedactor``, in a process of its own held on the same term
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import multiprocessing
@@ -87,12 +88,37 @@ def _overdue(path: Path) -> bool:
     return (_read(path) or "").endswith(" overdue")
 
 
+def output_note(mark: Path) -> Path:
+    """Beside a file's mark: the output it was writing (relative to OUTPUT). A process that dies after writing
+    it, before its record, leaves an output no record vouches for: the run removes it (``announced``)."""
+    return mark.with_suffix(".writing")
+
+
+def announced(mark: Path) -> str:
+    """The output the file of ``mark`` began to write, or "" (none, or the note unreadable)."""
+    try:
+        return os.fsdecode(output_note(mark).read_bytes())
+    except OSError:
+        return ""
+
+
+def clear_mark(mark: Path) -> None:
+    """The file's work is recorded: its mark of work in progress and its output note go."""
+    mark.unlink(missing_ok=True)
+    output_note(mark).unlink(missing_ok=True)
+
+
+def _note_output(mark: Path, dst: Path) -> None:
+    output_note(mark).write_bytes(os.fsencode(dst.as_posix()))  # a name's odd bytes kept; no fsync, as the mark
+
+
 def worked(redactor: Redactor, src: Path, rel: Path, out: Path, quarantine: Path, started: Path) -> ImageRecord:
-    """``redactor.process`` with the mark of work in progress; an exception (disk full, interrupted) is the run's
-    to report, not the file's fault: the mark goes. Only a death of the process leaves it."""
+    """``redactor.process`` with the mark of work in progress and a note of the output it writes; an exception
+    (disk full, interrupted) is the run's to report, not the file's fault: the mark goes. Only a death of the
+    process leaves it."""
     _mark_started(started)
     try:
-        return redactor.process(src, rel, out, quarantine)
+        return redactor.process(src, rel, out, quarantine, before_write=functools.partial(_note_output, started))
     except BaseException:
         started.unlink(missing_ok=True)
         raise

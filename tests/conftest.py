@@ -62,7 +62,7 @@ CRASH_HOOK = """
 import multiprocessing, os, re
 from radiograph_deid import pipeline
 process = pipeline.Redactor.process
-def dies_on_bomb(self, src, *args):
+def dies_on_bomb(self, src, *args, **kwargs):
     if src.name == "bomb.dcm":
         os._exit(70)  # as a decoder's segmentation fault kills the process: no exception, no cleanup
     if src.name == "doom.dcm":  # as the out-of-memory killer takes the run itself, or the machine goes down
@@ -70,14 +70,18 @@ def dies_on_bomb(self, src, *args):
         os._exit(70)
     if src.name == "hang.dcm":
         re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C, which holds the interpreter
-    return process(self, src, *args)
+    record = process(self, src, *args, **kwargs)
+    if src.name == "late.dcm":  # killed after writing its output, before its record reaches the run
+        os._exit(70)
+    return record
 pipeline.Redactor.process = dies_on_bomb
 """
 
 
 def crash_hook(tmp_path: Path) -> Path:
     """A folder holding a sitecustomize (CRASH_HOOK): on PYTHONPATH, it is loaded into a process and into each
-    worker it spawns, and kills or stalls the one that takes bomb.dcm, doom.dcm or hang.dcm."""
+    worker it spawns, and kills or stalls the one that takes bomb.dcm, doom.dcm or hang.dcm (late.dcm: once it is
+    written)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(CRASH_HOOK)

@@ -152,9 +152,9 @@ def acts_on_marked(src):
     if b"STALL-ME" in head:
         re.match("(a+)+$", "a" * 64 + "!")  # as a decoder caught in a loop in C
 process, read_view = pipeline.Redactor.process, workflows.read_view
-def redacts(self, src, *args):
+def redacts(self, src, *args, **kwargs):
     acts_on_marked(src)
-    return process(self, src, *args)
+    return process(self, src, *args, **kwargs)
 def reads(src, *args):
     acts_on_marked(src)
     return read_view(src, *args)

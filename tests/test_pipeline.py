@@ -751,7 +751,8 @@ def test_a_named_pipe_in_input_is_skipped_not_waited_on(job, tmp_path: Path) -> 
 
 def _redact_cli(inp: Path, out: Path, key_overrides: list[str], hook: Path | None, *extra: str, timeout: int = 900):
     """``radiograph-deid redact`` in a process of its own; with ``hook``, a sitecustomize loaded into it and into
-    each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm, doom.dcm or hang.dcm."""
+    each worker it spawns (CRASH_HOOK) kills or stalls the process that takes bomb.dcm, doom.dcm, hang.dcm or
+    late.dcm."""
     import subprocess
     import sys
 
@@ -772,21 +773,24 @@ def test_a_file_that_kills_or_stalls_its_worker_is_quarantined_and_the_run_finis
     own, and one that kills that process too is quarantined; a file still in work after
     input.max_seconds_per_file is quarantined at once. The rest of the folder is written in the same run. The
     crash and the stall are real: a hook loaded into every process of the run ends or stalls the one that
-    takes bomb.dcm or hang.dcm."""
+    takes bomb.dcm or hang.dcm, and ends the one that takes late.dcm once its output is written. That output
+    stayed in OUTPUT while its record said quarantined: it is removed now."""
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
-    for name in ("bomb.dcm", "hang.dcm", "good.dcm", "fine.dcm"):
+    for name in ("bomb.dcm", "hang.dcm", "late.dcm", "good.dcm", "fine.dcm"):
         shutil.copy(SAMPLE / "chest_cr_monochrome1.dcm", inp / name)
     done = _redact_cli(inp, out, key_overrides, crash_hook(tmp_path), "--workers", "2",
                        "--set", "input.max_seconds_per_file=20")
     assert done.returncode == 1, done.stderr  # 1: something was quarantined, the rest written
-    recs = {n: json.loads((out / ".deid" / "records" / f"{n}.json").read_text()) for n in ("bomb.dcm", "hang.dcm")}
+    recs = {n: json.loads((out / ".deid" / "records" / f"{n}.json").read_text())
+            for n in ("bomb.dcm", "hang.dcm", "late.dcm")}
     assert recs["bomb.dcm"]["decision"] == "quarantined" and "died 2 times" in recs["bomb.dcm"]["reason"]
+    assert recs["late.dcm"]["decision"] == "quarantined" and "died 2 times" in recs["late.dcm"]["reason"]
     assert recs["hang.dcm"]["decision"] == "quarantined" and "20 s" in recs["hang.dcm"]["reason"]
     assert (tmp_path / "out_quarantine" / "bomb.dcm").is_file() and (tmp_path / "out_quarantine" / "hang.dcm").is_file()
     assert (out / "good.dcm").is_file() and (out / "fine.dcm").is_file()
     assert sorted(p.name for p in out.iterdir()) == [".deid", "fine.dcm", "good.dcm"]  # no partial write left
-    assert not list((out / ".deid" / "records").glob("*.started"))
+    assert not list((out / ".deid" / "records").glob("*.started")) + list((out / ".deid" / "records").glob("*.writing"))
 
 
 def test_a_run_of_one_file_is_held_to_the_time_limit(tmp_path: Path, key_overrides: list[str]) -> None:

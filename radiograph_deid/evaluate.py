@@ -9,6 +9,8 @@ view at original resolution, and the decisions are scored against hand or synthe
 * false-positive rate: filled or kept boxes that overlap no labelled marker, over all such boxes;
 * retention accuracy: labelled laterality markers kept (most of the kept glyph's pixels inside the label, the
   side it names right, the glyph still there after every fill), over all labelled laterality markers;
+* kept naming the wrong side: kept markers on a laterality label whose reading names the other side (a ringed
+  LEFT kept as "D", right in French): the record, and the header cross-check, would state the wrong side;
 * the image area filled black (mean share per image), and of it the area outside every labelled marker: the
   diagnostic pixels a fill margin, a false box or a line followed too far costs;
 * with a verifier (``evaluate --verify``), what the safety net makes of it: images that would be written with a
@@ -46,6 +48,7 @@ class ImageScore:
     quarantined: bool | None = None  # the verifier's verdict on the redacted view (None: not run)
     filled_share: float = 0.0  # of the image's pixels, filled black
     excess_share: float = 0.0  # of the image's pixels, filled outside every labelled marker
+    wrong_side: int = 0  # kept markers on a laterality label, read as the other side
 
 
 @dataclass
@@ -66,11 +69,13 @@ class Metrics:
     quarantined_clean: int | None = None  # de-identified, yet the safety net quarantined it
     filled_share: float = 0.0  # mean over images: share of the image filled black ...
     excess_share: float = 0.0  # ... and of it, outside every labelled marker (margins, false boxes, overruns)
+    wrong_side: int = 0  # kept markers read as the other side than their label's
 
     def table(self) -> str:
         rows = [("images", f"{self.images}"), ("de-identification accuracy", f"{self.deid_accuracy:.1%}"),
                 ("false-positive rate (false boxes / boxes)", f"{self.false_positive_rate:.1%} ({self.false_boxes}/{self.boxes})"),
                 ("retention accuracy (kept / laterality)", f"{self.retention_accuracy:.1%} ({self.laterality_kept}/{self.laterality_markers})"),
+                ("kept naming the wrong side", f"{self.wrong_side}"),
                 ("detector AUPRC (class-agnostic, IoU 0.5)", f"{self.auprc:.3f}"),
                 ("detector mAP50", f"{self.map50:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in self.ap50.items())),
                 ("image area filled (mean; outside labels)", f"{self.filled_share:.2%}; {self.excess_share:.2%}"),
@@ -125,7 +130,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     """Score one image's decisions (``pipeline.Decided``) against its labels; ``vocabulary``: the laterality
     words retention keeps (None: every laterality label is one to keep)."""
     filled = filled_mask(shape, decided)
-    deid, missed, lat_total, lat_kept = True, [], 0, 0
+    deid, missed, lat_total, lat_kept, wrong = True, [], 0, 0, 0
     for lab in labels:
         x0, y0, x1, y1 = lab.xyxy
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
@@ -135,6 +140,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
                     and _survives(d, filled)]
             if any(_reads_as(d.box.text, lab.text) for d in kept):
                 lat_kept += 1
+            wrong += sum(_other_side(d.box.text, lab.text) for d in kept)
         elif frac < cover:
             deid = False
             missed.append("text")
@@ -144,7 +150,8 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     for lab in labels:
         marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
     return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed,
-                      filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()))
+                      filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()),
+                      wrong_side=wrong)
 
 
 def _kept_in(kept, xyxy: Sequence[int]) -> float:  # type: ignore[no-untyped-def]
@@ -175,6 +182,11 @@ def _reads_as(kept: str, label: str) -> bool:
     if side_of(label):
         return side_of(kept) == side_of(label)
     return not label or len(label) > 1 or kept == label
+
+
+def _other_side(kept: str, label: str) -> bool:
+    """Whether a marker kept reading ``kept`` names a side, and not the side its label names."""
+    return bool(side_of(kept)) and bool(side_of(label.strip())) and side_of(kept) != side_of(label.strip())
 
 
 def _in_vocabulary(text: str, vocabulary: Sequence[str] | None) -> bool:
@@ -208,7 +220,8 @@ def summarise(scores: Sequence[ImageScore], detections: Sequence[tuple[Sequence[
                    sum(not s.deidentified and not s.quarantined for s in scores) if verified else None,
                    sum(s.deidentified and bool(s.quarantined) for s in scores) if verified else None,
                    float(np.mean([s.filled_share for s in scores])) if scores else 0.0,
-                   float(np.mean([s.excess_share for s in scores])) if scores else 0.0)
+                   float(np.mean([s.excess_share for s in scores])) if scores else 0.0,
+                   sum(s.wrong_side for s in scores))
 
 
 def filled_mask(shape: tuple[int, int], decided: Sequence) -> np.ndarray:  # type: ignore[type-arg]

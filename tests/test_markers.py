@@ -909,7 +909,12 @@ def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     as_d = [replace(decided[1], box=replace(decided[1].box, text="D"))]
     for text, kept in (("LEFT", 0), ("I", 0), ("R", 1), ("D", 1)):
         marker = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, text)]
-        assert score_image("x", (100, 100), marker, as_d, vocabulary=("LEFT", "I", "R", "D")).laterality_kept == kept
+        got = score_image("x", (100, 100), marker, as_d, vocabulary=("LEFT", "I", "R", "D"))
+        assert got.laterality_kept == kept and got.wrong_side == 1 - kept  # the other side, counted as such
+    unread = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "?")]  # a label of no known side: no side wrong
+    assert score_image("x", (100, 100), unread, as_d).wrong_side == 0
+    assert summarise([score_image("x", (100, 100), [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")],
+                                  as_d)] * 2, []).wrong_side == 2
     spanish = [LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "I")]
     assert score_image("x", (100, 100), spanish, decided[1:2], vocabulary=("L", "I")).laterality_kept == 1
     assert average_precision([(0.9, True), (0.8, False), (0.7, True)], 2) == pytest.approx(1 * 0.5 + 2 / 3 * 0.5)

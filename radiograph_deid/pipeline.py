@@ -32,7 +32,8 @@ from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fi
 from .pixels.display import to_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record
-from .retention import LateralityRetainer, RetentionResult, laterality_mismatch, whole_glyph
+from .retention import (LateralityRetainer, RetentionResult, laterality_mismatch, normalized_token, side_of,
+                        whole_glyph)
 from .rulers import SOURCE as RULER
 from .text_lines import bridged_doubts, continued, spanning_unread
 from .verify import VerifierTimeout, build_verifier
@@ -108,6 +109,25 @@ def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
     return out
 
 
+def _one_side_each(decided: list[Decided]) -> list[Decided]:
+    """A marker kept twice, a box inside its tile's box, whose two readings name opposite sides (a framed G,
+    gauche, read "G" and its frame around it read "D", droite) is recorded on one reading: the longer word (RIGHT
+    over an I, izquierda, read inside it), else the inner box's, read on less of what surrounds the letter. Its
+    pixels are kept as before (``_inside_kept_dropped`` joins the two glyphs); no record names both sides."""
+    kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+    reading: dict[int, str] = {}
+    for inner in kept:
+        for outer in kept:
+            sides = side_of(inner.box.text), side_of(outer.box.text)
+            if outer is inner or not outer.fill.contains(inner.fill) or "" in sides or sides[0] == sides[1]:
+                continue
+            if len(normalized_token(outer.box.text)) > len(normalized_token(inner.box.text)):
+                reading[id(inner)] = outer.box.text
+            else:
+                reading[id(outer)] = inner.box.text
+    return [replace(d, box=replace(d.box, text=reading[id(d)])) if id(d) in reading else d for d in decided]
+
+
 def _glyphs_spared(decided: list[Decided]) -> list[Decided]:
     """Every fill spares the kept glyphs' pixels, not only the kept marker's own: text boxed beside a marker, its
     fill grown by the margin and along its line, blacked out the L standing next to "ACC42789". Only the glyph's
@@ -175,7 +195,7 @@ class MarkerDecider:
             rejected = [(b, a) for b, a in rejected if all(b is not doubt for doubt, _ in bridged)]
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for _, line in bridged]
-        return rejected, _glyphs_spared(_inside_kept_dropped(decided))
+        return rejected, _glyphs_spared(_inside_kept_dropped(_one_side_each(decided)))
 
     def _doubter(self) -> MarkerDecider:
         """This decider with ``detector.doubt_threshold`` for ``score_threshold``, built when first needed."""

@@ -1112,3 +1112,30 @@ def test_a_marker_kept_twice_is_recorded_once_and_keeps_both_glyphs() -> None:
     assert not after[~before].any() and not after[10:40, 20:40][inner_glyph].any()  # both glyphs stay, no more
     other = replace(inner, box=replace(inner.box, text="L"))
     assert len(_inside_kept_dropped([other, outer])) == 2
+
+
+def test_a_marker_kept_twice_on_readings_of_opposite_sides_is_recorded_on_one() -> None:
+    """A framed G (gauche) of a synthetic image was kept twice: its letter read "G", the frame around it "D"
+    (droite); the record named both sides of one marker. The longer word stands (RIGHT over an I, izquierda,
+    read inside it), else the inner box's reading; the pixels kept are the same as before."""
+    from radiograph_deid.evaluate import filled_mask
+    from radiograph_deid.pipeline import Decided, _inside_kept_dropped, _one_side_each
+
+    outer_glyph = np.zeros((60, 50), bool)
+    outer_glyph[5:55, 5:8] = True  # the frame's side
+    inner_glyph = np.zeros((30, 20), bool)
+    inner_glyph[5:25, 10:14] = True
+
+    def kept_pair(outer_text: str, inner_text: str) -> list[Decided]:
+        return [Decided(Box(0, 0, 50, 60, text=outer_text), BoxAction.KEPT_LATERALITY, Box(0, 0, 50, 60),
+                        outer_glyph.copy()),
+                Decided(Box(20, 10, 40, 40, text=inner_text), BoxAction.KEPT_LATERALITY, Box(20, 10, 40, 40),
+                        inner_glyph.copy())]
+
+    for outer_text, inner_text, recorded in (("D", "G", "G"), ("RIGHT", "I", "RIGHT")):
+        both = kept_pair(outer_text, inner_text)
+        one = _inside_kept_dropped(_one_side_each(both))
+        assert [d.box.text for d in one] == [recorded]
+        assert (filled_mask((80, 80), one) == filled_mask((80, 80), both)).all()  # the same pixels kept
+    same_side = _inside_kept_dropped(_one_side_each(kept_pair("LT", "L")))  # two readings of one side stand
+    assert sorted(d.box.text for d in same_side) == ["L", "LT"]

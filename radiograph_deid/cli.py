@@ -1,4 +1,4 @@
-"""Command line: ``radiograph-deid redact | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
+"""Command line: ``radiograph-deid redact | check | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                    "patient who withdrew consent); without it they are listed in the summary as inputs_gone")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     r.add_argument("-v", "--verbose", action="store_true")
+    c = sub.add_parser("check", help="is this installation ready? (Tesseract, weights, codecs, key, a run on "
+                       "generated radiographs)", description="Checks what a run needs on this machine, offline, and "
+                       "de-identifies generated radiographs (invented names only; the key is not created). Exit 0 "
+                       "when nothing failed, 1 otherwise.")
+    c.add_argument("--config", type=Path, help="YAML configuration (see configs/redact.yaml)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting")
     _evaluate_parser(sub)
     _train_parser(sub)
     _train_glyphs_parser(sub)
@@ -120,10 +127,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args)
         if args.command == "train-glyphs":
             return _train_glyphs(args)
+        if args.command == "check":
+            return _check(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"radiograph-deid {args.command}: {exc}", file=sys.stderr)
         return 2
     return _redact(args)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .enums import CheckStatus
+    from .selfcheck import check
+
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    results = check(load_config(args.config, args.overrides))
+    for result in results:
+        print(result.line(), flush=True)
+    return 1 if any(r.status is CheckStatus.FAIL for r in results) else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

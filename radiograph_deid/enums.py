@@ -91,3 +91,11 @@ class NonImagePolicy(str, Enum):
 
     SKIP = "skip"
     HEADER_ONLY = "header_only"
+
+
+class CheckStatus(str, Enum):
+    """How one part of ``radiograph-deid check`` went."""
+
+    OK = "ok"
+    WARN = "warn"  # works, with a limit the site should know (files of some syntax quarantined)
+    FAIL = "FAIL"  # runs would quarantine every file, or could not start

@@ -60,6 +60,13 @@ class Burn:
         scale = self.height / 22.0
         return scale, self.thickness or max(1, int(round(self.height / 10)))
 
+    def extent(self) -> tuple[int, int, int, int]:
+        """The box (x0, y0, x1, y1) its ink lies in, strokes' width and antialiasing included."""
+        scale, thick = self._scale()
+        (w, h), base = cv2.getTextSize(self.text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        pad = thick + 1
+        return self.x - pad, self.y - pad, self.x + w + pad, self.y + h + base + pad
+
     def draw(self, img: np.ndarray) -> None:
         scale, thick = self._scale()
         (_, h), _ = cv2.getTextSize(self.text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)

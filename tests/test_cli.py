@@ -46,3 +46,34 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("radiograph-deid")
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("radiograph-deid ")
+
+
+def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_missing(tmp_path: Path, monkeypatch,
+                                                                                    capsys) -> None:
+    """`radiograph-deid check` on this installation: every part ok, the generated radiographs de-identified. It
+    reads the key without creating it, and fails (exit 1) naming what is wrong: a detector that finds nothing
+    leaves the invented name in the pixels; no tesseract program stops the safety net."""
+    import shutil as shutil_module
+
+    key = tmp_path / "never-made.key"
+    monkeypatch.delenv("RADIOGRAPH_DEID_KEY", raising=False)
+    assert main(["check", "--set", f"header.key_file={key}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * 6, lines
+    assert "3 generated radiographs de-identified" in lines[-1] and "L kept" in lines[-1]
+    assert "is absent: the first run creates it" in lines[4] and not key.exists()
+
+    assert main(["check", "--set", f"header.key_file={key}", "--set", "detector.name=ruler",
+                 "--set", "verify.enabled=false"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  end to end" in out and "'DOE, JANE  MRN00482913' was not filled" in out
+    assert "warn  tesseract" in out and "safety net is off" in out
+
+    which = shutil_module.which
+    monkeypatch.setattr(shutil_module, "which", lambda name, *a, **k: None if name == "tesseract" else which(name, *a, **k))
+    assert main(["check", "--set", f"header.key_file={key}"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  tesseract" in out and "apt-get install tesseract-ocr" in out and "FAIL  end to end" in out
+    monkeypatch.setenv("RADIOGRAPH_DEID_KEY", "not hex")
+    main(["check"])
+    assert "FAIL  key" in capsys.readouterr().out

@@ -39,4 +39,6 @@ fi
 # rapidocr and ultralytics pull the GUI OpenCV build, which shares the cv2 module with the headless one: headless last.
 "${PIP[@]}" uninstall -q -y opencv-python >/dev/null 2>&1 || true
 "${PIP[@]}" install -q --force-reinstall --no-deps "opencv-python-headless>=4.8,<4.12"
-"$VENV/bin/python" -c "import cv2, pydicom, onnxruntime, radiograph_deid; print('radiograph-deid', radiograph_deid.__version__, 'ready in', '$VENV')"
+"$VENV/bin/python" -c "import cv2, pydicom, onnxruntime, radiograph_deid; print('radiograph-deid', radiograph_deid.__version__, 'installed in', '$VENV')"
+# what a run needs, and the whole data flow on generated radiographs: set-up fails here rather than at a site's first file
+"$VENV/bin/radiograph-deid" check

@@ -296,7 +296,7 @@ class IsolatedRedactor:
 
     def _done(self, doing: str, target: Callable[..., T], *args: object) -> T:
         """``target(*args)`` in the process; ``doing`` names the work in the reason when the file ends it."""
-        self.mark.unlink(missing_ok=True)
+        clear_mark(self.mark)
         if self._pool is None:
             self._pool = _new_pool(self.cfg, 1)
         fut = self._pool.submit(target, *args)
@@ -309,7 +309,7 @@ class IsolatedRedactor:
             self.close()
             raise ProcessEnded(ended_for_time(limit) if _overdue(self.mark) else DIED_SERVING.format(doing=doing))
         finally:
-            self.mark.unlink(missing_ok=True)
+            clear_mark(self.mark)  # and its output note: the server answers from the record
 
     def close(self) -> None:
         """End the process (a new one starts at the next file)."""

@@ -134,9 +134,15 @@ def output_clashes(files: Sequence[Path], base: Path, image_extensions: Sequence
     return clashes
 
 
-def check_case_blind(files: Sequence[Path], base: Path, image_extensions: Sequence[str], records_dir: Path) -> None:
+CASE_CLASH = "refused-letter-case.txt"  # in the records folder: the pair of inputs a case-blind OUTPUT refused
+
+
+def check_case_blind(files: Sequence[Path], base: Path, image_extensions: Sequence[str], records_dir: Path,
+                     names_hidden: bool = False) -> None:
     """Refuse the run when OUTPUT's file system does not tell letter case apart and two inputs' paths (or an
-    image's output name and another's path) differ only in case: their outputs and records would be one file."""
+    image's output name and another's path) differ only in case: their outputs and records would be one file.
+    With ``names_hidden`` (pseudonymous names: input paths may name patients, and the log names none) the pair is
+    written to a file in the records folder, beside OUTPUT and open to this user alone, not to the message."""
     if not case_blind(records_dir):
         return
     seen: dict[str, Path] = {}
@@ -146,9 +152,14 @@ def check_case_blind(files: Sequence[Path], base: Path, image_extensions: Sequen
         for name in names:
             other = seen.setdefault(name.as_posix().casefold(), rel)
             if other != rel:
-                raise ValueError(f"{rel.as_posix()} and {other.as_posix()} differ only in letter case, and the file "
-                                 f"system of {records_dir.parent} does not tell case apart: one would be written over "
-                                 "the other. Rename one of them, or write OUTPUT to a case-sensitive file system")
+                pair = f"{rel.as_posix()} and {other.as_posix()}"
+                if names_hidden:
+                    where = records_dir / CASE_CLASH
+                    write_bytes_atomic(where, os.fsencode(pair + "\n"))
+                    pair = f"two inputs (named in {where})"
+                raise ValueError(f"{pair} differ only in letter case, and the file system of {records_dir.parent} "
+                                 "does not tell case apart: one would be written over the other. Rename one of "
+                                 "them, or write OUTPUT to a case-sensitive file system")
 
 
 def run(inp: Path, out: Path, cfg: Config, quarantine: Path | None = None, progress: bool = True,
@@ -229,7 +240,8 @@ def _run(inp: Path, out: Path, cfg: Config, quarantine: Path, records_dir: Path,
             log.warning("removed the partly written files an interrupted run left in %s", folder)
     same_names = cfg.output.names is OutputNames.SAME
     clashes = output_clashes(files, base, cfg.input.image_extensions) if same_names else {}
-    check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir)
+    check_case_blind([f for f in files if f not in clashes], base, cfg.input.image_extensions, records_dir,
+                     names_hidden=not same_names)
     settings = settings_digest(cfg, load_or_create_key(cfg.header.key_file))  # the key made before any worker reads it
     who = _namer(files, base, same_names)
     plan = _plan(files, base, out, quarantine, records_dir, cfg.output.resume, settings, clashes, who)

@@ -498,6 +498,14 @@ def test_names_that_differ_only_in_case_are_refused_where_output_cannot_tell_the
     with pytest.raises(ValueError, match="differ only in letter case"):
         run(inp, tmp_path / "out2", job["cfg"], progress=False, redactor=job["redactor"])
     assert not (tmp_path / "out2" / "Scan.dcm").exists()
+    # with pseudonymous names the message names no input (paths may name patients); the records folder does
+    hidden = replace(job["cfg"], output=replace(job["cfg"].output, names=OutputNames.PSEUDONYMOUS))
+    with pytest.raises(ValueError, match="differ only in letter case") as refused:
+        run(inp, tmp_path / "out3", hidden, progress=False, redactor=job["redactor"])
+    assert "scan.dcm" not in str(refused.value).lower()
+    named = tmp_path / "out3_deid" / folder_run.CASE_CLASH
+    assert str(named) in str(refused.value) and "Scan.dcm" in named.read_text() and "scan.dcm" in named.read_text()
+    assert not (tmp_path / "out3").exists() or not any((tmp_path / "out3").iterdir())
 
 
 def test_a_run_clears_the_partly_written_files_an_interrupted_run_left(job, tmp_path: Path) -> None:

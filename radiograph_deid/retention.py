@@ -259,8 +259,9 @@ class LateralityRetainer:
             return redact
         told = self._sides_read(box)
         for rank, comp in enumerate(comps):  # the dominant glyph first; the others only on a confident reading
-            if not comp.may_be_letter:
-                continue  # e.g. a letter of "RD" or "12", or a bright band the classifier could take for an R
+            if not comp.may_be_letter or (rank and comp.touches_border):
+                continue  # e.g. a letter of "RD" or "12", a bright band the classifier could take for an R, or
+                # beside the dominant glyph, a piece the box cuts (a dark tile's lit edge read L at 0.81)
             letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border,
                                          reading=folded(box.text) if rank == 0 else "")
             if letter and _names_side_read(letter, told):

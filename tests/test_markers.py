@@ -875,6 +875,30 @@ def test_a_faint_letter_on_a_tile_lit_unevenly_is_read_once_the_lighting_is_take
     assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
     assert res.keep_mask.mean() < 0.25, "the tile was kept with the letter"
     assert retain(_tile_lit_unevenly(0), [box])[0].action is BoxAction.REDACTED, "a blank tile was read as a letter"
+def test_a_piece_the_box_cuts_beside_the_dominant_glyph_is_not_kept_as_a_letter(monkeypatch) -> None:
+    """A dark tile whose R cannot be seen (synthetic, seed 2000): its box cut the tile, and the second candidate,
+    the tile's lit edge running to the box's border, was read L at 0.81 and kept, the wrong side. A piece the box
+    cuts is read only when it is the dominant glyph (a marker cut by the film's edge); beside another it is not."""
+    from radiograph_deid import retention
+    from radiograph_deid.glyphs import GlyphComponent
+
+    view = np.full((60, 60), 120, np.uint8)
+    mask = np.zeros((50, 50), bool)
+    mask[5:45, 5:9] = True
+
+    def piece(touches: bool) -> GlyphComponent:
+        return GlyphComponent(mask, np.zeros((32, 32), np.float32), solidity=0.3, touches_border=touches)
+
+    readings = iter([])
+    monkeypatch.setattr(LateralityRetainer, "_letter", lambda self, comp, **kw: next(readings))
+    retain = LateralityRetainer(RetentionConfig())
+    box = Box(5, 5, 55, 55, label=BoxClass.LATERALITY)
+    for touches, action in ((True, BoxAction.REDACTED), (False, BoxAction.KEPT_LATERALITY)):
+        monkeypatch.setattr(retention, "glyph_components", lambda crop, most: [piece(True), piece(touches)])
+        readings = iter([("", 0.63), ("L", 0.81)] + [("", 0.0)] * 8)
+        assert retain(view, [box])[0].action is action
+
+
 def test_scoring_counts_misses_false_boxes_and_kept_markers() -> None:
     labels = [LabelledBox((10, 10, 30, 20), BoxClass.OTHER_MARKER), LabelledBox((50, 50, 60, 62), BoxClass.LATERALITY, "L")]
     fill_text = Box(8, 8, 32, 22)

@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--config", type=Path, help="YAML configuration (see configs/redact.yaml)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting")
+    c.add_argument("--output", type=Path, help="also check the folder a run would write to (nothing is made there): "
+                   "write access, letter case, room")
     _evaluate_parser(sub)
     _train_parser(sub)
     _train_glyphs_parser(sub)
@@ -140,7 +142,7 @@ def _check(args: argparse.Namespace) -> int:
     from .selfcheck import check
 
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
-    results = check(load_config(args.config, args.overrides))
+    results = check(load_config(args.config, args.overrides), args.output)
     for result in results:
         print(result.line(), flush=True)
     return 1 if any(r.status is CheckStatus.FAIL for r in results) else 0

@@ -137,6 +137,37 @@ def key(cfg: Config) -> Check:
     return Check("key", CheckStatus.OK, f"{path}")
 
 
+MIN_FREE = 2**30  # bytes free under OUTPUT below which the check warns: a few hundred radiographs
+
+
+def output_folder(folder: Path) -> Check:
+    """Where a run would write: the nearest folder that exists on the way to ``folder`` (nothing is made), whether
+    this user may write there, whether its file system tells letter case apart (an SMB share or macOS volume does
+    not: inputs whose names differ only in case are refused), and the room left."""
+    where = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if where is None or not where.is_dir():
+        return Check("output", CheckStatus.FAIL, f"{folder}: {where} is not a folder")
+    if not os.access(where, os.W_OK | os.X_OK):
+        return Check("output", CheckStatus.FAIL, f"{folder}: this user may not write to {where}")
+    from .fileio import case_blind
+
+    try:
+        blind = case_blind(where)  # a probe file, made and removed
+    except OSError as exc:
+        return Check("output", CheckStatus.FAIL, f"{folder}: cannot write in {where} ({exc.strerror})")
+    free = shutil.disk_usage(where).free
+    notes = [f"{free / 2**30:.1f} GiB free"]
+    status = CheckStatus.OK
+    if blind:
+        status = CheckStatus.WARN
+        notes.append("its file system does not tell letter case apart: inputs whose names differ only in case "
+                     "are refused")
+    if free < MIN_FREE:
+        status = CheckStatus.WARN
+        notes.append("little room: a full disk stops the run (it resumes once there is room)")
+    return Check("output", status, f"{folder}: " + "; ".join(notes))
+
+
 def end_to_end(cfg: Config) -> Check:
     """The whole data flow on generated radiographs (MONOCHROME1 CR uncompressed, DX in RLE, and in JPEG 2000
     where gdcm encodes it), in a private temporary folder with a throwaway key: every file written, its header
@@ -227,10 +258,12 @@ CHECKS: tuple[tuple[str, Callable[[Config], Check]], ...] = (
     ("end to end", end_to_end))
 
 
-def check(cfg: Config) -> list[Check]:
-    """Every check in turn; one that raises is a failure with its reason, and the next still runs."""
+def check(cfg: Config, output: Path | None = None) -> list[Check]:
+    """Every check in turn (with ``output``, also the folder a run would write to); one that raises is a failure
+    with its reason, and the next still runs."""
+    checks = list(CHECKS) + ([("output", lambda _: output_folder(output))] if output is not None else [])
     results = []
-    for name, fn in CHECKS:
+    for name, fn in checks:
         try:
             results.append(fn(cfg))
         except Exception as exc:  # a check that cannot run is the finding

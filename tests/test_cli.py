@@ -77,3 +77,21 @@ def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_mis
     monkeypatch.setenv("RADIOGRAPH_DEID_KEY", "not hex")
     main(["check"])
     assert "FAIL  key" in capsys.readouterr().out
+
+
+def test_check_of_the_output_folder_makes_nothing_and_names_a_case_blind_one(tmp_path: Path, monkeypatch) -> None:
+    """`check --output DIR`: where a run would write, nothing made there; a file system blind to letter case (an
+    SMB share) is a warning, a folder this user cannot write to a failure."""
+    from radiograph_deid import fileio
+    from radiograph_deid.enums import CheckStatus
+    from radiograph_deid.selfcheck import output_folder
+
+    target = tmp_path / "not" / "yet"
+    got = output_folder(target)
+    assert got.status is CheckStatus.OK and "GiB free" in got.detail and not (tmp_path / "not").exists()
+    assert not list(tmp_path.iterdir())  # the probe of letter case is gone too
+    monkeypatch.setattr(fileio, "case_blind", lambda folder: True)
+    got = output_folder(target)
+    assert got.status is CheckStatus.WARN and "letter case" in got.detail
+    (tmp_path / "a-file").write_text("")
+    assert output_folder(tmp_path / "a-file" / "out").status is CheckStatus.FAIL

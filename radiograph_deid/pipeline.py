@@ -116,10 +116,12 @@ def _one_side_each(decided: list[Decided]) -> list[Decided]:
     pixels are kept as before (``_inside_kept_dropped`` joins the two glyphs); no record names both sides."""
     kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY]
     reading: dict[int, str] = {}
-    for inner in kept:
-        for outer in kept:
+    for i, inner in enumerate(kept):
+        for j, outer in enumerate(kept):
             sides = side_of(inner.box.text), side_of(outer.box.text)
-            if outer is inner or not outer.fill.contains(inner.fill) or "" in sides or sides[0] == sides[1]:
+            same = outer.fill.as_list() == inner.fill.as_list()  # one box read twice: the first is taken as outer
+            if i == j or not outer.fill.contains(inner.fill) or (same and j > i) or "" in sides \
+                    or sides[0] == sides[1]:
                 continue
             if len(normalized_token(outer.box.text)) > len(normalized_token(inner.box.text)):
                 reading[id(inner)] = outer.box.text

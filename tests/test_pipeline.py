@@ -1145,5 +1145,8 @@ def test_a_marker_kept_twice_on_readings_of_opposite_sides_is_recorded_on_one() 
         one = _inside_kept_dropped(_one_side_each(both))
         assert [d.box.text for d in one] == [recorded]
         assert (filled_mask((80, 80), one) == filled_mask((80, 80), both)).all()  # the same pixels kept
+    one_box = kept_pair("D", "G")
+    one_box[1] = replace(one_box[1], fill=one_box[0].fill, keep=one_box[0].keep.copy())  # one box, read twice
+    assert [d.box.text for d in _one_side_each(one_box)] == ["G", "G"]  # not swapped, still both sides
     same_side = _inside_kept_dropped(_one_side_each(kept_pair("LT", "L")))  # two readings of one side stand
     assert sorted(d.box.text for d in same_side) == ["L", "LT"]

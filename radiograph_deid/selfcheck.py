@@ -62,8 +62,8 @@ def tesseract(cfg: Config) -> Check:
     if exe is None:
         if not needed:
             return Check("tesseract", CheckStatus.OK, "not found, and not used by these settings")
-        return Check("tesseract", CheckStatus.FAIL, "not found: the safety net needs it (apt-get install tesseract-ocr, "
-                     "or bash scripts/setup.sh); runs stop at once without it")
+        return Check("tesseract", CheckStatus.FAIL, "not found: the safety net needs it (apt-get install "
+                     "tesseract-ocr, or bash scripts/setup.sh); runs stop at once without it")
     try:
         about = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
         langs = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30)
@@ -107,9 +107,10 @@ def codecs(cfg: Config) -> Check:
     missing = sorted(UID(ts).name for ts in SUPPORTED_SYNTAXES - _UNCOMPRESSED
                      if not any(h.supports_transfer_syntax(UID(ts)) for h in handlers))
     if missing:
-        return Check("codecs", CheckStatus.WARN, "no decoder for " + ", ".join(missing) + ": such files are quarantined "
-                     "(pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm)")
-    return Check("codecs", CheckStatus.OK, f"every supported compressed syntax decodes ({len(SUPPORTED_SYNTAXES - _UNCOMPRESSED)})")
+        return Check("codecs", CheckStatus.WARN, "no decoder for " + ", ".join(missing) + ": such files are "
+                     "quarantined (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg python-gdcm)")
+    compressed = len(SUPPORTED_SYNTAXES - _UNCOMPRESSED)
+    return Check("codecs", CheckStatus.OK, f"every supported compressed syntax decodes ({compressed})")
 
 
 def key(cfg: Config) -> Check:
@@ -195,7 +196,8 @@ def end_to_end(cfg: Config) -> Check:
 
 def _problems(rows: list[dict], inp: Path, out: Path, ink: dict[str, np.ndarray], keep_marker: bool) -> list[str]:
     """Each file not written, then each fault of the outputs (``_faults``), then each L not recorded as kept."""
-    problems = [f"{r['input']}: {r['decision']} at {r['stage']}: {r['reason']}" for r in rows if r["decision"] != "written"]
+    problems = [f"{r['input']}: {r['decision']} at {r['stage']}: {r['reason']}" for r in rows
+                if r["decision"] != "written"]
     if not problems:
         problems = [p for r in rows for p in _faults(inp / r["input"], out / r["output"], ink, keep_marker)]
     if not problems and keep_marker:

@@ -282,10 +282,16 @@ def _letters(fig: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]] | None:
     return np.isin(labels, np.asarray(letters) + 1), _letter_count(line), _span(line)
 
 
+def _extent(stats: np.ndarray) -> tuple[int, int]:
+    """The width and height of the box around the components (cv2 stats rows)."""
+    x, y, w, h = (stats[:, i] for i in range(4))
+    return int((x + w).max() - x.min()), int((y + h).max() - y.min())
+
+
 def _along_x(stats: np.ndarray) -> bool:
     """Whether the components (cv2 stats rows) stand side by side across the crop, not up it."""
-    x, y, w, h = (stats[:, i] for i in range(4))
-    return int((x + w).max() - x.min()) >= int((y + h).max() - y.min())
+    wide, tall = _extent(stats)
+    return wide >= tall
 
 
 def _inked(stats: np.ndarray) -> np.ndarray:
@@ -299,9 +305,8 @@ def _span(stats: np.ndarray) -> tuple[int, int]:
     """The extent (along the line, across it) of the components (cv2 stats rows)."""
     if len(stats) == 0:
         return 0, 0
-    x, y, w, h = (stats[:, i] for i in range(4))
-    wide, tall = int((x + w).max() - x.min()), int((y + h).max() - y.min())
-    return (wide, tall) if _along_x(stats) else (tall, wide)
+    wide, tall = _extent(stats)
+    return (wide, tall) if wide >= tall else (tall, wide)  # as _along_x tells the line's direction
 
 
 def _letter_count(stats: np.ndarray) -> int:

@@ -77,14 +77,19 @@ def settings_digest(cfg: Config, key: bytes) -> str:
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
 
 
-def _weights_digests(cfg: Config) -> list[str]:
-    """The content of the weights a run loads (the detector's, the glyph classifier's): retrained into the same
-    file, they make other outputs."""
+def weights_files(cfg: Config) -> dict[str, tuple[Path, bool]]:
+    """The weights files a run loads, the detector's and the glyph classifier's: (path, whether the shipped one)."""
     from .glyphs import SHIPPED_GLYPH_ONNX
     from .train import SHIPPED_ONNX
 
-    paths = [Path(cfg.detector.weights).expanduser() if cfg.detector.weights else SHIPPED_ONNX,
-             Path(cfg.retention.glyph_weights).expanduser() if cfg.retention.glyph_weights else SHIPPED_GLYPH_ONNX]
+    return {what: (Path(setting).expanduser(), False) if setting else (shipped, True)
+            for what, setting, shipped in (("detector", cfg.detector.weights, SHIPPED_ONNX),
+                                           ("glyphs", cfg.retention.glyph_weights, SHIPPED_GLYPH_ONNX))}
+
+
+def _weights_digests(cfg: Config) -> list[str]:
+    """The content of the weights a run loads: retrained into the same file, they make other outputs."""
+    paths = [path for path, _ in weights_files(cfg).values()]
     return [hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths]
 
 

@@ -17,11 +17,10 @@ class KeyFileError(RuntimeError):
     """The secret key cannot be read or created."""
 
 
-def load_or_create_key(path: str | Path) -> bytes:
-    """Read the key file, creating a random 256-bit key (mode 0600) on first use.
-
-    ``RADIOGRAPH_DEID_KEY`` (hex) takes precedence, for sites that keep the key in a secrets manager.
-    """
+def existing_key(path: str | Path) -> bytes | None:
+    """The key a run would use, read and never created: ``RADIOGRAPH_DEID_KEY`` (hex), which takes precedence
+    for sites that keep the key in a secrets manager, else the key file; None where neither is there. Raises
+    ``KeyFileError`` for a key that cannot be used."""
     env = os.environ.get("RADIOGRAPH_DEID_KEY")
     if env:
         try:
@@ -30,18 +29,30 @@ def load_or_create_key(path: str | Path) -> bytes:
             raise KeyFileError("RADIOGRAPH_DEID_KEY must be hexadecimal") from None
     p = Path(path).expanduser()
     try:
-        if p.exists():
-            key = bytes.fromhex(p.read_text().strip())
-        else:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_bytes(32)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(key.hex() + "\n")
+        if not p.exists():
+            return None
+        key = bytes.fromhex(p.read_text().strip())
     except (OSError, ValueError) as exc:
         raise KeyFileError(f"cannot use the key file {p}: {exc}") from exc
     if len(key) < 16:
         raise KeyFileError(f"the key in {p} is too short (at least 16 bytes of hex expected)")
+    return key
+
+
+def load_or_create_key(path: str | Path) -> bytes:
+    """The key (``existing_key``), creating a random 256-bit key file (mode 0600) on first use."""
+    key = existing_key(path)
+    if key is not None:
+        return key
+    p = Path(path).expanduser()
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex() + "\n")
+    except OSError as exc:
+        raise KeyFileError(f"cannot use the key file {p}: {exc}") from exc
     return key
 
 

@@ -79,19 +79,17 @@ def tesseract(cfg: Config) -> Check:
 
 
 def weights(cfg: Config) -> Check:
-    """The weights a run loads, named by content: the same digests on two machines are the same models."""
-    from .glyphs import SHIPPED_GLYPH_ONNX
-    from .train import SHIPPED_ONNX
+    """The weights a run loads (``folder_run.weights_files``), named by content: the same digests on two machines
+    are the same models."""
+    from .folder_run import weights_files
 
     found = []
-    for what, setting, shipped in (("detector", cfg.detector.weights, SHIPPED_ONNX),
-                                   ("glyphs", cfg.retention.glyph_weights, SHIPPED_GLYPH_ONNX)):
-        path = Path(setting).expanduser() if setting else shipped
+    for what, (path, shipped) in weights_files(cfg).items():
         if not path.is_file():
             return Check("weights", CheckStatus.FAIL, f"the {what} weights {path} are missing: reinstall the package, "
                          "or correct the setting that names them")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        found.append(f"{what} {'shipped' if not setting else path} sha256 {digest}")
+        found.append(f"{what} {'shipped' if shipped else path} sha256 {digest}")
     return Check("weights", CheckStatus.OK, "; ".join(found))
 
 
@@ -114,28 +112,31 @@ def codecs(cfg: Config) -> Check:
 
 
 def key(cfg: Config) -> Check:
-    """Where the secret key comes from; it is read, never created or shown."""
-    if os.environ.get("RADIOGRAPH_DEID_KEY"):
-        try:
-            bytes.fromhex(os.environ["RADIOGRAPH_DEID_KEY"].strip())
-        except ValueError:
-            return Check("key", CheckStatus.FAIL, "RADIOGRAPH_DEID_KEY is set but not hexadecimal")
-        return Check("key", CheckStatus.OK, "from RADIOGRAPH_DEID_KEY")
+    """Where the secret key comes from (``pseudonym.existing_key``, as a run reads it); never created or shown."""
+    from .pseudonym import KeyFileError, existing_key
+
     path = Path(cfg.header.key_file).expanduser()
-    if not path.exists():
-        parent = next((p for p in path.parents if p.exists()), Path("/"))
+    try:
+        found = existing_key(path)
+    except KeyFileError as exc:
+        return Check("key", CheckStatus.FAIL, str(exc))
+    if os.environ.get("RADIOGRAPH_DEID_KEY"):
+        return Check("key", CheckStatus.OK, "from RADIOGRAPH_DEID_KEY")
+    if found is None:
+        parent = _nearest_existing(path)
         if not os.access(parent, os.W_OK):
             return Check("key", CheckStatus.FAIL, f"{path} is absent and {parent} cannot be written: give --key-file "
                          "or RADIOGRAPH_DEID_KEY")
         return Check("key", CheckStatus.OK, f"{path} is absent: the first run creates it (mode 0600). Keep it: "
                      "pseudonyms and UIDs are reproducible only with it")
-    try:
-        bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        return Check("key", CheckStatus.FAIL, f"{path} cannot be used: {exc}")
     if path.stat().st_mode & 0o077:
         return Check("key", CheckStatus.WARN, f"{path} is readable by others (chmod 600 {path})")
     return Check("key", CheckStatus.OK, f"{path}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest folder above it that exists (nothing is made)."""
+    return next((p for p in [path, *path.parents] if p.exists()), Path("/"))
 
 
 MIN_FREE = 2**30  # bytes free under OUTPUT below which the check warns: a few hundred radiographs
@@ -145,8 +146,8 @@ def output_folder(folder: Path) -> Check:
     """Where a run would write: the nearest folder that exists on the way to ``folder`` (nothing is made), whether
     this user may write there, whether its file system tells letter case apart (an SMB share or macOS volume does
     not: inputs whose names differ only in case are refused), and the room left."""
-    where = next((p for p in [folder, *folder.parents] if p.exists()), None)
-    if where is None or not where.is_dir():
+    where = _nearest_existing(folder)
+    if not where.is_dir():
         return Check("output", CheckStatus.FAIL, f"{folder}: {where} is not a folder")
     if not os.access(where, os.W_OK | os.X_OK):
         return Check("output", CheckStatus.FAIL, f"{folder}: this user may not write to {where}")

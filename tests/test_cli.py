@@ -74,6 +74,10 @@ def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_mis
     assert main(["check", "--set", f"header.key_file={key}"]) == 1
     out = capsys.readouterr().out
     assert "FAIL  tesseract" in out and "apt-get install tesseract-ocr" in out and "FAIL  end to end" in out
+    short = tmp_path / "short.key"
+    short.write_text("abcd\n")  # a run refuses it: so does the check
+    main(["check", "--set", f"header.key_file={short}"])
+    assert "FAIL  key" in capsys.readouterr().out
     monkeypatch.setenv("RADIOGRAPH_DEID_KEY", "not hex")
     main(["check"])
     assert "FAIL  key" in capsys.readouterr().out

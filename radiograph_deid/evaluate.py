@@ -186,7 +186,8 @@ def _reads_as(kept: str, label: str) -> bool:
 
 def _other_side(kept: str, label: str) -> bool:
     """Whether a marker kept reading ``kept`` names a side, and not the side its label names."""
-    return bool(side_of(kept)) and bool(side_of(label.strip())) and side_of(kept) != side_of(label.strip())
+    named, labelled = side_of(kept), side_of(label.strip())
+    return bool(named and labelled) and named != labelled
 
 
 def _in_vocabulary(text: str, vocabulary: Sequence[str] | None) -> bool:

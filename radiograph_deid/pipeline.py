@@ -35,7 +35,7 @@ from .records import ImageRecord, box_record
 from .retention import (LateralityRetainer, RetentionResult, laterality_mismatch, normalized_token, side_of,
                         whole_glyph)
 from .rulers import SOURCE as RULER
-from .text_lines import bridged_doubts, continued, spanning_unread
+from .text_lines import bridged_doubts, continued, spanning_unread, with_cut_strokes
 from .verify import VerifierTimeout, build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -222,6 +222,8 @@ class MarkerDecider:
         line = res.box
         if self.cfg.detector.complete_lines and res.keep_mask is None:
             line = spanning_unread(continued(gray, res.box), res.box, unread)
+            if not res.box.found_by(RULER):  # its box spans its label band already (``_margin``)
+                line = with_cut_strokes(gray, line, res.box)
         grown = line.expanded(margin, gray.shape[:2])
         keep = None
         if res.keep_mask is not None:

@@ -339,6 +339,45 @@ def test_a_box_that_stops_short_is_filled_to_the_ends_of_its_text_line() -> None
     assert continued(view, square, min_aspect=0).x1 > 400, "the rule, not the line, stops it"
 
 
+def test_a_box_on_a_lines_body_is_filled_to_the_ends_of_the_strokes_it_cuts() -> None:
+    """A detector box on the body of "Hodgkin, Lydia gypsy" (the x-height: the alif and lam of Arabic rise twice as
+    high above a word's body) is grown to the tops of the ascenders and the feet of the descenders, along either
+    axis; a wire crossing the line runs on beyond the reach and grows nothing; a box found around one character
+    or a block stays."""
+    from radiograph_deid.text_lines import with_cut_strokes
+
+    img = phantom(600, 900).astype(np.float32) * 0.6
+    view = (burn(img, [Burn("Hodgkin, Lydia gypsy", 100, 200, 30, 0.95, 2)]) * 255).astype(np.uint8)
+    rows = np.nonzero((view[150:300, 90:700] > 230).any(axis=1))[0] + 150
+    top, bottom = int(rows.min()), int(rows.max()) + 1
+    body = Box(110, 211, 545, 230)  # the x-height band: 11 rows of ascenders above, 11 of descenders below
+    assert top < body.y0 - 8 and bottom > body.y1 + 8
+    grown = with_cut_strokes(view, body)
+    assert (grown.x0, grown.x1) == (body.x0, body.x1) and grown.y0 <= top and bottom <= grown.y1 <= bottom + 2
+    wired = view.copy()
+    cv2.line(wired, (320, 60), (330, 420), 240, 2)
+    assert with_cut_strokes(wired, body).as_list() == grown.as_list()
+    w = view.shape[1]
+    up = with_cut_strokes(np.ascontiguousarray(np.rot90(view)), Box(211, w - 545, 230, w - 110))
+    assert up.x0 <= top and bottom <= up.x1 <= bottom + 2 and (up.y0, up.y1) == (w - 545, w - 110)
+    char = Box(110, 211, 135, 230)
+    assert with_cut_strokes(view, char) == char
+    # the same band followed along from a block the detector found (no line's body: a frame's, the anatomy's)
+    assert with_cut_strokes(view, body, found=Box(110, 205, 160, 236)) == body
+
+    class Found:
+        source = "marker-yolo"
+
+        def __call__(self, v: np.ndarray) -> list:
+            return [(replace(body, score=0.9, source=self.source), BoxAction.REDACTED)]
+
+    _, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert not (redacted_view(view, decided)[150:300, 90:700] > 230).any(), "redact fills every stroke"
+    Found.source = "ruler"  # a ruler's box spans its label band: its fill keeps to it
+    _, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert (decided[0].fill.y0, decided[0].fill.y1) == (body.y0 - 2, body.y1 + 2)
+
+
 def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:
     """The text detector's confirmation rule, with the models replaced by fixed answers: one or two characters
     must be read surely (ribs were read "10" at 0.77), and a box found only on the turned view must read as a line

@@ -11,7 +11,7 @@ strokes to follow.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -63,13 +63,23 @@ def continued(gray: np.ndarray, box: Box, max_gap: float = 1.5, min_contrast: in
     four line heights, on each side); unchanged where no strokes continue, and for a box under ``min_aspect``
     times as long as it is tall: one character or a marker tile, whose "line" is whatever edge runs through it
     (a redacted tile's fill ran 350 px down a rib)."""
-    if max(box.width, box.height) < min_aspect * min(box.width, box.height):
+    if not _is_line(box, min_aspect):
         return box
+    (x0, x1), turned = _laid_along_rows(gray, box, lambda *frame: _along(*frame, max_gap, min_contrast))
+    return replace(box, y0=x0, y1=x1) if turned else replace(box, x0=x0, x1=x1)
+
+
+def _is_line(box: Box, min_aspect: float) -> bool:
+    return max(box.width, box.height) >= min_aspect * min(box.width, box.height)
+
+
+def _laid_along_rows(gray: np.ndarray, box: Box, measure: Callable[..., tuple[int, int]]
+                     ) -> tuple[tuple[int, int], bool]:
+    """``measure(gray, x0, y0, x1, y1)`` with the box's line running along the rows (the image transposed for a
+    line running up it), and whether it was transposed."""
     if box.height > box.width:
-        x0, x1 = _along(gray.T, box.y0, box.x0, box.y1, box.x1, max_gap, min_contrast)
-        return replace(box, y0=x0, y1=x1)
-    x0, x1 = _along(gray, box.x0, box.y0, box.x1, box.y1, max_gap, min_contrast)
-    return replace(box, x0=x0, x1=x1)
+        return measure(gray.T, box.y0, box.x0, box.y1, box.x1), True
+    return measure(gray, box.x0, box.y0, box.x1, box.y1), False
 
 
 def _along(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, max_gap: float, min_contrast: int) -> tuple[int, int]:
@@ -165,14 +175,10 @@ def with_cut_strokes(gray: np.ndarray, box: Box, found: Box | None = None, reach
     (``min_aspect`` times as long as it is tall): a box around a framed label or a block of lines is no line's
     body, and the strokes crossing its edge are the frame's or the anatomy's. ``found``: the box as the detector
     found it, when ``box`` is that box followed along its line (``continued``): its shape says which it is."""
-    shape = found or box
-    if max(shape.width, shape.height) < min_aspect * min(shape.width, shape.height):
+    if not _is_line(found or box, min_aspect):
         return box
-    if box.height > box.width:
-        y0, y1 = _across(gray.T, box.y0, box.x0, box.y1, box.x1, reach, min_contrast)
-        return replace(box, x0=y0, x1=y1)
-    y0, y1 = _across(gray, box.x0, box.y0, box.x1, box.y1, reach, min_contrast)
-    return replace(box, y0=y0, y1=y1)
+    (y0, y1), turned = _laid_along_rows(gray, box, lambda *frame: _across(*frame, reach, min_contrast))
+    return replace(box, x0=y0, x1=y1) if turned else replace(box, y0=y0, y1=y1)
 
 
 def _across(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, reach: float, min_contrast: int) -> tuple[int, int]:

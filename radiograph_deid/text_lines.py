@@ -28,6 +28,12 @@ def stroke_strength(gray: np.ndarray, width: int) -> np.ndarray:
     return np.maximum(bright, dark)
 
 
+def _stroke_threshold(ink: np.ndarray, min_contrast: int) -> float:
+    """The stroke strength (``stroke_strength``) from which a pixel is one of the strokes of the text in ``ink``,
+    the box's own: half its strongest (97th percentile), and never under ``min_contrast``."""
+    return max(float(min_contrast), 0.5 * float(np.percentile(ink, 97)))
+
+
 def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     """The (top, bottom) rows of each line of text in a grey crop holding two to ``most`` of them, else []: a
     viewer's overlay stacks four lines in a corner, and a line recognizer reads such a block as nothing. A line is
@@ -94,7 +100,7 @@ def _along(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, max_gap: float,
     ya, yb = max(0, y0 - pad), min(rows, y1 + pad)
     ink = stroke_strength(np.ascontiguousarray(gray[ya:yb, lo:hi]), max(3, h // 2))
     line = ink[y0 - ya : y1 - ya]
-    threshold = max(float(min_contrast), 0.5 * float(np.percentile(line[:, x0 - lo : x1 - lo], 97)))
+    threshold = _stroke_threshold(line[:, x0 - lo : x1 - lo], min_contrast)
     on_line = (line > threshold).sum(axis=0).astype(float)
     off_line = ((ink[: y0 - ya] > threshold).sum(axis=0) + (ink[y1 - ya :] > threshold).sum(axis=0)) * h / max(1, 2 * pad)
     density = on_line[x0 - lo : x1 - lo].mean()
@@ -182,13 +188,13 @@ def with_cut_strokes(gray: np.ndarray, box: Box, found: Box | None = None, reach
 
 
 def _across(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, reach: float, min_contrast: int) -> tuple[int, int]:
-    """The horizontal case: new (y0, y1) for the box [x0, x1) x [y0, y1); strokes as ``_along`` finds them."""
+    """The horizontal case: new (y0, y1) for the box [x0, x1) x [y0, y1)."""
     rows = gray.shape[0]
     h = y1 - y0
     span = max(1, int(reach * h))
     ya, yb = max(0, y0 - span), min(rows, y1 + span)
     ink = stroke_strength(np.ascontiguousarray(gray[ya:yb, x0:x1]), max(3, h // 2))
-    threshold = max(float(min_contrast), 0.5 * float(np.percentile(ink[y0 - ya : y1 - ya], 97)))
+    threshold = _stroke_threshold(ink[y0 - ya : y1 - ya], min_contrast)
     n, _, stats, _ = cv2.connectedComponentsWithStats((ink > threshold).astype(np.uint8), connectivity=8)
     top, bottom = y0, y1
     for i in range(1, n):

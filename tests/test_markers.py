@@ -914,6 +914,8 @@ def test_a_faint_letter_on_a_tile_lit_unevenly_is_read_once_the_lighting_is_take
     assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
     assert res.keep_mask.mean() < 0.25, "the tile was kept with the letter"
     assert retain(_tile_lit_unevenly(0), [box])[0].action is BoxAction.REDACTED, "a blank tile was read as a letter"
+
+
 def test_a_piece_the_box_cuts_beside_the_dominant_glyph_is_not_kept_as_a_letter(monkeypatch) -> None:
     """A dark tile whose R cannot be seen (synthetic, seed 2000): its box cut the tile, and the second candidate,
     the tile's lit edge running to the box's border, was read L at 0.81 and kept, the wrong side. A piece the box

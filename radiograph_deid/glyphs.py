@@ -32,6 +32,7 @@ MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is 
 RING_ASPECT = 1.15  # a ring's box is square; a "0" is taller (glyphs.lone_ring)
 TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"): taller than each of them by this
 APART = 0.15  # and set apart from them by this share of its height at least (the "L" of "Lee" stands closer)
+STOP = 0.2  # of the tallest glyph's height: a full stop is a sixth of a capital's, initials beside a marker a third
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
 
 
@@ -215,14 +216,21 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
     """The first (leftmost) glyph of a horizontal line when it stands apart from the glyphs after it and is
     taller than each of them: a lead marker's letter with the technician's initials stamped beside it ("R JS"),
     not the capital of a word or name ("Lee": as tall as nothing after it, but close to it). Glyphs are Otsu's
-    minority side in columns of their own (a letter broken into pieces is one); specks are left out."""
+    minority side in columns of their own (a letter broken into pieces is one). Left out: specks and stops, under
+    ``STOP`` of the tallest glyph's height (initials a third of the letter's height are none, though they fill
+    less than a quarter of a loose box's height: "R HS"), and pieces mostly above or below the tallest glyph's
+    rows (ground in a corner of the box, which would join the last initial's columns)."""
     if _too_small(gray):
         return None
     fig = figure_mask(gray)
     _, _, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
+    stats = stats[1:][stats[1:, 4] >= 6]
+    if not len(stats):
+        return None
+    _, top, _, tallest, _ = (int(v) for v in stats[np.argmax(stats[:, 3])])
     spans: list[list[int]] = []  # [x0, x1, y0, y1] of each run of overlapping columns
-    for x, y, w, h, area in sorted(stats[1:].tolist()):
-        if area < 6 or h < MIN_EXTENT * fig.shape[0]:
+    for x, y, w, h, area in sorted(stats.tolist()):
+        if h < STOP * tallest or min(y + h, top + tallest) - max(y, top) < h / 2:
             continue
         if spans and x < spans[-1][1]:
             last = spans[-1]

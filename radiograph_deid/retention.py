@@ -205,8 +205,14 @@ class LateralityRetainer:
 
     def _decided(self, gray: np.ndarray, box: Box) -> list[RetentionResult]:
         """The box decided whole; when it is not kept and holds a marker's letter with initials beside it, the
-        letter kept and the initials redacted (the text detector boxes "R JS" as one line of text)."""
+        letter kept and the initials redacted (the text detector boxes "R JS" as one line of text). A box kept
+        that the detector stage did not read is read first (``_reading``), and decided on that reading."""
         whole = self._decide(gray, box)
+        if whole.action is BoxAction.KEPT_LATERALITY and not box.text:
+            reading = self._reading(gray[box.y0 : box.y1, box.x0 : box.x1])
+            if reading:
+                box = replace(box, text=reading)
+                whole = self._decide(gray, box)
         split = None if whole.action is BoxAction.KEPT_LATERALITY else self._letter_and_initials(gray, box)
         if split is not None:
             glyph, around, initials = split
@@ -291,11 +297,15 @@ class LateralityRetainer:
         return box.found_by(RULER) or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
 
     def _read_as_text(self, box: Box) -> bool:
-        """The text detector read the box as a word longer than any laterality word, and none of its words is one
-        (a bold "liegend" drawn with dark outlines: a piece of outline read as L at 1.0). A marker with initials
-        beside it ("R JS") reads as a vocabulary word and a short one."""
+        """The box was read as text that is no laterality word, and none of its words is one: longer than any (a
+        bold "liegend" drawn with dark outlines: a piece of outline read as L at 1.0), or two or more characters
+        two or more edits from each (the L of "L:1.9" and "L11" was kept as a marker). A marker with initials
+        beside it reads as a vocabulary word and a short one ("R JS"), or as one word ("RHS"), which
+        ``_letter_and_initials`` cuts in two."""
         words = [_word_of(w) for w in box.text.split()]
-        return len(normalized_token(box.text)) > self.longest and not any(w in self.cfg.vocabulary for w in words)
+        if any(w in self.cfg.vocabulary for w in words):
+            return False
+        return len(normalized_token(box.text)) > self.longest or self._read_as_other(box)
 
     def _read_as_other(self, box: Box) -> bool:
         """The detector stage read the box surely as two or more characters, two or more edits from every
@@ -317,6 +327,14 @@ class LateralityRetainer:
             return False
         readings = self._reader().batch([cv2.cvtColor(r, cv2.COLOR_GRAY2BGR) for r in rows])
         return sum(c >= self.cfg.min_confidence and len(normalized_token(t)) > self.longest for t, c in readings) >= 2
+
+    def _reading(self, crop: np.ndarray) -> str:
+        """The recognizer's sure upright reading of the crop when it is two or more letters and digits, else "":
+        in a short word or number the marker detector boxed alone, blurred or spaced so that its letters are not
+        seen as a word, a letter was kept as a marker (the R of "GHR", the 1 of "10" as L); only the reading
+        tells. A lone letter's reading adds nothing to the classifier's."""
+        text, conf = self._reader().batch([cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)])[0]
+        return text if conf >= self.cfg.min_confidence and len(normalized_token(text)) >= 2 else ""
 
     def _reader(self):  # type: ignore[no-untyped-def]
         """The CRNN line recognizer, loaded when first needed."""

@@ -131,13 +131,16 @@ def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
     view = (burn(view.astype(np.float32) / 255, [Burn("R", 40, 40, 60, 1.0, 8), Burn("JS", 110, 70, 26, 1.0, 3)]) * 255).astype(np.uint8)
     box = Box(34, 34, 170, 110)
     retainer = LateralityRetainer(RetentionConfig())
-    (res,) = retainer(view, [box])
-    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "R"
-    crop = view[34:110, 34:170]
-    r_ink = crop[:, :50] > 200
-    js_ink = crop[:, 76:] > 200
-    assert res.keep_mask[:, :50][r_ink].mean() > 0.95  # the letter's pixels stay
-    assert not res.keep_mask[:, 76:][js_ink].any()  # the initials go
+    results = retainer(view, [box])  # the box unread, read by retention "RJS": cut in two, or kept whole
+    assert [(r.action, r.box.text) for r in results if r.action is BoxAction.KEPT_LATERALITY] == [
+        (BoxAction.KEPT_LATERALITY, "R")]
+    kept = np.zeros(view.shape, bool)
+    for res in results:
+        if res.keep_mask is not None:
+            kept[res.box.y0 : res.box.y1, res.box.x0 : res.box.x1] |= res.keep_mask
+    ink = view > 200
+    assert kept[34:110, 34:84][ink[34:110, 34:84]].mean() > 0.95  # the letter's pixels stay
+    assert not kept[:, 110:].any()  # the initials go
     off = LateralityRetainer(RetentionConfig(enabled=False))
     assert off(view, [box])[0].action is BoxAction.REDACTED
 
@@ -782,14 +785,62 @@ def test_a_laterality_letter_the_detector_doubts_is_kept_when_it_reads_surely_an
 
 def test_a_box_read_as_a_longer_word_is_no_laterality_marker() -> None:
     """When the text detector read the box as a word longer than any laterality word, none of its words one, no
-    letter in it is kept (a piece of a bold word's dark outline was read as L at 1.0); a marker with initials
-    beside it reads as a vocabulary word and is kept."""
+    letter in it is kept (a piece of a bold word's dark outline was read as L at 1.0), nor when it read two or
+    more characters two or more edits from every laterality word ("L:1.2"); a marker with initials beside it
+    reads as a vocabulary word and is kept, and so is a reading one edit from one ("L1")."""
     view = (burn(np.full((120, 100), 0.3, np.float32), [Burn("L", 30, 20, 60, 1.0, 7)]) * 255).astype(np.uint8)
     box = Box(20, 12, 80, 100, 0.9, BoxClass.LATERALITY, source="rapidocr-text+marker-yolo")
     retainer = LateralityRetainer(RetentionConfig())
-    actions = {text: retainer(view, [replace(box, text=text)])[0].action for text in ("liegend", "L JS", "", "L:1.2")}
+    readings = ("liegend", "L JS", "", "L:1.2", "L1")
+    actions = {text: retainer(view, [replace(box, text=text)])[0].action for text in readings}
     assert actions == {"liegend": BoxAction.REDACTED, "L JS": BoxAction.KEPT_LATERALITY, "": BoxAction.KEPT_LATERALITY,
-                       "L:1.2": BoxAction.KEPT_LATERALITY}
+                       "L:1.2": BoxAction.REDACTED, "L1": BoxAction.KEPT_LATERALITY}
+
+
+def _loose_box(view: np.ndarray, text: str, margin: int, below: int = 0) -> Box:
+    """A marker detector's box around all the bright ink of ``view``, ``margin`` pixels loose (``below`` more
+    under it), read ``text`` by the detector stage ("" when unread)."""
+    ys, xs = np.nonzero(view > 200)
+    return Box(int(xs.min()) - margin, int(ys.min()) - margin, int(xs.max()) + margin + 1,
+               int(ys.max()) + margin + below + 1, 0.9, BoxClass.LATERALITY, text, "marker-yolo")
+
+
+def test_a_letter_of_text_is_no_marker_whether_the_detector_stage_or_retention_read_the_text() -> None:
+    """The L of "L:1.9" (read so by the text detector) and of "L  11" (boxed by the marker detector alone and not
+    read) stood apart enough from the digits to be taken for a lone marker and were kept. A box the detector
+    stage left unread is read when a letter in it would be kept, and decided on that reading; a lone L reads as
+    one letter and is kept."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for text, reading in (("L:1.9", "L:1.9"), ("L  11", "")):
+        view = (burn(np.full((120, 300), 0.3, np.float32), [Burn(text, 20, 30, 40, 1.0, 4)]) * 255).astype(np.uint8)
+        (res,) = retainer(view, [_loose_box(view, reading, 6)])
+        assert res.action is BoxAction.REDACTED and res.box.text.replace(" ", "") in ("L:1.9", "L11"), text
+    view = (burn(np.full((120, 300), 0.3, np.float32), [Burn("L", 20, 20, 60, 1.0, 7)]) * 255).astype(np.uint8)
+    (res,) = retainer(view, [_loose_box(view, "", 6)])
+    assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "L")
+
+
+def test_a_marker_read_as_one_word_with_its_initials_keeps_its_letter_alone() -> None:
+    """A lead R with initials a third of its height beside it, read as one word ("RHS"), in a loose box: the R
+    is cut from the initials and kept, the initials filled, and so when the box is unread. The initials filled
+    less than a quarter of the box's height and were taken for specks, so the R was not cut from them. Ground
+    lit in the box's lower corner under the last initial ("RAE") is no part of that initial."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for burns, reading, below in (([Burn("R", 30, 30, 60, 1.0, 7), Burn("HS", 100, 74, 16, 1.0, 2)], "RHS", 0),
+                                  ([Burn("R", 30, 30, 60, 1.0, 7), Burn("HS", 100, 74, 16, 1.0, 2)], "", 0),
+                                  ([Burn("R", 30, 30, 60, 1.0, 7), Burn("AE", 104, 50, 44, 1.0, 4)], "RAE", 20)):
+        view = (burn(np.full((160, 360), 0.3, np.float32), burns) * 255).astype(np.uint8)
+        box = _loose_box(view, reading, 10, below)
+        letter = view[:, : box.x0 + 60] > 200
+        if below:  # lit ground in the lower right corner, under the E
+            cv2.fillPoly(view, [np.array([[box.x1, box.y1 - 22], [box.x1, box.y1], [box.x1 - 40, box.y1]])], 255)
+        kept = np.zeros(view.shape, bool)
+        for res in retainer(view, [box]):
+            if res.action is BoxAction.KEPT_LATERALITY:
+                assert res.box.text == "R", reading
+                kept[res.box.y0 : res.box.y1, res.box.x0 : res.box.x1] |= res.keep_mask
+        assert kept[:, : box.x0 + 60][letter].mean() > 0.95, reading  # the whole R
+        assert not kept[:, box.x0 + 60 :].any(), reading  # no initial, no ground
 
 
 def test_a_box_read_surely_as_other_text_is_not_read_again_for_a_laterality_word() -> None:

@@ -109,9 +109,13 @@ class RetentionConfig:
     tesseract_second_opinion: bool = True  # the paper's Tesseract reads glyphs the classifier is unsure of
     glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models
     glyph_candidates: int = 3  # glyphs read per box, largest first (a ring's arc can outweigh its letter)
+    # a kept glyph's longer side, at least this share of the image's shorter side (a lead marker is 1-2 cm on a
+    # 35-43 cm plate; a viewer's icon or a dot-matrix glyph is smaller); 0 keeps glyphs of any size
+    min_marker_share: float = 0.01
 
     def __post_init__(self) -> None:
         _check(0.0 < self.min_confidence <= 1.0, "retention.min_confidence must be in (0, 1]")
+        _check(0.0 <= self.min_marker_share < 0.5, "retention.min_marker_share must be in [0, 0.5)")
         _check(1 <= self.glyph_candidates <= 5, "retention.glyph_candidates must be 1..5")
         _check(self.max_aspect >= 1.0, "retention.max_aspect must be >= 1")
         object.__setattr__(self, "vocabulary", tuple(str(v).upper() for v in self.vocabulary))

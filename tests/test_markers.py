@@ -820,6 +820,21 @@ def test_a_letter_of_text_is_no_marker_whether_the_detector_stage_or_retention_r
     assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, "L")
 
 
+def test_a_glyph_too_small_for_a_lead_marker_is_not_kept() -> None:
+    """A lead marker is 1-2 cm tall on a 35-43 cm plate; the 9-px R of a viewer's flip icon on a 2000-px image was
+    kept as one. A glyph whose longer side is under ``retention.min_marker_share`` (1 %) of the image's shorter
+    side is redacted, whether its box is decided or a doubted box is read on the strictest reading; the same
+    glyph on an 800-px image, a 32-px one on the 2000-px image, and any glyph with the share 0, are kept."""
+    for size, side, share, kept in ((12, 2000, 0.01, False), (12, 800, 0.01, True), (30, 2000, 0.01, True),
+                                    (12, 2000, 0.0, True)):
+        view = (burn(np.full((side, side), 0.3, np.float32), [Burn("R", 100, 100, size, 1.0, 2)]) * 255).astype(np.uint8)
+        box = _loose_box(view, "", 4)
+        retainer = LateralityRetainer(RetentionConfig(min_marker_share=share))
+        (res,) = retainer(view, [box])
+        assert (res.action is BoxAction.KEPT_LATERALITY, res.box.text) == (kept, "R" if kept else ""), (size, side)
+        assert (retainer.sure_letter(view, box) is not None) is kept, (size, side)
+
+
 def test_a_marker_read_as_one_word_with_its_initials_keeps_its_letter_alone() -> None:
     """A lead R with initials a third of its height beside it, read as one word ("RHS"), in a loose box: the R
     is cut from the initials and kept, the initials filled, and so when the box is unread. The initials filled

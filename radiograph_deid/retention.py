@@ -119,6 +119,11 @@ def _kept(box: Box, text: str, score: float, mask: np.ndarray) -> RetentionResul
                            BoxAction.KEPT_LATERALITY, _grown(mask))
 
 
+def _unkept(result: RetentionResult) -> RetentionResult:
+    """A kept result taken back: redacted with the rest of its box, its reading dropped (no side recorded)."""
+    return RetentionResult(replace(result.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
+
+
 def _grown(mask: np.ndarray) -> np.ndarray:
     k = _kernel(mask)
     return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
@@ -187,12 +192,11 @@ class LateralityRetainer:
         if self.classifier is None or self._is_line(box):
             return None
         glyph = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
-        if glyph is None or not glyph.may_be_letter or glyph.touches_border:
+        if glyph is None or not glyph.may_be_letter or glyph.touches_border or \
+                not self._sized_as_marker(glyph.mask, gray.shape[:2]):
             return None
         letter, score = self._letter(glyph, second_opinion=False)
-        if not letter or not self._sized_as_marker(glyph.mask, gray.shape[:2]):
-            return None
-        return _kept(box, letter, round(score, 4), glyph.mask)
+        return _kept(box, letter, round(score, 4), glyph.mask) if letter else None
 
     def _sized_as_marker(self, keep: np.ndarray, shape: tuple[int, int]) -> bool:
         """Whether a kept glyph's longer side is ``min_marker_share`` of the image's shorter side or more: a lead
@@ -209,8 +213,7 @@ class LateralityRetainer:
         """Kept glyphs too small for a lead marker (``_sized_as_marker``) redacted with the rest of their box."""
         return [r if r.action is not BoxAction.KEPT_LATERALITY or r.keep_mask is None
                 or self._sized_as_marker(r.keep_mask, shape)
-                else RetentionResult(replace(r.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
-                for r in results]
+                else _unkept(r) for r in results]
 
     def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is
@@ -220,7 +223,7 @@ class LateralityRetainer:
         for r in results:
             area = r.box.width * r.box.height
             if r.action is BoxAction.KEPT_LATERALITY and any(r.box.intersection(line) >= 0.5 * area for line in lines):
-                r = RetentionResult(replace(r.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
+                r = _unkept(r)
             out.append(r)
         return out
 

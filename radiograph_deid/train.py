@@ -148,18 +148,29 @@ def _labelled_view(im: LabelledImage, root: Path, long_side: int) -> tuple[np.nd
 
 def build_site_dataset(out: Path, train: Sequence[LabelledImage], val: Sequence[LabelledImage], root: Path,
                        long_side: int = 1024, crop: int = 512, copies: int = 8, seed: int = 0) -> Path:
-    """A site's own labelled images as a YOLO dataset: several random crops of each detector view."""
+    """A site's own labelled images as a YOLO dataset: several random crops of each detector view to train on, and
+    each validation view whole in ``crop``-sized tiles. Validation sees the markers at the pixel scale training
+    and inference see them: a whole 1024-px view validated at the 512-px training size halves every marker (an
+    8-px line at 4 px), so the epoch kept as best was chosen on text too small to find."""
     rng = np.random.default_rng(seed)
     for split, images in (("train", train), ("val", val)):
         make_split_dirs(out, split)
         for i, im in enumerate(images):
             _, view, _, boxes = _labelled_view(im, root, long_side)
             h, w = view.shape
-            for k in range(copies if split == "train" else 1):
-                x0 = int(rng.integers(0, max(1, w - crop + 1))) if split == "train" else 0
-                y0 = int(rng.integers(0, max(1, h - crop + 1))) if split == "train" else 0
-                write_tile(out, split, f"{split}_{i:05d}_{k}", view, boxes, x0, y0, crop if split == "train" else max(h, w))
+            corners = [(int(rng.integers(0, max(1, w - crop + 1))), int(rng.integers(0, max(1, h - crop + 1))))
+                       for _ in range(copies)] if split == "train" else _grid(w, h, crop)
+            for k, (x0, y0) in enumerate(corners):
+                write_tile(out, split, f"{split}_{i:05d}_{k}", view, boxes, x0, y0, crop)
     return write_data_yaml(out)
+
+
+def _grid(w: int, h: int, size: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``size`` tiles covering a w x h view, the last of each row and column flush with its
+    edge (overlapping the one before) so that no tile is cut short."""
+    xs = sorted({min(x, max(0, w - size)) for x in range(0, max(1, w - size // 8), size)})
+    ys = sorted({min(y, max(0, h - size)) for y in range(0, max(1, h - size // 8), size)})
+    return [(x, y) for y in ys for x in xs]
 
 
 def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False, progress: bool = True) -> Path:
@@ -182,6 +193,40 @@ def train_detector(data_yaml: Path, plan: TrainPlan, resume: bool = False, progr
                     warmup_epochs=min(3.0, max(0.5, plan.epochs / 10)))
     best = plan.out / "weights" / "best.pt"
     return best if best.exists() else last
+
+
+@dataclass(frozen=True)
+class FineTuned:
+    """A fine-tuning run's best weights, with their validation score and the starting weights' on the same tiles
+    (``validation_score``)."""
+
+    best: Path
+    start_score: float
+    best_score: float
+
+    @property
+    def improved(self) -> bool:
+        return self.best_score > self.start_score
+
+
+def validation_score(weights: Path | str, data_yaml: Path, plan: TrainPlan) -> float:
+    """ultralytics' fitness of ``weights`` on the dataset's validation split (0.1 mAP50 + 0.9 mAP50-95): the score
+    training keeps its best epoch by."""
+    YOLO = _yolo()
+    metrics = YOLO(str(weights)).val(data=str(data_yaml), imgsz=plan.imgsz, batch=plan.batch, device=plan.device,
+                                     plots=False, verbose=False, project=str(plan.out.parent.resolve()),
+                                     name=f"{plan.out.name}-val", exist_ok=True)
+    return round(float(metrics.fitness), 4)
+
+
+def fine_tune(data_yaml: Path, plan: TrainPlan, progress: bool = True) -> FineTuned:
+    """Fine-tune ``plan.init`` on a site's images, scoring the weights it starts from and the best it ends with on
+    the same validation images. A few site images can leave the detector worse than it was (a new site's house
+    style, 20 images, 15 epochs: de-identification 51 -> 28 %, ``benchmarks/bench_site.py``); the caller keeps the
+    weights in use unless ``improved``."""
+    start = validation_score(plan.init, data_yaml, plan)
+    best = train_detector(data_yaml, plan, progress=progress)
+    return FineTuned(best, start, validation_score(best, data_yaml, plan))
 
 
 def _report_epochs(model, enabled: bool) -> None:  # type: ignore[no-untyped-def]

@@ -176,23 +176,33 @@ def _last_metrics(run: Path) -> dict[str, float]:
     return {k.strip(): round(float(v), 4) for k, v in row.items() if k and "metrics/" in k}
 
 
+class RoundNotBetter(RuntimeError):
+    """A fine-tuning round whose weights scored no better than the served weights on its validation images."""
+
+
 def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, cfg: Config, epochs: int = 10,
                    device: str = "cpu", seed: int = 0, val_fraction: float = 0.25) -> ModelVersion:
-    """Fine-tune the served detector on corrected images and publish the result; on any failure the served
+    """Fine-tune the served detector on corrected images and publish the result when it scores better than the
+    served weights on the round's validation images; otherwise (``RoundNotBetter``), and on any failure, the served
     version is left as it was (the exception says why)."""
-    from .train import TrainPlan, build_site_dataset, export_onnx, train_detector
+    from .train import TrainPlan, build_site_dataset, export_onnx, fine_tune
 
     train, val = split_site_images(images, val_fraction)
     start = store.current()
     data = build_site_dataset(work / "dataset", _as_png(train, work / "images", "train", cfg),
                               _as_png(val, work / "images", "val", cfg), work / "images", seed=seed)
     plan = TrainPlan(out=work / "run", epochs=epochs, batch=8, device=device, seed=seed, init=str(start.pt))
-    best = train_detector(data, plan)
-    onnx = export_onnx(best, work / "marker_detector.onnx")
+    tuned = fine_tune(data, plan, progress=False)
+    if not tuned.improved:
+        raise RoundNotBetter(f"the round's weights scored {tuned.best_score} on its {len(val)} validation image(s), "
+                             f"the served weights ({start.name}) {tuned.start_score}: not published, the served "
+                             "version stays; label more images and train again")
+    onnx = export_onnx(tuned.best, work / "marker_detector.onnx")
     info = {"started_from": start.name, "train_images": [im.key for im in train],
             "val_images": [im.key for im in val], "epochs": epochs, "device": device, "seed": seed,
-            "val_metrics": _last_metrics(plan.out)}
-    return store.publish(best, onnx, info)
+            "val_metrics": _last_metrics(plan.out), "val_score": {"started_from": tuned.start_score,
+                                                                  "published": tuned.best_score}}
+    return store.publish(tuned.best, onnx, info)
 
 
 def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:

@@ -5,6 +5,7 @@ Uses generated images only (no ../shared). The shipped models are loaded from th
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -1137,13 +1138,42 @@ def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path:
     for name, images in sets.items():
         write_labels(tmp_path / f"{name}.jsonl", images)
     onnx = tmp_path / "site.onnx"
-    assert main(["train", str(tmp_path / "run"), "--site-labels", str(tmp_path / "site.jsonl"), "--val-labels",
-                 str(tmp_path / "val.jsonl"), "--site-root", str(tmp_path), "--epochs", "1", "--export", str(onnx)]) == 0
-    bars = capsys.readouterr().err
+    code = main(["train", str(tmp_path / "run"), "--site-labels", str(tmp_path / "site.jsonl"), "--val-labels",
+                 str(tmp_path / "val.jsonl"), "--site-root", str(tmp_path), "--epochs", "1", "--export", str(onnx)])
+    out, bars = capsys.readouterr()
     assert "epoch 1/1" in bars and "batch" in bars and "mAP50=" in bars
-    det = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(onnx)))
-    assert det.size == 1024
-    det(cv2.imread(str(tmp_path / "s3.png"), cv2.IMREAD_GRAYSCALE))  # runs; accuracy after 1 epoch is not the point
+    start, tuned = (float(v) for v in re.search(r"starting weights ([\d.]+), fine-tuned ([\d.]+)", out).groups())
+    # exported only when the fine-tuned weights score better on the validation images than those they started from
+    assert (code, onnx.exists()) == ((0, True) if tuned > start else (1, False)), (start, tuned, bars[-300:])
+    if onnx.exists():
+        det = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(onnx)))
+        assert det.size == 1024
+        det(cv2.imread(str(tmp_path / "s3.png"), cv2.IMREAD_GRAYSCALE))  # runs; accuracy after 1 epoch is not the point
+
+
+def test_fine_tuned_weights_scoring_below_the_starting_weights_are_not_exported(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few site images can leave the detector worse than it was (``benchmarks/bench_site.py``): weights that score
+    below the ones they started from on the validation images are kept out of use, said so; better ones export.
+    Training itself is replaced here by a copy of the starting checkpoint, the scores by given ones."""
+    from radiograph_deid import train
+
+    images = labelled_synthetic(tmp_path, "s", 700, 600, range(30, 33), np.random.default_rng(3))
+    write_labels(tmp_path / "site.jsonl", images[:2])
+    write_labels(tmp_path / "val.jsonl", images[2:])
+    monkeypatch.setattr(train, "train_detector", lambda data, plan, **kw: Path(plan.init))
+    args = ["--site-labels", str(tmp_path / "site.jsonl"), "--val-labels", str(tmp_path / "val.jsonl"),
+            "--site-root", str(tmp_path), "--epochs", "1"]
+    for scores, code in (((0.5, 0.4), 1), ((0.5, 0.5), 1), ((0.4, 0.5), 0)):
+        told = iter(scores)
+        monkeypatch.setattr(train, "validation_score", lambda weights, data, plan: next(told))
+        exported: list[Path] = []
+        monkeypatch.setattr(train, "export_onnx", lambda best, dest: exported.append(dest) or dest)
+        assert main(["train", str(tmp_path / f"run{code}"), *args, "--export", str(tmp_path / "site.onnx")]) == code
+        out, err = capsys.readouterr()
+        assert f"starting weights {scores[0]}, fine-tuned {scores[1]}" in out
+        assert exported == ([] if code else [tmp_path / "site.onnx"])
+        assert ("not exported" in err) == bool(code)
 
 
 def test_glyph_training_command_learns_l_and_r_from_labelled_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -1386,3 +1416,20 @@ def test_hard_negatives_are_crops_around_the_detectors_false_boxes_with_the_hand
         rows = [[float(v) for v in line.split()] for line in (name.parent.parent.parent / "labels" / "train" /
                                                              f"{name.stem}.txt").read_text().splitlines()]
         assert not any(inside(cx * 512 + tx, cy * 512 + ty, dropped.xyxy, scale) for _, cx, cy, _, _ in rows)
+
+
+def test_site_validation_tiles_keep_the_pixel_scale_training_sees(tmp_path: Path) -> None:
+    """A site's validation views are written whole in training-sized tiles, not as one 1024-px view that
+    validation shrinks to the 512-px training size (an 8-px line at 4 px): the best epoch was kept on that."""
+    from radiograph_deid.marker_dataset import detector_view
+    from radiograph_deid.train import build_site_dataset
+
+    images = labelled_synthetic(tmp_path, "v", 1500, 1300, (50, 51), np.random.default_rng(8))
+    build_site_dataset(tmp_path / "ds", images[:1], images[1:], tmp_path)
+    view, scale = detector_view(cv2.imread(str(tmp_path / images[1].file), cv2.IMREAD_GRAYSCALE), 1024)
+    tiles = sorted((tmp_path / "ds" / "images" / "val").glob("*.png"))
+    assert len(tiles) == 4 and all(cv2.imread(str(t), cv2.IMREAD_GRAYSCALE).shape == (512, 512) for t in tiles)
+    heights = sorted(round((b.xyxy[3] - b.xyxy[1]) * scale) for b in images[1].boxes)
+    written = sorted({round(float(line.split()[4]) * 512) for t in tiles
+                      for line in (tmp_path / "ds" / "labels" / "val" / f"{t.stem}.txt").read_text().split("\n") if line})
+    assert set(written) <= {h + d for h in heights for d in (-1, 0, 1)} and written  # boxes at the view's own scale

@@ -29,8 +29,8 @@ from radiograph_deid.labels import LabelError
 from radiograph_deid.model_store import ModelStore
 from radiograph_deid.pixels import PixelDataError
 from radiograph_deid.worker_pool import NEXT_SERVED, ProcessEnded
-from radiograph_deid.workflows import (NotEnoughLabels, RedactionRefused, Served, SiteImage, finetune_round,
-                                       parse_box_label, redact_file)
+from radiograph_deid.workflows import (NotEnoughLabels, RedactionRefused, RoundNotBetter, Served, SiteImage,
+                                       finetune_round, parse_box_label, redact_file)
 
 from .destinations import Destination
 from .errors import bad_request, not_found, unprocessable, unsupported
@@ -166,7 +166,7 @@ class MarkersTrainer(TrainTask):
         work = self.store.root / "rounds" / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
         try:
             version = finetune_round(images, self.store, work, self.cfg, epochs, self.device, seed, val_fraction)
-        except NotEnoughLabels as exc:
+        except (NotEnoughLabels, RoundNotBetter) as exc:
             raise unprocessable(str(exc)) from exc
         self.served.get()  # this process serves the new weights at once; a server process on its next request
         return {"version": version.name, **version.info}

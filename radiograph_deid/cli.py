@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -95,7 +96,8 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
     t.add_argument("--device", default="cpu", help="cpu, or a CUDA device index such as 0")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
-    t.add_argument("--export", type=Path, help="also export the best weights to this ONNX path")
+    t.add_argument("--export", type=Path, help="also export the best weights to this ONNX path (with --site-labels: "
+                   "only if they score better on the validation images than the weights they started from)")
     t.add_argument("--init", type=Path, help="a .pt checkpoint to start from (default: the model yaml; with "
                    "--site-labels: the shipped weights)")
     t.add_argument("--hard-negatives", type=int, default=0, metavar="COPIES",
@@ -103,6 +105,9 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
                    "train-split images of --labels, with their hand labels (0: none)")
     t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives (default: the shipped)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar of each epoch")
+    t.add_argument("--config", type=Path, help="with --site-labels: the redaction settings the validation images are "
+                   "redacted with, before and after (see configs/redact.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
 
 
 def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -204,15 +209,21 @@ def _train(args: argparse.Namespace) -> int:
         data = build_site_dataset(args.out / "dataset", train_set, val_set, args.site_root, seed=args.seed)
         plan = TrainPlan(out=plan.out, epochs=args.epochs, batch=min(args.batch, 8), device=args.device,
                          seed=args.seed, init=str(args.init or SHIPPED_PT))
-        tuned = fine_tune(data, plan, progress=not args.no_progress)
-        print(f"validation score (0.1 mAP50 + 0.9 mAP50-95 on the --val-labels images): starting weights "
-              f"{tuned.start_score}, fine-tuned {tuned.best_score}")
+        tuned = fine_tune(data, plan, val_set, args.site_root, load_config(args.config, args.overrides),
+                          progress=not args.no_progress)
+        print(f"on the --val-labels images, redaction with the starting weights: {tuned.start_score}; "
+              f"with the fine-tuned: {tuned.best_score}")
         if not tuned.improved:
-            print(f"radiograph-deid train: the fine-tuned weights ({tuned.best}) score no better than the weights they "
-                  "started from on the validation images, so they were not exported: keep using the weights you "
-                  "have; label more images of the site (or check their labels) and train again", file=sys.stderr)
+            print(f"radiograph-deid train: the fine-tuned weights ({tuned.best}) redact the validation images no "
+                  "better than the weights they started from, so they were not exported: keep using the weights "
+                  "you have; label more images of the site (or check their labels) and train again", file=sys.stderr)
             return 1
-        return _export(tuned.best, args.export)
+        print(f"best weights: {tuned.best}")
+        if args.export:
+            args.export.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tuned.onnx, args.export)
+            print(f"exported: {args.export}")
+        return 0
     elif not (args.resume and (args.out / "dataset" / "data.yaml").exists()):
         data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val,
                                        args.seed, args.hard_negatives, args.miner)

@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -185,24 +185,24 @@ def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, c
     """Fine-tune the served detector on corrected images and publish the result when it scores better than the
     served weights on the round's validation images; otherwise (``RoundNotBetter``), and on any failure, the served
     version is left as it was (the exception says why)."""
-    from .train import TrainPlan, build_site_dataset, export_onnx, fine_tune
+    from .train import TrainPlan, build_site_dataset, fine_tune
 
     train, val = split_site_images(images, val_fraction)
     start = store.current()
-    data = build_site_dataset(work / "dataset", _as_png(train, work / "images", "train", cfg),
-                              _as_png(val, work / "images", "val", cfg), work / "images", seed=seed)
+    val_png = _as_png(val, work / "images", "val", cfg)
+    data = build_site_dataset(work / "dataset", _as_png(train, work / "images", "train", cfg), val_png,
+                              work / "images", seed=seed)
     plan = TrainPlan(out=work / "run", epochs=epochs, batch=8, device=device, seed=seed, init=str(start.pt))
-    tuned = fine_tune(data, plan, progress=False)
+    tuned = fine_tune(data, plan, val_png, work / "images", cfg, progress=False)
     if not tuned.improved:
-        raise RoundNotBetter(f"the round's weights scored {tuned.best_score} on its {len(val)} validation image(s), "
-                             f"the served weights ({start.name}) {tuned.start_score}: not published, the served "
-                             "version stays; label more images and train again")
-    onnx = export_onnx(tuned.best, work / "marker_detector.onnx")
+        raise RoundNotBetter(f"on the round's {len(val)} validation image(s), redaction with its weights: "
+                             f"{tuned.best_score}; with the served weights ({start.name}): {tuned.start_score}. "
+                             "Not published, the served version stays; label more images and train again")
     info = {"started_from": start.name, "train_images": [im.key for im in train],
             "val_images": [im.key for im in val], "epochs": epochs, "device": device, "seed": seed,
-            "val_metrics": _last_metrics(plan.out), "val_score": {"started_from": tuned.start_score,
-                                                                  "published": tuned.best_score}}
-    return store.publish(tuned.best, onnx, info)
+            "val_metrics": _last_metrics(plan.out), "val_redaction": {"started_from": asdict(tuned.start_score),
+                                                                      "published": asdict(tuned.best_score)}}
+    return store.publish(tuned.best, tuned.onnx, info)
 
 
 def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:

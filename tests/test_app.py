@@ -316,8 +316,11 @@ def test_training_round_swaps_weights_and_a_failed_round_changes_nothing(server,
     assert not pointer.exists()
     assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == "shipped"
     monkeypatch.undo()
-    scores = iter((0.1, 0.2))  # better than the served weights (a round that is not is refused: test_serving_lib)
-    monkeypatch.setattr("radiograph_deid.train.validation_score", lambda weights, data, plan: next(scores))
+    from radiograph_deid.train import SiteScore
+
+    # the round redacts its validation images better than the served weights (one that does not: test_serving_lib)
+    scores = iter((SiteScore(0.5, 1, 1), SiteScore(1, 1, 1)))
+    monkeypatch.setattr("radiograph_deid.train.pipeline_score", lambda onnx, images, root, cfg: next(scores))
     r = client.post("/train/markers?run_sync=true", json={"max_epochs": 1})
     assert r.status_code == 200, r.text
     version = json.loads(pointer.read_text())["version"]

@@ -110,8 +110,10 @@ def test_train_workflow_fine_tunes_and_publishes_beside_the_shipped_weights(tmp_
     """A round trains for real; its validation scores are given, better than the served weights' (one epoch on
     three phantoms is not; a round that scores no better is refused: test_serving_lib)."""
     pytest.importorskip("ultralytics")
-    scores = iter((0.1, 0.2))
-    monkeypatch.setattr("radiograph_deid.train.validation_score", lambda weights, data, plan: next(scores))
+    from radiograph_deid.train import SiteScore
+
+    scores = iter((SiteScore(0.5, 1, 1), SiteScore(1, 1, 1)))
+    monkeypatch.setattr("radiograph_deid.train.pipeline_score", lambda onnx, images, root, cfg: next(scores))
     images = [replace(im, patient=f"p{i}") for i, im in
               enumerate(labelled_synthetic(tmp_path, "im", 1000, 900, range(40, 43), np.random.default_rng(5)))]
     write_labels(tmp_path / "labels.jsonl", images)

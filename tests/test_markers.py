@@ -1142,9 +1142,10 @@ def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path:
                  str(tmp_path / "val.jsonl"), "--site-root", str(tmp_path), "--epochs", "1", "--export", str(onnx)])
     out, bars = capsys.readouterr()
     assert "epoch 1/1" in bars and "batch" in bars and "mAP50=" in bars
-    start, tuned = (float(v) for v in re.search(r"starting weights ([\d.]+), fine-tuned ([\d.]+)", out).groups())
-    # exported only when the fine-tuned weights score better on the validation images than those they started from
-    assert (code, onnx.exists()) == ((0, True) if tuned > start else (1, False)), (start, tuned, bars[-300:])
+    said = [float(v) for v in re.findall(r"([\d.]+) %", out)]
+    start, tuned = (said[0], said[1], -said[2]), (said[3], said[4], -said[5])  # de-identified, kept, false boxes
+    # exported only when the fine-tuned weights redact the validation images better than those they started from
+    assert (code, onnx.exists()) == ((0, True) if tuned > start else (1, False)), (out, bars[-300:])
     if onnx.exists():
         det = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(onnx)))
         assert det.size == 1024
@@ -1153,27 +1154,29 @@ def test_fine_tuning_on_site_images_exports_weights_the_detector_loads(tmp_path:
 
 def test_fine_tuned_weights_scoring_below_the_starting_weights_are_not_exported(
         tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A few site images can leave the detector worse than it was (``benchmarks/bench_site.py``): weights that score
-    below the ones they started from on the validation images are kept out of use, said so; better ones export.
-    Training itself is replaced here by a copy of the starting checkpoint, the scores by given ones."""
+    """A few site images can leave redaction worse than it was (``benchmarks/bench_site.py``): weights that redact the
+    validation images no better than the ones they started from are kept out of use, said so; better ones export.
+    Training and export are replaced here by copies of the shipped files, the redaction scores by given ones."""
     from radiograph_deid import train
+    from radiograph_deid.train import SiteScore
 
     images = labelled_synthetic(tmp_path, "s", 700, 600, range(30, 33), np.random.default_rng(3))
     write_labels(tmp_path / "site.jsonl", images[:2])
     write_labels(tmp_path / "val.jsonl", images[2:])
     monkeypatch.setattr(train, "train_detector", lambda data, plan, **kw: Path(plan.init))
+    monkeypatch.setattr(train, "export_onnx",
+                        lambda best, dest: dest.write_bytes(train.SHIPPED_ONNX.read_bytes()) and dest)
     args = ["--site-labels", str(tmp_path / "site.jsonl"), "--val-labels", str(tmp_path / "val.jsonl"),
             "--site-root", str(tmp_path), "--epochs", "1"]
-    for scores, code in (((0.5, 0.4), 1), ((0.5, 0.5), 1), ((0.4, 0.5), 0)):
+    worse, same, fewer_false = SiteScore(0.5, 1.0, 0.9), SiteScore(0.6, 1.0, 0.9), SiteScore(0.6, 1.0, 0.95)
+    for k, (scores, code) in enumerate((((same, worse), 1), ((same, same), 1), ((same, fewer_false), 0))):
         told = iter(scores)
-        monkeypatch.setattr(train, "validation_score", lambda weights, data, plan: next(told))
-        exported: list[Path] = []
-        monkeypatch.setattr(train, "export_onnx", lambda best, dest: exported.append(dest) or dest)
-        assert main(["train", str(tmp_path / f"run{code}"), *args, "--export", str(tmp_path / "site.onnx")]) == code
+        monkeypatch.setattr(train, "pipeline_score", lambda onnx, images, root, cfg: next(told))
+        dest = tmp_path / f"site{k}.onnx"
+        assert main(["train", str(tmp_path / f"run{k}"), *args, "--export", str(dest)]) == code
         out, err = capsys.readouterr()
-        assert f"starting weights {scores[0]}, fine-tuned {scores[1]}" in out
-        assert exported == ([] if code else [tmp_path / "site.onnx"])
-        assert ("not exported" in err) == bool(code)
+        assert f"starting weights: {scores[0]}; with the fine-tuned: {scores[1]}" in out
+        assert dest.exists() == (code == 0) and ("not exported" in err) == bool(code)
 
 
 def test_glyph_training_command_learns_l_and_r_from_labelled_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

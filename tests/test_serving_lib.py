@@ -85,13 +85,14 @@ def test_round_split_keeps_patients_on_one_side() -> None:
 
 def test_a_round_scoring_below_the_served_weights_is_not_published(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A round whose weights score below the served ones on its validation images leaves the served version in
-    place and says so; a better round publishes, with both scores in its info. Training is replaced by a copy of the
-    served checkpoint and the scores by given ones; reading the images and building the dataset are real."""
+    """A round whose weights redact its validation images worse than the served ones leaves the served version in
+    place and says so; a better round publishes, with both scores in its info. Training and export are replaced by
+    copies of the shipped files and the scores by given ones; reading the images and building the dataset are real."""
     import cv2
 
     from radiograph_deid import train
     from radiograph_deid.config import load_config
+    from radiograph_deid.train import SiteScore
     from radiograph_deid.workflows import RoundNotBetter, finetune_round
 
     box = (LabelledBox((20, 20, 40, 44), BoxClass.LATERALITY, "L"),)
@@ -101,12 +102,15 @@ def test_a_round_scoring_below_the_served_weights_is_not_published(tmp_path: Pat
         images.append(SiteImage(f"im{i}", tmp_path / f"im{i}.png", box, group=f"patient{i}"))
     store = ModelStore(tmp_path / "models")
     monkeypatch.setattr(train, "train_detector", lambda data, plan, **kw: Path(plan.init))
-    monkeypatch.setattr(train, "export_onnx", lambda best, dest: SHIPPED_ONNX)
-    told = iter((0.6, 0.5))
-    monkeypatch.setattr(train, "validation_score", lambda weights, data, plan: next(told))
-    with pytest.raises(RoundNotBetter, match="scored 0.5 .* 0.6: not published"):
+    monkeypatch.setattr(train, "export_onnx", lambda best, dest: dest.write_bytes(SHIPPED_ONNX.read_bytes()) and dest)
+    worse, better = SiteScore(0.5, 1.0, 1.0), SiteScore(1.0, 1.0, 1.0)
+    told = iter((better, worse))
+    monkeypatch.setattr(train, "pipeline_score", lambda onnx, images, root, cfg: next(told))
+    with pytest.raises(RoundNotBetter, match="its weights: de-identified 50.0 %.*served weights .*100.0 %"):
         finetune_round(images, store, tmp_path / "round1", load_config(None, []), epochs=1)
     assert store.current().name == SHIPPED and not store.pointer.exists()
-    told = iter((0.5, 0.6))
+    told = iter((worse, better))
     version = finetune_round(images, store, tmp_path / "round2", load_config(None, []), epochs=1)
-    assert store.current() == version and version.info["val_score"] == {"started_from": 0.5, "published": 0.6}
+    assert store.current() == version and version.onnx.read_bytes() == SHIPPED_ONNX.read_bytes()
+    assert version.info["val_redaction"]["started_from"]["deidentified"] == 0.5
+    assert version.info["val_redaction"]["published"]["deidentified"] == 1.0

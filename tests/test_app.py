@@ -318,13 +318,20 @@ def test_training_round_swaps_weights_and_a_failed_round_changes_nothing(server,
     monkeypatch.undo()
     from radiograph_deid.train import SiteScore
 
-    # the round redacts its validation images better than the served weights (one that does not: test_serving_lib)
+    # the round redacts its validation images better than the served weights: published and served
     scores = iter((SiteScore(0.5, 1, 1), SiteScore(1, 1, 1)))
     monkeypatch.setattr("radiograph_deid.train.pipeline_score", lambda onnx, images, root, cfg: next(scores))
     r = client.post("/train/markers?run_sync=true", json={"max_epochs": 1})
     assert r.status_code == 200, r.text
     version = json.loads(pointer.read_text())["version"]
-    assert r.json()["version"] == version and set(r.json()["val_images"]).isdisjoint(r.json()["train_images"])
+    assert r.json()["published"] and r.json()["version"] == version
+    assert set(r.json()["val_images"]).isdisjoint(r.json()["train_images"])
+    assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == version
+    # a round that redacts them worse is not published, says why, and the served version stays
+    scores = iter((SiteScore(1, 1, 1), SiteScore(0.5, 1, 1)))
+    r = client.post("/train/markers?run_sync=true", json={"max_epochs": 1})
+    assert r.status_code == 200 and not r.json()["published"] and "Not published" in r.json()["reason"], r.text
+    assert r.json()["serving"] == version == json.loads(pointer.read_text())["version"]
     assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == version
     assert workflows is not None
 

@@ -114,11 +114,16 @@ def test_annotation_round_over_orthanc(lab) -> None:
             break
         time.sleep(1)
     assert status["status"] == "DONE", status
-    pointer = json.loads((tmp / "workspace" / "models" / "current.json").read_text())
-    assert sorted(pointer["train_images"] + pointer["val_images"]) == sorted(labelled)
-
-    again = requests.post(f"{server}/infer/markers?image={labelled[0]}&output=json").json()
-    assert again["model"] == pointer["version"], "the server did not pick up the new weights"
+    # one epoch may or may not redact the round's validation images better than the shipped weights: published
+    # only if it does (the decision itself is tested with given scores in test_app and test_serving_lib)
+    current = tmp / "workspace" / "models" / "current.json"
+    served = requests.post(f"{server}/infer/markers?image={labelled[0]}&output=json").json()["model"]
+    if current.exists():
+        pointer = json.loads(current.read_text())
+        assert sorted(pointer["train_images"] + pointer["val_images"]) == sorted(labelled)
+        assert served == pointer["version"], "the server did not pick up the new weights"
+    else:
+        assert served == "shipped"
 
     r = requests.post(f"{server}/infer/redact?image={labelled[0]}&output=image")
     assert r.status_code == 200, r.text

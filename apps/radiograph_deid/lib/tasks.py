@@ -166,10 +166,13 @@ class MarkersTrainer(TrainTask):
         work = self.store.root / "rounds" / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
         try:
             version = finetune_round(images, self.store, work, self.cfg, epochs, self.device, seed, val_fraction)
-        except (NotEnoughLabels, RoundNotBetter) as exc:
+        except NotEnoughLabels as exc:
             raise unprocessable(str(exc)) from exc
+        except RoundNotBetter as exc:  # a round's outcome, not a failure: the served weights stay, and why is said
+            log.warning("training round not published: %s", exc)
+            return {"published": False, "serving": self.store.current().name, "reason": str(exc)}
         self.served.get()  # this process serves the new weights at once; a server process on its next request
-        return {"version": version.name, **version.info}
+        return {"published": True, "version": version.name, **version.info}
 
 
 class UncertaintyCache:

@@ -1,0 +1,240 @@
+"""A new site: the shipped detector on a site's own house style, before and after fine-tuning on 20 of its images.
+
+    python benchmarks/bench_site.py [--sites 3] [--epochs 20] [--out benchmarks/results/site.json]
+
+The paper (Khosravi et al.) fine-tuned its detector on 20 images of an external site and reported the figures on
+those same images. Here each site's 20 training images, the 10 images the fine-tuning picks its best epoch on, and
+the 40 images the figures are measured on are different patients' radiographs (the Hannover images of
+``data/real_markers.jsonl``: its train split for the first two sets, its validation split for the third; the real
+markers already in them stay labelled).
+
+A site is one modality's house style, drawn once from the site's seed, as a hospital's images carry it: an overlay
+block of three lines (name, ID, date and time) in one corner, in one font (Debian's WenQuanYi Micro Hei, Garuda or
+Lohit when installed: fonts the detector never saw; else DejaVu), one size, one grey level and one opacity; a
+vendor's pictogram in a tile at one place; and the site's lead markers (L or R, in its font, bare, on a tile or in
+a ring, near the top edge). The names, IDs, dates and sides vary image by image; positions move a little.
+
+Fine-tuned as ``radiograph-deid train --site-labels`` does (``train.fine_tune``), which exports the weights only
+when they redact the 10 validation images better than the shipped ones (``train.pipeline_score``). Scored as
+``radiograph-deid evaluate`` scores (``evaluate.evaluate``, the shipped defaults but for the weights):
+de-identification accuracy, false boxes, retention, AUPRC and mAP50 with the shipped weights, with the fine-tuned
+ones, and with those in use after the run (the fine-tuned where exported, else the shipped). Needs the train extra
+(``bash scripts/setup.sh --train``) and ../shared/data (the labelled backgrounds); about 8 minutes per site on
+2 CPU cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from radiograph_deid.config import load_config
+from radiograph_deid.enums import BoxClass
+from radiograph_deid.evaluate import evaluate, labelled_items
+from radiograph_deid.labels import LabelledBox, LabelledImage, read_labels, write_labels
+from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, font_files
+from radiograph_deid.pipeline import MarkerDecider
+from radiograph_deid.train import SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
+
+from data_paths import SHARED_DATA  # beside this script
+
+LABELS = Path(__file__).resolve().parents[1] / "data" / "real_markers.jsonl"
+NEW_FONTS = ("wqy/wqy-microhei.ttc", "tlwg/Garuda.ttf", "tlwg/Garuda-Bold.ttf", "lohit-devanagari/Lohit-Devanagari.ttf")
+NAMES = ("NOWAK^ANNA", "OKAFOR^JOHN", "ROSSI^MARIA", "TANAKA^YUKI", "DUBOIS^PIERRE", "LARSEN^SVEN", "SILVA^ELENA")
+
+
+@dataclass(frozen=True)
+class HouseStyle:
+    """What one site's modality burns into every image; fractions are of the image's long side."""
+
+    font: str
+    text_height: float
+    corner: str  # "tl", "tr", "bl" or "br"
+    grey: float  # 0-1 display level of the overlay's ink
+    opacity: float
+    icon_at: tuple[float, float]  # the pictogram's centre, as fractions of width and height
+    marker_style: str  # "bare", "tile" or "ring"
+    marker_height: float
+    long_side: int  # the site's plate in pixels (the shared radiographs are 640 px: upsampled to it)
+
+
+def house_style(seed: int) -> HouseStyle:
+    rng = np.random.default_rng(seed)
+    fonts = [str(SYSTEM_FONT_DIR / f) for f in NEW_FONTS if (SYSTEM_FONT_DIR / f).is_file()] or \
+        [str(f) for f in font_files()]
+    return HouseStyle(str(fonts[int(rng.integers(len(fonts)))]), float(rng.uniform(0.006, 0.011)),
+                      str(rng.choice(["tl", "tr", "bl", "br"])), float(rng.choice([0.92, 0.75, 0.1])),
+                      float(rng.uniform(0.55, 0.9)), (float(rng.uniform(0.6, 0.95)), float(rng.uniform(0.85, 0.95))),
+                      str(rng.choice(["bare", "tile", "ring"])), float(rng.uniform(0.02, 0.035)),
+                      int(rng.integers(2000, 3001)))
+
+
+def _text(text: str, height: int, font: str) -> np.ndarray:
+    """``text`` as an alpha mask cut to its ink, capitals about ``height`` px tall."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    f = ImageFont.truetype(font, max(6, int(height * 1.4)))
+    x0, y0, x1, y1 = f.getbbox(text)
+    img = Image.new("L", (x1 - x0 + 4, y1 - y0 + 4), 0)
+    ImageDraw.Draw(img).text((2 - x0, 2 - y0), text, fill=255, font=f)
+    alpha = np.asarray(img, np.float32) / 255.0
+    ys, xs = np.nonzero(alpha > 0.05)
+    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def _paste(img: np.ndarray, alpha: np.ndarray, x: int, y: int, grey: float, opacity: float) -> tuple[int, ...]:
+    h, w = alpha.shape
+    region = img[y : y + h, x : x + w]
+    a = alpha[: region.shape[0], : region.shape[1]] * opacity
+    region[:] = region * (1 - a) + grey * a
+    return x, y, x + region.shape[1], y + region.shape[0]
+
+
+def _icon(side: int) -> np.ndarray:
+    """A vendor's pictogram: a tile with a tube and a detector drawn dark on it."""
+    tile = np.ones((side, side), np.float32)
+    s = side / 10
+    cv2.circle(tile, (int(3 * s), int(3 * s)), int(1.3 * s), 0.0, -1)
+    cv2.rectangle(tile, (int(2 * s), int(7 * s)), (int(8 * s), int(8 * s)), 0.0, -1)
+    cv2.line(tile, (int(3 * s), int(4.5 * s)), (int(5 * s), int(6.5 * s)), 0.0, max(1, int(s // 2)))
+    return tile
+
+
+def _marker(side: str, height: int, style: HouseStyle) -> np.ndarray:
+    glyph = _text(side, height, style.font)
+    if style.marker_style == "bare":
+        return glyph
+    pad = max(2, height // 4)
+    h, w = glyph.shape
+    if style.marker_style == "ring":
+        d = int(np.hypot(h, w)) + 2 * pad
+        canvas = np.zeros((d, d), np.float32)
+        canvas[(d - h) // 2 : (d - h) // 2 + h, (d - w) // 2 : (d - w) // 2 + w] = glyph
+        cv2.circle(canvas, (d // 2, d // 2), d // 2 - 1, 1.0, max(1, d // 18), cv2.LINE_AA)
+        return canvas
+    tile = np.full((h + 2 * pad, w + 2 * pad), 0.6, np.float32)
+    tile[pad : pad + h, pad : pad + w] = np.maximum(tile[pad : pad + h, pad : pad + w], glyph)
+    return tile
+
+
+def burn_site(gray: np.ndarray, style: HouseStyle, rng: np.random.Generator) -> tuple[np.ndarray, list[LabelledBox]]:
+    """The image with the site's overlay, pictogram and lead marker burned in, and their labels."""
+    img = gray.astype(np.float32) / 255.0
+    H, W = img.shape
+    long_side = max(H, W)
+    th = max(8, int(style.text_height * long_side))
+    lines = [str(NAMES[int(rng.integers(len(NAMES)))]), f"ID {int(rng.integers(10**6, 10**8)):08d}",
+             f"{int(rng.integers(1, 29)):02d}.{int(rng.integers(1, 13)):02d}.{int(rng.integers(2000, 2027))} "
+             f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}"]
+    masks = [_text(t, th, style.font) for t in lines]
+    margin = int(0.02 * long_side + rng.integers(0, max(1, th)))
+    block_h = sum(m.shape[0] for m in masks) + th * (len(masks) - 1) // 2
+    y = margin if style.corner[0] == "t" else H - margin - block_h
+    boxes = []
+    for text, m in zip(lines, masks):
+        x = margin if style.corner[1] == "l" else W - margin - m.shape[1]
+        boxes.append(LabelledBox(_paste(img, m, x, y, style.grey, style.opacity), BoxClass.OTHER_MARKER, text))
+        y += m.shape[0] + th // 2
+    side = max(12, int(0.012 * long_side))
+    icon = _icon(side)
+    ix = int(style.icon_at[0] * W + rng.integers(-side, side + 1)) - side // 2
+    iy = int(style.icon_at[1] * H + rng.integers(-side, side + 1)) - side // 2
+    boxes.append(LabelledBox(_paste(img, icon, ix, iy, 0.9, 1.0), BoxClass.OTHER_MARKER, "icon"))
+    letter = str(rng.choice(["L", "R"]))
+    marker = _marker(letter, int(style.marker_height * long_side), style)
+    mx = int(rng.uniform(0.1, 0.9) * (W - marker.shape[1]))
+    my = int(rng.uniform(0.03, 0.08) * H)
+    boxes.append(LabelledBox(_paste(img, marker, mx, my, 0.95, 1.0), BoxClass.LATERALITY, letter))
+    noisy = img + rng.normal(0, 0.01, img.shape).astype(np.float32)
+    return (np.clip(noisy, 0, 1) * 255).astype(np.uint8), boxes
+
+
+def _clear_of(boxes: tuple[LabelledBox, ...], new: list[LabelledBox]) -> bool:
+    """Whether no burned box overlaps a real marker already in the image (each label must stay readable alone)."""
+    return all(b.xyxy[2] <= r.xyxy[0] or r.xyxy[2] <= b.xyxy[0] or b.xyxy[3] <= r.xyxy[1] or r.xyxy[3] <= b.xyxy[1]
+               for b in new for r in boxes)
+
+
+def site_images(out: Path, name: str, style: HouseStyle, sources: list[LabelledImage], rng: np.random.Generator
+                ) -> list[LabelledImage]:
+    images = []
+    for k, src in enumerate(sources):
+        gray = cv2.imread(str(SHARED_DATA / src.file), cv2.IMREAD_GRAYSCALE)
+        s = style.long_side / max(gray.shape)
+        gray = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC)
+        real = tuple(replace(b, xyxy=tuple(int(round(v * s)) for v in b.xyxy)) for b in src.boxes)
+        for _ in range(5):
+            burned, boxes = burn_site(gray, style, rng)
+            if _clear_of(real, boxes):
+                break
+        else:
+            continue
+        file = f"{name}_{k:03d}.png"
+        cv2.imwrite(str(out / file), burned)
+        images.append(LabelledImage(file, burned.shape[1], burned.shape[0], real + tuple(boxes)))
+    return images
+
+
+def score(weights: str, images: list[LabelledImage], root: Path) -> dict:
+    cfg = load_config(None, [f"detector.weights={weights}"] if weights else [])
+    metrics, _ = evaluate(MarkerDecider(cfg), labelled_items(images, root))
+    return {k: v for k, v in asdict(metrics).items() if k not in ("seconds_per_image",)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sites", type=int, default=3)
+    ap.add_argument("--train", type=int, default=20)
+    ap.add_argument("--tune-val", type=int, default=10)
+    ap.add_argument("--test", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--work", type=Path, default=Path("runs/bench_site"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "site.json")
+    args = ap.parse_args()
+    if not LABELS.is_file() or not (SHARED_DATA / "hannover").is_dir():
+        raise SystemExit(f"bench_site needs the labelled backgrounds: {LABELS} and {SHARED_DATA / 'hannover'}")
+    labelled = [im for im in read_labels(LABELS) if im.file.startswith("hannover/")]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(labelled))
+    pool = {s: [labelled[i] for i in order if labelled[i].split == s] for s in ("train", "val")}
+    results = []
+    for site in range(args.sites):
+        style = house_style(1000 + site)
+        root = args.work / f"site{site}"
+        root.mkdir(parents=True, exist_ok=True)
+        site_rng = np.random.default_rng(site)
+        train_src = pool["train"][site * 7 % 20 :][: args.train + args.tune_val]
+        sets = {"train": site_images(root, "train", style, train_src[: args.train], site_rng),
+                "tune": site_images(root, "tune", style, train_src[args.train :], site_rng),
+                "test": site_images(root, "test", style, pool["val"][: args.test], site_rng)}
+        for split, images in sets.items():
+            write_labels(root / f"{split}.jsonl", images)
+        before = score("", sets["test"], root)
+        data = build_site_dataset(root / "dataset", sets["train"], sets["tune"], root)
+        t0 = time.perf_counter()
+        tuned = fine_tune(data, TrainPlan(out=root / "run", epochs=args.epochs, init=str(SHIPPED_PT)), sets["tune"],
+                          root, load_config(None, []), progress=False)
+        seconds = time.perf_counter() - t0
+        after = score(str(tuned.onnx), sets["test"], root)
+        results.append({"site": site, "style": {**asdict(style), "font": Path(style.font).name},
+                        "images": {k: len(v) for k, v in sets.items()}, "train_seconds": round(seconds, 1),
+                        "validation_redaction": {"start": asdict(tuned.start_score),
+                                                 "fine_tuned": asdict(tuned.best_score)},
+                        "exported": tuned.improved, "before": before, "fine_tuned": after,
+                        "in_use": after if tuned.improved else before})
+        print(json.dumps(results[-1]), flush=True)
+    report = {"epochs": args.epochs, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+              "sites": results}
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -35,11 +35,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from radiograph_deid.boxes import iou
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxClass
 from radiograph_deid.evaluate import evaluate, labelled_items
 from radiograph_deid.labels import LabelledBox, LabelledImage, read_labels, write_labels
-from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, font_files
+from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, _render_ttf, _tight, font_files
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.train import SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
 
@@ -77,16 +78,9 @@ def house_style(seed: int) -> HouseStyle:
 
 
 def _text(text: str, height: int, font: str) -> np.ndarray:
-    """``text`` as an alpha mask cut to its ink, capitals about ``height`` px tall."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    f = ImageFont.truetype(font, max(6, int(height * 1.4)))
-    x0, y0, x1, y1 = f.getbbox(text)
-    img = Image.new("L", (x1 - x0 + 4, y1 - y0 + 4), 0)
-    ImageDraw.Draw(img).text((2 - x0, 2 - y0), text, fill=255, font=f)
-    alpha = np.asarray(img, np.float32) / 255.0
-    ys, xs = np.nonzero(alpha > 0.05)
-    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    """``text`` as an alpha mask cut to its ink, capitals about ``height`` px tall, in ``font``: as the training
+    data's text is drawn (``marker_synth``), but in the site's one font."""
+    return _tight(_render_ttf(text, height, Path(font)))
 
 
 def _paste(img: np.ndarray, alpha: np.ndarray, x: int, y: int, grey: float, opacity: float) -> tuple[int, ...]:
@@ -158,8 +152,7 @@ def burn_site(gray: np.ndarray, style: HouseStyle, rng: np.random.Generator) -> 
 
 def _clear_of(boxes: tuple[LabelledBox, ...], new: list[LabelledBox]) -> bool:
     """Whether no burned box overlaps a real marker already in the image (each label must stay readable alone)."""
-    return all(b.xyxy[2] <= r.xyxy[0] or r.xyxy[2] <= b.xyxy[0] or b.xyxy[3] <= r.xyxy[1] or r.xyxy[3] <= b.xyxy[1]
-               for b in new for r in boxes)
+    return all(iou(b.xyxy, r.xyxy) == 0 for b in new for r in boxes)
 
 
 def site_images(out: Path, name: str, style: HouseStyle, sources: list[LabelledImage], rng: np.random.Generator

@@ -42,7 +42,7 @@ from radiograph_deid.evaluate import evaluate, labelled_items
 from radiograph_deid.labels import LabelledBox, LabelledImage, read_labels, write_labels
 from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, _render_ttf, _tight, font_files
 from radiograph_deid.pipeline import MarkerDecider
-from radiograph_deid.train import SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
+from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
 
 from data_paths import SHARED_DATA  # beside this script
 
@@ -213,7 +213,7 @@ def main() -> None:
         data = build_site_dataset(root / "dataset", sets["train"], sets["tune"], root)
         t0 = time.perf_counter()
         tuned = fine_tune(data, TrainPlan(out=root / "run", epochs=args.epochs, init=str(SHIPPED_PT)), sets["tune"],
-                          root, load_config(None, []), progress=False)
+                          root, load_config(None, []), progress=False, start_onnx=SHIPPED_ONNX)
         seconds = time.perf_counter() - t0
         after = score(str(tuned.onnx), sets["test"], root)
         results.append({"site": site, "style": {**asdict(style), "font": Path(style.font).name},

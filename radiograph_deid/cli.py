@@ -194,7 +194,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .labels import read_labels
-    from .train import SHIPPED_PT, TrainPlan, build_site_dataset, build_synthetic_dataset, fine_tune, train_detector
+    from .train import (SHIPPED_ONNX, SHIPPED_PT, TrainPlan, build_site_dataset, build_synthetic_dataset, fine_tune,
+                        train_detector)
 
     args.out.mkdir(parents=True, exist_ok=True)
     plan = TrainPlan(out=args.out / "run", epochs=args.epochs, batch=args.batch, device=args.device, seed=args.seed,
@@ -210,7 +211,7 @@ def _train(args: argparse.Namespace) -> int:
         plan = TrainPlan(out=plan.out, epochs=args.epochs, batch=min(args.batch, 8), device=args.device,
                          seed=args.seed, init=str(args.init or SHIPPED_PT))
         tuned = fine_tune(data, plan, val_set, args.site_root, load_config(args.config, args.overrides),
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, start_onnx=None if args.init else SHIPPED_ONNX)
         print(f"on the --val-labels images, redaction with the starting weights: {tuned.start_score}; "
               f"with the fine-tuned: {tuned.best_score}")
         if not tuned.improved:

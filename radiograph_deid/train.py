@@ -239,13 +239,14 @@ def pipeline_score(onnx: Path, images: Sequence[LabelledImage], root: Path, cfg:
 
 
 def fine_tune(data_yaml: Path, plan: TrainPlan, val: Sequence[LabelledImage], root: Path, cfg: "Config",
-              progress: bool = True) -> FineTuned:
-    """Fine-tune ``plan.init`` on a site's images; the weights it starts from and the best it ends with are both
-    run through the redaction stage on the site's validation images ``val`` (``pipeline_score``). A few site images
-    can leave the pipeline worse than it was (a new site's house style, 20 images, 15 epochs: 82 -> 67 % of its
-    images de-identified, ``benchmarks/bench_site.py``); the caller keeps the weights in use unless ``improved``."""
+              progress: bool = True, start_onnx: Path | None = None) -> FineTuned:
+    """Fine-tune ``plan.init`` on a site's images; the weights it starts from (``start_onnx``, their ONNX where the
+    caller has it, else exported here) and the best it ends with are both run through the redaction stage on the
+    site's validation images ``val`` (``pipeline_score``). A few site images can leave the pipeline worse than it
+    was (a new site's house style, 20 images, 15 epochs: 82 -> 67 % of its images de-identified,
+    ``benchmarks/bench_site.py``); the caller keeps the weights in use unless ``improved``."""
     work = plan.out.parent
-    start = pipeline_score(export_onnx(Path(plan.init), work / "start.onnx"), val, root, cfg)
+    start = pipeline_score(start_onnx or export_onnx(Path(plan.init), work / "start.onnx"), val, root, cfg)
     best = train_detector(data_yaml, plan, progress=progress)
     onnx = export_onnx(best, work / "fine_tuned.onnx")
     return FineTuned(best, onnx, start, pipeline_score(onnx, val, root, cfg))

@@ -193,7 +193,7 @@ def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, c
     data = build_site_dataset(work / "dataset", _as_png(train, work / "images", "train", cfg), val_png,
                               work / "images", seed=seed)
     plan = TrainPlan(out=work / "run", epochs=epochs, batch=8, device=device, seed=seed, init=str(start.pt))
-    tuned = fine_tune(data, plan, val_png, work / "images", cfg, progress=False)
+    tuned = fine_tune(data, plan, val_png, work / "images", cfg, progress=False, start_onnx=start.onnx)
     if not tuned.improved:
         raise RoundNotBetter(f"on the round's {len(val)} validation image(s), redaction with its weights: "
                              f"{tuned.best_score}; with the served weights ({start.name}): {tuned.start_score}. "

@@ -26,7 +26,7 @@ from .dicom_profile import HeaderDeidentifier
 from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, read_dicom,
                      read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
-from .glyphs import lone_ring
+from .glyphs import lone_disc, lone_ring
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -208,12 +208,14 @@ class MarkerDecider:
 
     def _rings_spared(self, gray: np.ndarray, found: list[tuple[Box, BoxAction]]) -> list[tuple[Box, BoxAction]]:
         """The marker detector's boxes that hold a ring alone (``glyphs.lone_ring``: an ECG electrode, a nipple
-        marker, a ring drawn round a finding) rejected: no text is in them, and a fill would black out what the
-        ring marks. Boxes any reader read stay as they are."""
+        marker, a ring drawn round a finding) or a spot alone (``glyphs.lone_disc``: a speck of dust, a
+        granuloma) rejected: no text is in them, and a fill would black out what the ring marks or what the spot
+        is. Boxes any reader read stay as they are."""
         if not self.cfg.detector.spare_rings:
             return found
         return [(b, BoxAction.REJECTED if a is not BoxAction.REJECTED and b.source == MARKER_SOURCE and not b.text
-                 and lone_ring(gray, b.x0, b.y0, b.x1, b.y1) else a) for b, a in found]
+                 and (lone_ring(gray, b.x0, b.y0, b.x1, b.y1) or lone_disc(gray, b.x0, b.y0, b.x1, b.y1))
+                 else a) for b, a in found]
 
     def _filled(self, gray: np.ndarray, res: RetentionResult, unread: Sequence[Box] = ()) -> Decided:
         """The region a decided box fills (its margin; the rest of its text line, as its strokes continue and as

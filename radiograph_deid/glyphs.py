@@ -591,14 +591,14 @@ def train_glyph_classifier(dest: Path, n_train: int = 60000, n_val: int = 6000, 
 
 
 def lone_disc(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
-    """Whether the box [x0, x1) x [y0, y1) of a grey view holds one round spot alone on plain ground: a speck of
-    dust, a lead shot, a calcified granuloma. The marker detector boxes bright specks as markers at 0.45-0.85
-    (11 of 16 false boxes on a site's 40 plates); a spot is no text, and a fill blacks out what may be a finding.
-    The view less its smooth lighting is sampled around the spot's peak, as it is and smoothed a pixel (a thin
-    stroke's peak, or a noisy pixel's, drops; a spot's stays): each way, ink of one polarity stands on 85 % of the
-    angles from the peak out to the spot's edge, and beyond its fading skirt, out past the box's edge, the ground
-    holds no ink of either polarity on more than 15 % of the angles (a dot-matrix character's next dot, the rest
-    of a small letter)."""
+    """Whether the box [x0, x1) x [y0, y1) of a grey view holds one round spot alone on plain ground, brightest
+    (or darkest) at its centre and fading out: a speck of dust, a small calcification. The marker detector boxes
+    bright specks as markers at 0.45-0.85 (10 of 16 false boxes on a site's 40 plates); a spot is no text, and a
+    fill blacks out what may be a finding. The view less its smooth lighting is sampled around the spot's peak,
+    as it is and smoothed a pixel (a thin stroke's peak, or a noisy pixel's, drops; a spot's stays): each way,
+    ink of one polarity stands on 85 % of the angles from the peak out to the spot's edge, and beyond its fading
+    skirt, out past the box's edge, the ground holds no ink of either polarity on more than 15 % of the angles
+    (a dot-matrix character's next dot, the rest of a small letter)."""
     w, h = x1 - x0, y1 - y0
     size = max(w, h)
     if size < 5 or size > 1.5 * min(w, h):

@@ -1286,6 +1286,26 @@ def test_evaluate_warns_when_the_synthetic_set_cannot_be_the_recorded_one(monkey
     assert "de-identification accuracy" in captured.out
 
 
+def _decided_on(view: np.ndarray, boxes: list[Box], overrides: tuple[str, ...] | list[str] = ()) -> tuple:
+    """``MarkerDecider.decide`` on ``view`` with a detector that finds exactly ``boxes``, each to redact."""
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(b, BoxAction.REDACTED) for b in boxes]
+
+    return MarkerDecider(load_config(overrides=list(overrides)), Found()).decide(view)
+
+
+def _assert_spared(view: np.ndarray, boxes: list[Box], n: int, region: tuple[slice, slice]) -> None:
+    """The first ``n`` of ``boxes`` are rejected and ``region`` is left as it was, every other box is decided;
+    with ``detector.spare_rings`` off none is rejected."""
+    rejected, decided = _decided_on(view, boxes)
+    assert [b for b, _ in rejected] == boxes[:n]
+    assert [d.box.x0 for d in decided] == [b.x0 for b in boxes[n:]]
+    assert (redacted_view(view, decided)[region] == view[region]).all()
+    assert _decided_on(view, boxes, ["detector.spare_rings=false"])[0] == []
+
+
 def test_a_ring_boxed_alone_is_not_filled_but_a_circled_letter_and_a_zero_are() -> None:
     """The marker detector boxed a small bright ring on a chest film (an electrode or nipple marker) at 0.72: no
     text, and its fill blacked out what it marked. A box holding a ring alone on plain ground is rejected; a ring
@@ -1303,17 +1323,7 @@ def test_a_ring_boxed_alone_is_not_filled_but_a_circled_letter_and_a_zero_are() 
              Box(357, 84, 385, 118, 0.7, BoxClass.OTHER_MARKER, source="marker-yolo"),
              Box(473, 83, 508, 118, 0.9, BoxClass.OTHER_MARKER, text="O", source="rapidocr-text")]
 
-    class Found:
-        def __call__(self, v: np.ndarray) -> list:
-            return [(b, BoxAction.REDACTED) for b in boxes]
-
-    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
-    assert [b for b, _ in rejected] == boxes[:1]
-    assert [d.box.x0 for d in decided] == [b.x0 for b in boxes[1:]]
-    out = redacted_view(view, decided)
-    assert (out[83:118, 33:68] == view[83:118, 33:68]).all()  # the ring and the ground it marks stay
-    rejected, _ = MarkerDecider(load_config(overrides=["detector.spare_rings=false"]), Found()).decide(view)
-    assert rejected == []
+    _assert_spared(view, boxes, 1, (slice(83, 118), slice(33, 68)))  # the ring and the ground it marks stay
 
 
 def test_a_speck_boxed_alone_is_not_filled_but_a_pair_of_dots_and_a_small_letter_are() -> None:
@@ -1342,17 +1352,7 @@ def test_a_speck_boxed_alone_is_not_filled_but_a_pair_of_dots_and_a_small_letter
              Box(444, 75, 454, 88, 0.5, BoxClass.OTHER_MARKER, source="marker-yolo"),
              Box(545, 76, 555, 84, 0.9, BoxClass.OTHER_MARKER, text=".", source="rapidocr-text")]
 
-    class Found:
-        def __call__(self, v: np.ndarray) -> list:
-            return [(b, BoxAction.REDACTED) for b in boxes]
-
-    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
-    assert [b for b, _ in rejected] == boxes[:2]
-    assert [d.box.x0 for d in decided] == [b.x0 for b in boxes[2:]]
-    out = redacted_view(view, decided)
-    assert (out[70:90, 15:160] == view[70:90, 15:160]).all()  # the specks and the ground around them stay
-    rejected, _ = MarkerDecider(load_config(overrides=["detector.spare_rings=false"]), Found()).decide(view)
-    assert rejected == []
+    _assert_spared(view, boxes, 2, (slice(70, 90), slice(15, 160)))  # the specks and the ground around them stay
 
 
 def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_letter_beside_it_is_kept() -> None:

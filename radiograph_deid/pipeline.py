@@ -208,9 +208,9 @@ class MarkerDecider:
 
     def _rings_spared(self, gray: np.ndarray, found: list[tuple[Box, BoxAction]]) -> list[tuple[Box, BoxAction]]:
         """The marker detector's boxes that hold a ring alone (``glyphs.lone_ring``: an ECG electrode, a nipple
-        marker, a ring drawn round a finding) or a spot alone (``glyphs.lone_disc``: a speck of dust, a
-        small calcification) rejected: no text is in them, and a fill would black out what the ring marks or what the spot
-        is. Boxes any reader read stay as they are."""
+        marker, a ring drawn round a finding) or a spot alone (``glyphs.lone_disc``: a speck of dust, a small
+        calcification) rejected: no text is in them, and a fill would black out what the ring marks or what the
+        spot is. Boxes any reader read stay as they are."""
         if not self.cfg.detector.spare_rings:
             return found
         return [(b, BoxAction.REJECTED if a is not BoxAction.REJECTED and b.source == MARKER_SOURCE and not b.text

@@ -355,13 +355,11 @@ def lone_ring(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
         return False
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     reach = int(np.ceil(0.9 * size))
-    ax, ay = int(cx) - reach, int(cy) - reach
-    if ax < 0 or ay < 0 or ax + 2 * reach + 1 > gray.shape[1] or ay + 2 * reach + 1 > gray.shape[0]:
+    lit = _unlit_around(gray, x0, y0, x1, y1, reach, size / 2)
+    if lit is None:
         return False
-    raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
-    crop = raw.astype(np.float32)
-    flat = crop - cv2.GaussianBlur(crop, (0, 0), size / 2)
-    noise = pixel_noise(raw, most_rows=len(raw)) + 0.5  # every row of the crop
+    flat, noise = lit
+    ax, ay = int(cx) - reach, int(cy) - reach
     # rows: 180 angles; columns: the radius, a pixel each
     polar = cv2.warpPolar(flat, (reach, 180), (cx - ax, cy - ay), reach, cv2.WARP_POLAR_LINEAR)
     for sign in (1.0, -1.0):
@@ -382,6 +380,63 @@ def lone_ring(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
         if lo >= 2 and inside.max() <= 0.15 and (outside.size == 0 or outside.max() <= 0.3):
             return True
     return False
+
+
+def lone_disc(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
+    """Whether the box [x0, x1) x [y0, y1) of a grey view holds one round spot alone on plain ground, brightest
+    (or darkest) at its centre and fading out: a speck of dust, a small calcification. The marker detector boxes
+    bright specks as markers at 0.45-0.85 (10 of 16 false boxes on a site's 40 plates); a spot is no text, and a
+    fill blacks out what may be a finding. The view less its smooth lighting is sampled around the spot's peak,
+    as it is and smoothed a pixel (a thin stroke's peak, or a noisy pixel's, drops; a spot's stays): each way,
+    ink of one polarity stands on 85 % of the angles from the peak out to the spot's edge, and beyond its fading
+    skirt, out past the box's edge, the ground holds no ink of either polarity on more than 15 % of the angles
+    (a dot-matrix character's next dot, the rest of a small letter)."""
+    w, h = x1 - x0, y1 - y0
+    size = max(w, h)
+    if size < 5 or size > 1.5 * min(w, h):
+        return False
+    reach = int(np.ceil(1.2 * size))
+    lit = _unlit_around(gray, x0, y0, x1, y1, reach, size)
+    if lit is None:
+        return False
+    flat, noise = lit
+    smooth = cv2.GaussianBlur(flat, (0, 0), 1.0)
+    return any(_spot_alone(sign * flat, reach, size, noise) and _spot_alone(sign * smooth, reach, size, noise)
+               for sign in (1.0, -1.0))
+
+
+def _spot_alone(flat: np.ndarray, reach: int, size: int, noise: float) -> bool:
+    """``lone_disc``'s test on one polarity of one view (ink bright), centred at (``reach``, ``reach``)."""
+    half = size // 2
+    spot = flat[reach - half : reach + half + 1, reach - half : reach + half + 1]
+    contrast = float(spot.max())
+    if not contrast >= 4 * noise:
+        return False
+    py, px = np.unravel_index(int(np.argmax(spot)), spot.shape)
+    polar = cv2.warpPolar(flat, (reach, 90), (float(reach - half + px), float(reach - half + py)), reach,
+                          cv2.WARP_POLAR_LINEAR)
+    ink = (polar > 0.35 * contrast).mean(axis=0)
+    either = (np.abs(polar) > 0.35 * contrast).mean(axis=0)
+    edge = 0
+    while edge < reach - 1 and ink[edge + 1] >= 0.85:
+        edge += 1
+    skirt = edge + 1  # a spot off the sampling centre by a pixel fades out over a radius or two
+    while skirt < min(reach, edge + 4) and either[skirt] > 0.15:
+        skirt += 1
+    ground = either[skirt : min(reach, max(2 * edge + 4, int(0.7 * size) + 1))]
+    return edge >= 1 and skirt < edge + 4 and ground.size > 0 and float(ground.max()) <= 0.15
+
+
+def _unlit_around(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, reach: int, sigma: float
+                  ) -> tuple[np.ndarray, float] | None:
+    """The square crop reaching ``reach`` px around the box's centre, less its smooth lighting (a Gaussian blur of
+    ``sigma``), and its pixel noise; None where the view's edge cuts the crop (``lone_ring``, ``lone_disc``)."""
+    ax, ay = (x0 + x1) // 2 - reach, (y0 + y1) // 2 - reach
+    if ax < 0 or ay < 0 or ax + 2 * reach + 1 > gray.shape[1] or ay + 2 * reach + 1 > gray.shape[0]:
+        return None
+    raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
+    crop = raw.astype(np.float32)
+    return crop - cv2.GaussianBlur(crop, (0, 0), sigma), pixel_noise(raw, most_rows=len(raw)) + 0.5  # every row
 
 
 def dominant_component(gray: np.ndarray) -> GlyphComponent | None:
@@ -587,52 +642,3 @@ def train_glyph_classifier(dest: Path, n_train: int = 60000, n_val: int = 6000, 
                       output_names=["logits"], dynamic_axes={"glyph": {0: "n"}, "logits": {0: "n"}}, opset_version=17,
                       dynamo=False)
     return acc
-
-
-
-def lone_disc(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
-    """Whether the box [x0, x1) x [y0, y1) of a grey view holds one round spot alone on plain ground, brightest
-    (or darkest) at its centre and fading out: a speck of dust, a small calcification. The marker detector boxes
-    bright specks as markers at 0.45-0.85 (10 of 16 false boxes on a site's 40 plates); a spot is no text, and a
-    fill blacks out what may be a finding. The view less its smooth lighting is sampled around the spot's peak,
-    as it is and smoothed a pixel (a thin stroke's peak, or a noisy pixel's, drops; a spot's stays): each way,
-    ink of one polarity stands on 85 % of the angles from the peak out to the spot's edge, and beyond its fading
-    skirt, out past the box's edge, the ground holds no ink of either polarity on more than 15 % of the angles
-    (a dot-matrix character's next dot, the rest of a small letter)."""
-    w, h = x1 - x0, y1 - y0
-    size = max(w, h)
-    if size < 5 or size > 1.5 * min(w, h):
-        return False
-    reach = int(np.ceil(1.2 * size))
-    ax, ay = (x0 + x1) // 2 - reach, (y0 + y1) // 2 - reach
-    if ax < 0 or ay < 0 or ax + 2 * reach + 1 > gray.shape[1] or ay + 2 * reach + 1 > gray.shape[0]:
-        return False
-    raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
-    crop = raw.astype(np.float32)
-    flat = crop - cv2.GaussianBlur(crop, (0, 0), size)
-    noise = pixel_noise(raw, most_rows=len(raw)) + 0.5
-    smooth = cv2.GaussianBlur(flat, (0, 0), 1.0)
-    return any(_spot_alone(sign * flat, reach, size, noise) and _spot_alone(sign * smooth, reach, size, noise)
-               for sign in (1.0, -1.0))
-
-
-def _spot_alone(flat: np.ndarray, reach: int, size: int, noise: float) -> bool:
-    """``lone_disc``'s test on one polarity of one view (ink bright), centred at (``reach``, ``reach``)."""
-    half = size // 2
-    spot = flat[reach - half : reach + half + 1, reach - half : reach + half + 1]
-    contrast = float(spot.max())
-    if not contrast >= 4 * noise:
-        return False
-    py, px = np.unravel_index(int(np.argmax(spot)), spot.shape)
-    polar = cv2.warpPolar(flat, (reach, 90), (float(reach - half + px), float(reach - half + py)), reach,
-                          cv2.WARP_POLAR_LINEAR)
-    ink = (polar > 0.35 * contrast).mean(axis=0)
-    either = (np.abs(polar) > 0.35 * contrast).mean(axis=0)
-    edge = 0
-    while edge < reach - 1 and ink[edge + 1] >= 0.85:
-        edge += 1
-    skirt = edge + 1  # a spot off the sampling centre by a pixel fades out over a radius or two
-    while skirt < min(reach, edge + 4) and either[skirt] > 0.15:
-        skirt += 1
-    ground = either[skirt : min(reach, max(2 * edge + 4, int(0.7 * size) + 1))]
-    return edge >= 1 and skirt < edge + 4 and ground.size > 0 and float(ground.max()) <= 0.15

@@ -153,6 +153,30 @@ def _within(part: Box, whole: Box) -> tuple[slice, slice]:
     return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
+def _under_fills(kept: RetentionResult, fills: Sequence[Box]) -> float:
+    """The share of a kept result's glyph pixels (of its box, without a mask) that ``fills`` cover."""
+    covered = np.zeros((kept.box.height, kept.box.width), bool)
+    for fill in fills:
+        common = kept.box.common(fill)
+        if common is not None:
+            covered[_within(common, kept.box)] = True
+    return float(covered[kept.keep_mask].mean() if kept.keep_mask is not None and kept.keep_mask.any()
+                 else covered.mean())
+
+
+def _passes_under(line: Box, marker: Box, rise: float = 0.5) -> bool:
+    """Whether a redacted line's fill only passes under a marker standing beside it: the line runs across the
+    marker's box without holding its middle, and the marker stands out of the line's band by more than ``rise``
+    of the band's height (a technician's initials beside a lead L two of their heights tall: the line, followed
+    along its strokes, ran on along the L's foot on its baseline). A letter of the line stays within its band."""
+    turned = line.height > line.width
+    (a0, a1), (m0, m1) = ((line.x0, line.x1), (marker.x0, marker.x1)) if turned else \
+        ((line.y0, line.y1), (marker.y0, marker.y1))
+    w, h = marker.width // 3, marker.height // 3
+    middle = replace(marker, x0=marker.x0 + w, y0=marker.y0 + h, x1=marker.x1 - w, y1=marker.y1 - h)
+    return max(a0 - m0, m1 - a1) > rise * (a1 - a0) and line.intersection(middle) == 0
+
+
 def _margin(box: Box, fraction: float) -> int:
     """Pixels a box's fill reaches beyond it: ``fraction`` of its short side (a detector's box can cut a
     stroke); a ruler's box already spans its label band on both sides, so it gets the least margin."""
@@ -253,16 +277,21 @@ class MarkerDecider:
     def _doubted_letters(letter: Callable[[Box], RetentionResult | None], doubted: list[Box], decided: list[Decided]
                          ) -> list[tuple[Box, RetentionResult]]:
         """(box, kept) for the laterality boxes the marker detector doubted (scored below its threshold) that hold
-        a letter on retention's strictest reading (``letter``: ``LateralityRetainer.sure_letter``), clear of every
-        decided box. Such an L or R stays in the image either way; kept, its side is recorded (and cross-checked
-        against the header) and anything boxed beside it is filled. A clear lead L alone in a film's corner scored 0.33.
-        A doubt on a letter of a name or inside a ruler's band lies in a decided box and is left alone."""
+        a letter on retention's strictest reading (``letter``: ``LateralityRetainer.sure_letter``), clear of the
+        decided boxes' fills (a fifth of its glyph under them at most). Such an L or R stays in the image either way;
+        kept, its side is recorded (and cross-checked against the header) and anything boxed beside it is filled. A
+        clear lead L alone in a film's corner scored 0.33. A doubt on a letter of a name or inside a ruler's band
+        lies in a decided box's fill and is left alone; a line's fill that only passes under a marker standing out
+        of its band (``_passes_under``) does not count."""
         out = []
         for box in doubted:
-            if box.label is BoxClass.LATERALITY and box.found_by(MARKER_SOURCE) and \
-                    not any(box.intersection(d.fill) > 0 for d in decided):
+            if box.label is not BoxClass.LATERALITY or not box.found_by(MARKER_SOURCE):
+                continue
+            fills = [d.fill for d in decided if not _passes_under(d.box, box)]
+            if not any(2 * box.intersection(fill) > box.width * box.height for fill in fills):
                 kept = letter(box)
-                if kept is not None:  # recorded as found by the detector and confirmed by the glyph classifier
+                if kept is not None and _under_fills(kept, fills) < 0.2:
+                    # recorded as found by the detector and confirmed by the glyph classifier
                     out.append((box, replace(kept, box=replace(kept.box, source=f"{box.source}+glyph"))))
         return out
 

@@ -31,6 +31,7 @@ from .rulers import SOURCE as RULER
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
 WORD_LENGTH = 1.2  # a capital's most width over its height, spacing included (a bold W; an L or T is 0.7)
 INITIALS = 4  # letters and digits stamped beside a marker's letter ("R JS"); more is a word or a name
+DOUBT_GROWTH = 0.2  # of a doubted box's longer side, the box is grown by to hold a glyph it cuts (``sure_letter``)
 
 
 @dataclass(frozen=True)
@@ -188,15 +189,27 @@ class LateralityRetainer:
         """The box kept for its letter on the strictest reading, or None: for a box the detector doubts, only its
         dominant glyph, lying clear of the box's edges, read as a laterality letter by the classifier alone at
         ``min_confidence`` (no second reader, no words). A grey-scale wedge's step edge, read L at 0.82, runs
-        out of its box."""
+        out of its box. A glyph the box cuts is looked for again in the box grown by ``DOUBT_GROWTH`` of its
+        longer side: the detector boxes a doubted marker tightly (the foot of an L beside a technician's initials
+        lay outside its box); a step edge runs out of that box too."""
         if self.classifier is None or self._is_line(box):
             return None
+        found = box
         glyph = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
+        if glyph is not None and glyph.touches_border:
+            box = box.expanded(max(2, int(DOUBT_GROWTH * max(box.width, box.height))), gray.shape[:2])
+            glyph = dominant_component(gray[box.y0 : box.y1, box.x0 : box.x1])
         if glyph is None or not glyph.may_be_letter or glyph.touches_border or \
                 not self._sized_as_marker(glyph.mask, gray.shape[:2]):
             return None
         letter, score = self._letter(glyph, second_opinion=False)
-        return _kept(box, letter, round(score, 4), glyph.mask) if letter else None
+        if not letter:
+            return None
+        ys, xs = np.nonzero(glyph.mask)  # kept in the box found and the glyph's extent: its fill grows no more
+        kept = found.spanning(replace(box, x0=box.x0 + int(xs.min()), y0=box.y0 + int(ys.min()),
+                                      x1=box.x0 + int(xs.max()) + 1, y1=box.y0 + int(ys.max()) + 1))
+        inside = (slice(kept.y0 - box.y0, kept.y1 - box.y0), slice(kept.x0 - box.x0, kept.x1 - box.x0))
+        return _kept(kept, letter, round(score, 4), glyph.mask[inside])
 
     def _sized_as_marker(self, keep: np.ndarray, shape: tuple[int, int]) -> bool:
         """Whether a kept glyph's longer side is ``min_marker_share`` of the image's shorter side or more: a lead

@@ -784,6 +784,41 @@ def test_a_laterality_letter_the_detector_doubts_is_kept_when_it_reads_surely_an
     assert [d.action for d in decided] == [BoxAction.REDACTED] and len(rejected) == 3
 
 
+def test_a_doubted_lead_letter_beside_initials_on_its_baseline_is_kept_and_the_initials_go() -> None:
+    """A lead L two and a half times as tall as the technician's initials stamped on its baseline ("L  JS"), boxed
+    tightly by the marker detector at 0.21-0.30 (its box cut the L's foot), was filled: the initials' line, followed
+    along its strokes, ran on along the L's foot, and the doubt no longer lay clear of every fill. The letter is
+    looked for in its box grown a little, and a line's fill passing under a marker that stands out of the line's
+    band does not hide it: the L is kept whole and the initials are filled. A doubted letter of a word on the line
+    itself is still filled with it."""
+    view = (phantom(170, 330, seed=7) * 140 + 30).astype(np.uint8)
+    cv2.putText(view, "L", (20, 110), cv2.FONT_HERSHEY_SIMPLEX, 2.2, 235, 6)
+    cv2.putText(view, "JS", (78, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 235, 2)
+    cv2.putText(view, "LILLE", (160, 110), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 235, 2)
+    ink = view >= 230
+    ys, xs = np.nonzero(ink[:, :70])
+    lead = Box(int(xs.min()) - 2, int(ys.min()) - 3, int(xs.max()) - 6, int(ys.max()) + 1, 0.25, BoxClass.LATERALITY,
+               source="marker-yolo")  # tight, cutting the foot's end and its last rows
+    ys, xs = np.nonzero(ink[:, 70:])
+    line = Box(int(xs.min()) + 67, int(ys.min()) - 2, int(xs.max()) + 73, int(ys.max()) + 3, 0.8, BoxClass.OTHER_MARKER,
+               source="marker-yolo")
+    in_word = Box(157, line.y0, 175, line.y1, 0.25, BoxClass.LATERALITY, source="marker-yolo")  # the L of LILLE
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(line, BoxAction.REDACTED), (lead, BoxAction.REJECTED), (in_word, BoxAction.REJECTED)]
+
+    rejected, decided = MarkerDecider(load_config(), Found()).decide(view)
+    kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+    assert [(d.box.text, d.box.source) for d in kept] == [("L", "marker-yolo+glyph")]
+    out = redacted_view(view, decided)
+    glyph = np.zeros(view.shape, bool)
+    glyph[:, :70] = ink[:, :70]
+    assert (out[glyph] == view[glyph]).all()  # the whole L, its foot too
+    assert (out[:, 70:][ink[:, 70:]] == 0).all()  # the initials and the word beside them
+    assert [b for b, _ in rejected] == [in_word]
+
+
 def test_a_box_read_as_a_longer_word_is_no_laterality_marker() -> None:
     """When the text detector read the box as a word longer than any laterality word, none of its words one, no
     letter in it is kept (a piece of a bold word's dark outline was read as L at 1.0), nor when it read two or

@@ -353,15 +353,13 @@ def lone_ring(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
     size = max(w, h)
     if size < 8 or size > RING_ASPECT * min(w, h):
         return False
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     reach = int(np.ceil(0.9 * size))
     lit = _unlit_around(gray, x0, y0, x1, y1, reach, size / 2)
     if lit is None:
         return False
-    flat, noise = lit
-    ax, ay = int(cx) - reach, int(cy) - reach
+    flat, noise, centre = lit
     # rows: 180 angles; columns: the radius, a pixel each
-    polar = cv2.warpPolar(flat, (reach, 180), (cx - ax, cy - ay), reach, cv2.WARP_POLAR_LINEAR)
+    polar = cv2.warpPolar(flat, (reach, 180), centre, reach, cv2.WARP_POLAR_LINEAR)
     for sign in (1.0, -1.0):
         contrast = float(np.percentile(sign * polar[:, : int(0.6 * reach)], 95))
         if contrast < 4 * noise:
@@ -399,7 +397,7 @@ def lone_disc(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
     lit = _unlit_around(gray, x0, y0, x1, y1, reach, size)
     if lit is None:
         return False
-    flat, noise = lit
+    flat, noise, _ = lit  # the spot is sampled around its own peak, not the box's centre
     smooth = cv2.GaussianBlur(flat, (0, 0), 1.0)
     return any(_spot_alone(sign * flat, reach, size, noise) and _spot_alone(sign * smooth, reach, size, noise)
                for sign in (1.0, -1.0))
@@ -428,15 +426,17 @@ def _spot_alone(flat: np.ndarray, reach: int, size: int, noise: float) -> bool:
 
 
 def _unlit_around(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, reach: int, sigma: float
-                  ) -> tuple[np.ndarray, float] | None:
+                  ) -> tuple[np.ndarray, float, tuple[float, float]] | None:
     """The square crop reaching ``reach`` px around the box's centre, less its smooth lighting (a Gaussian blur of
-    ``sigma``), and its pixel noise; None where the view's edge cuts the crop (``lone_ring``, ``lone_disc``)."""
+    ``sigma``), its pixel noise, and the box's centre (x, y) in it; None where the view's edge cuts the crop
+    (``lone_ring``, ``lone_disc``)."""
     ax, ay = (x0 + x1) // 2 - reach, (y0 + y1) // 2 - reach
     if ax < 0 or ay < 0 or ax + 2 * reach + 1 > gray.shape[1] or ay + 2 * reach + 1 > gray.shape[0]:
         return None
     raw = gray[ay : ay + 2 * reach + 1, ax : ax + 2 * reach + 1]
     crop = raw.astype(np.float32)
-    return crop - cv2.GaussianBlur(crop, (0, 0), sigma), pixel_noise(raw, most_rows=len(raw)) + 0.5  # every row
+    return (crop - cv2.GaussianBlur(crop, (0, 0), sigma), pixel_noise(raw, most_rows=len(raw)) + 0.5,  # every row
+            ((x0 + x1) / 2 - ax, (y0 + y1) / 2 - ay))
 
 
 def dominant_component(gray: np.ndarray) -> GlyphComponent | None:

@@ -125,6 +125,27 @@ def _unkept(result: RetentionResult) -> RetentionResult:
     return RetentionResult(replace(result.box, label=BoxClass.OTHER_MARKER, text=""), BoxAction.REDACTED, None)
 
 
+def _frames(kept: RetentionResult, others: Sequence[Box], inside: float = 0.8, touched: float = 0.1) -> bool:
+    """Whether the kept glyph frames another box found: ``inside`` of that box lies within the glyph's extent and
+    less than ``touched`` of it under the glyph's pixels. A letter holds no text in its crook or counter; the rim
+    of a turned label tile ("SCHMIDT W.", "43056156"), cut by the tile's box, was read as L with the tile's text
+    boxed inside it, and kept."""
+    if kept.keep_mask is None or not kept.keep_mask.any():
+        return False
+    ys, xs = np.nonzero(kept.keep_mask)
+    box = kept.box
+    extent = replace(box, x0=box.x0 + int(xs.min()), y0=box.y0 + int(ys.min()), x1=box.x0 + int(xs.max()) + 1,
+                     y1=box.y0 + int(ys.max()) + 1)
+    for other in others:
+        common = other.common(extent)
+        if common is None or common.width * common.height < inside * other.width * other.height:
+            continue
+        under = kept.keep_mask[common.y0 - box.y0 : common.y1 - box.y0, common.x0 - box.x0 : common.x1 - box.x0]
+        if under.mean() < touched:
+            return True
+    return False
+
+
 def _grown(mask: np.ndarray) -> np.ndarray:
     k = _kernel(mask)
     return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
@@ -230,12 +251,15 @@ class LateralityRetainer:
 
     def _isolated(self, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") is
-        part of that text, not an isolated marker: it is redacted with it."""
+        part of that text, not an isolated marker, and a glyph that frames text (``_frames``) is no letter: both
+        are redacted with their box."""
         lines = [r.box for r in results if self._is_line(r.box)]
+        others = [r.box for r in results if r.action is not BoxAction.KEPT_LATERALITY]
         out = []
         for r in results:
             area = r.box.width * r.box.height
-            if r.action is BoxAction.KEPT_LATERALITY and any(r.box.intersection(line) >= 0.5 * area for line in lines):
+            if r.action is BoxAction.KEPT_LATERALITY and (
+                    any(r.box.intersection(line) >= 0.5 * area for line in lines) or _frames(r, others)):
                 r = _unkept(r)
             out.append(r)
         return out

@@ -185,6 +185,21 @@ def test_a_letter_inside_a_line_of_text_is_not_an_isolated_marker() -> None:
     assert retainer(view, [letter_in_line])[0].action is BoxAction.KEPT_LATERALITY  # alone, it reads as an L
 
 
+def test_a_glyph_framing_text_boxed_inside_it_is_not_kept() -> None:
+    """The rim of a turned label tile, cut by the tile's box, reads as L; the tile's text, boxed inside the rim's
+    extent, shows it is a frame. The same L shape is kept with no box inside it, or with a box on its own stroke."""
+    view = (phantom(300, 300) * 110).astype(np.uint8)
+    cv2.rectangle(view, (40, 30), (56, 230), 235, -1)
+    cv2.rectangle(view, (40, 214), (170, 230), 235, -1)
+    initials = Burn("JS", 80, 120, 36, 1.0, 3)
+    view = (burn(view.astype(np.float32) / 255, [initials]) * 255).astype(np.uint8)
+    retainer = LateralityRetainer(RetentionConfig())
+    tile, inside, on_stroke = Box(30, 20, 185, 240), Box(*initials.extent(), text="JS"), Box(36, 150, 62, 236)
+    assert [(r.action, r.box.text) for r in retainer(view, [tile])] == [(BoxAction.KEPT_LATERALITY, "L")]
+    assert [r.action for r in retainer(view, [tile, inside])] == [BoxAction.REDACTED, BoxAction.REDACTED]
+    assert retainer(view, [tile, on_stroke])[0].action is BoxAction.KEPT_LATERALITY
+
+
 def test_squares_rings_and_crosses_are_never_kept_as_letters() -> None:
     """Burned-in icons a letter classifier can take for an R (a hollow square was read R at 0.84 on a real DX)."""
     retainer = LateralityRetainer(RetentionConfig())

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .boxes import Box, iou
+from .dot_matrix import holds_dot_matrix
 from .config import DetectorConfig
 from .enums import BoxAction, BoxClass
 
@@ -298,7 +299,10 @@ class MarkerDetector:
         dark-on-dark text the detector sees but doubts; the anatomy and hardware it doubts read as nothing, or as
         one character (a cable loop "0", a clip "T", noise "R"). A box that does not read upright is read with its
         dots joined into strokes too (dot-matrix imprints), and if it stands upright, turned a quarter either way
-        (text running up or down a plate's edge, "113 kVp")."""
+        (text running up or down a plate's edge, "113 kVp"). A box that reads as nothing is redacted when it holds
+        a dot-matrix imprint (``dot_matrix.holds_dot_matrix``): sparse dots that even joined read as nothing."""
+        from .pixels.display import to_gray
+
         if not unsure:
             return []
         if self.recognizer is None:
@@ -314,9 +318,14 @@ class MarkerDetector:
             readings[i] = max(readings[i], reading, key=lambda r: (_surely_read(r, bar), r[1]))
         out = []
         for box, reading, crop in zip(unsure, readings, crops):
-            read = _surely_read(reading, bar) and not _colour_map(crop)
-            out.append((replace(box, text=reading[0], source="marker-yolo+read") if read else box,
-                        BoxAction.REDACTED if read else BoxAction.REJECTED))
+            if _colour_map(crop):
+                out.append((box, BoxAction.REJECTED))
+            elif _surely_read(reading, bar):
+                out.append((replace(box, text=reading[0], source=f"{MARKER_SOURCE}+read"), BoxAction.REDACTED))
+            elif holds_dot_matrix(to_gray(crop)):
+                out.append((replace(box, source=f"{MARKER_SOURCE}+dots"), BoxAction.REDACTED))
+            else:
+                out.append((box, BoxAction.REJECTED))
         return out
 
     def search(self, gray: np.ndarray) -> np.ndarray:

@@ -462,6 +462,38 @@ def test_boxes_the_marker_detector_doubts_are_redacted_only_when_read_surely() -
             assert found[1][0].text == "BM" and found[1][0].source == "marker-yolo+read"
 
 
+def test_a_doubted_box_on_sparse_dot_matrix_text_that_reads_as_nothing_is_redacted_by_its_dots() -> None:
+    """A sparse dot-matrix name ("Kowalski, Peter" on a synthetic plate, doubted at 0.37) reads as nothing even
+    with its dots joined. Its dots, of one size on a lattice, tell it is text. As many dots of that size strewn at
+    random, ribs and noise, boxed the same way and read as nothing too, are not redacted."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import MarkerDetector
+    from radiograph_deid.marker_synth import dot_matrix
+
+    alpha = np.zeros((40, 330), np.float32)
+    cv2.putText(alpha, "KOWALSKI P", (2, 34), cv2.FONT_HERSHEY_SIMPLEX, 1.1, 1.0, 3)
+    dots = dot_matrix(alpha, np.random.default_rng(3))
+    rng = np.random.default_rng(9)
+    strewn = np.zeros_like(dots)
+    for _ in range(70):  # the imprint's dot count
+        cv2.circle(strewn, (int(rng.integers(4, 326)), int(rng.integers(4, 36))), 2, 1.0, -1, cv2.LINE_AA)
+    ribs = (phantom(120, 330, seed=5) * 200)[40:80]
+    view = np.clip(np.vstack([170 - 90 * dots, 170 - 90 * strewn, ribs, np.full((40, 330), 150.0)])
+                   + rng.normal(0, 6, (160, 330)), 0, 255).astype(np.uint8)
+    rows = np.array([[4, 40 * i + 3, 326, 40 * i + 37, 0.37, 1] for i in range(4)], np.float32)
+
+    class ReadsNothing:
+        def batch(self, crops: list) -> list:
+            return [("", 0.0)] * len(crops)
+
+    detector = MarkerDetector(DetectorConfig())
+    detector.search = lambda gray: rows  # type: ignore[method-assign]
+    detector.recognizer = ReadsNothing()
+    found = detector(view)
+    assert [a for _, a in found] == [BoxAction.REDACTED] + [BoxAction.REJECTED] * 3
+    assert found[0][0].source == "marker-yolo+dots" and found[0][0].text == ""
+
+
 def test_a_doubted_box_on_text_running_up_the_plate_is_read_turned() -> None:
     """A doubted box standing upright is read turned a quarter either way when it does not read upright: a
     synthetic "113 kVp" running down the plate's edge was boxed at 0.36 and read "3" upright. A cable running

@@ -267,9 +267,10 @@ class LateralityRetainer:
     def _decided(self, gray: np.ndarray, box: Box) -> list[RetentionResult]:
         """The box decided whole; when it is not kept and holds a marker's letter with initials beside it, the
         letter kept and the initials redacted (the text detector boxes "R JS" as one line of text). A box kept
-        that the detector stage did not read is read first (``_reading``), and decided on that reading."""
+        that the detector stage did not read, or read as one letter, is read first (``_reading``), and decided on
+        that reading: the text detector read a "KG" as "G", its K on a band of shadow that Otsu took with it."""
         whole = self._decide(gray, box)
-        if whole.action is BoxAction.KEPT_LATERALITY and not box.text:
+        if whole.action is BoxAction.KEPT_LATERALITY and len(normalized_token(box.text)) <= 1:
             reading = self._reading(gray[box.y0 : box.y1, box.x0 : box.x1])
             if reading:
                 box = replace(box, text=reading)

@@ -200,6 +200,22 @@ def test_a_glyph_framing_text_boxed_inside_it_is_not_kept() -> None:
     assert retainer(view, [tile, on_stroke])[0].action is BoxAction.KEPT_LATERALITY
 
 
+def test_a_box_the_detector_read_as_one_letter_is_read_again_before_it_is_kept() -> None:
+    """The OCR text detector read a synthetic "KG" as "G" (gauche): its K stood on a dark band of shadow, which
+    Otsu took with it, so the box held one letter to the eye of retention, and G was kept with the K beside it.
+    Read again whole, the box reads "KG", no laterality word: it is filled. A lone G read "G" is kept."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for text, expect in (("KG", (BoxAction.REDACTED, "KG")), ("G", (BoxAction.KEPT_LATERALITY, "G"))):
+        view = np.full((90, 130), 175, np.uint8)
+        view[:, :52] = 70
+        view = cv2.GaussianBlur(view, (0, 0), 3)
+        for letter, x, shade in zip(text, (14, 58)[2 - len(text):], (45, 60)[2 - len(text):]):
+            cv2.putText(view, letter, (x, 68), cv2.FONT_HERSHEY_TRIPLEX, 1.9, shade, 3, cv2.LINE_AA)
+        view = np.clip(view + np.random.default_rng(1).normal(0, 3, view.shape), 0, 255).astype(np.uint8)
+        (result,) = retainer(view, [Box(6, 12, 116, 80, 0.96, text="G")])
+        assert (result.action, result.box.text) == expect, text
+
+
 def test_squares_rings_and_crosses_are_never_kept_as_letters() -> None:
     """Burned-in icons a letter classifier can take for an R (a hollow square was read R at 0.84 on a real DX)."""
     retainer = LateralityRetainer(RetentionConfig())

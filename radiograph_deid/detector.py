@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from .boxes import Box, iou
-from .dot_matrix import holds_dot_matrix
 from .config import DetectorConfig
+from .dot_matrix import holds_dot_matrix
 from .enums import BoxAction, BoxClass
 
 

@@ -69,6 +69,17 @@ class Box:
         """Whether ``other`` lies wholly inside this rectangle."""
         return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
 
+    def within(self, whole: "Box") -> tuple[slice, slice]:
+        """The rows and columns of this rectangle in an array laid over ``whole``."""
+        return slice(self.y0 - whole.y0, self.y1 - whole.y0), slice(self.x0 - whole.x0, self.x1 - whole.x0)
+
+    def around(self, mask: np.ndarray) -> "Box":
+        """The rectangle around ``mask``'s true pixels (a mask laid over this box, one pixel at least true), this
+        box's fields otherwise: a kept glyph's extent in the image."""
+        ys, xs = np.nonzero(mask)
+        return replace(self, x0=self.x0 + int(xs.min()), y0=self.y0 + int(ys.min()), x1=self.x0 + int(xs.max()) + 1,
+                       y1=self.y0 + int(ys.max()) + 1)
+
     def gap(self, other: "Box") -> int:
         """Chebyshev distance in pixels between the two rectangles (0 when they touch or overlap)."""
         dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)

@@ -105,7 +105,7 @@ def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
             if d.box.text != outer.box.text or outer.keep is None or d.keep is None:
                 out.append(d)  # another reading: both stand
             else:
-                outer.keep[_within(d.fill, outer.fill)] |= d.keep
+                outer.keep[d.fill.within(outer.fill)] |= d.keep
     return out
 
 
@@ -143,14 +143,9 @@ def _glyphs_spared(decided: list[Decided]) -> list[Decided]:
             continue
         keep = np.zeros((d.fill.height, d.fill.width), bool) if d.keep is None else d.keep.copy()
         for k, c in shared:
-            keep[_within(c, d.fill)] |= k.keep[_within(c, k.fill)]
+            keep[c.within(d.fill)] |= k.keep[c.within(k.fill)]
         out.append(replace(d, keep=keep))
     return out
-
-
-def _within(part: Box, whole: Box) -> tuple[slice, slice]:
-    """The rows and columns of ``part`` in an array laid over ``whole``."""
-    return slice(part.y0 - whole.y0, part.y1 - whole.y0), slice(part.x0 - whole.x0, part.x1 - whole.x0)
 
 
 def _under_fills(kept: RetentionResult, fills: Sequence[Box]) -> float:
@@ -159,7 +154,7 @@ def _under_fills(kept: RetentionResult, fills: Sequence[Box]) -> float:
     for fill in fills:
         common = kept.box.common(fill)
         if common is not None:
-            covered[_within(common, kept.box)] = True
+            covered[common.within(kept.box)] = True
     return float(covered[kept.keep_mask].mean() if kept.keep_mask is not None and kept.keep_mask.any()
                  else covered.mean())
 
@@ -254,8 +249,8 @@ class MarkerDecider:
         keep = None
         if res.keep_mask is not None:
             keep = np.zeros((grown.height, grown.width), bool)
-            keep[_within(res.box, grown)] = res.keep_mask
-            keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, _within(res.box, grown))
+            keep[res.box.within(grown)] = res.keep_mask
+            keep = whole_glyph(gray[grown.y0 : grown.y1, grown.x0 : grown.x1], keep, res.box.within(grown))
         return Decided(res.box, res.action, grown, keep)
 
     @staticmethod

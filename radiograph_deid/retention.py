@@ -132,16 +132,12 @@ def _frames(kept: RetentionResult, others: Sequence[Box], inside: float = 0.8, t
     boxed inside it, and kept."""
     if kept.keep_mask is None or not kept.keep_mask.any():
         return False
-    ys, xs = np.nonzero(kept.keep_mask)
-    box = kept.box
-    extent = replace(box, x0=box.x0 + int(xs.min()), y0=box.y0 + int(ys.min()), x1=box.x0 + int(xs.max()) + 1,
-                     y1=box.y0 + int(ys.max()) + 1)
+    extent = kept.box.around(kept.keep_mask)
     for other in others:
         common = other.common(extent)
         if common is None or common.width * common.height < inside * other.width * other.height:
             continue
-        under = kept.keep_mask[common.y0 - box.y0 : common.y1 - box.y0, common.x0 - box.x0 : common.x1 - box.x0]
-        if under.mean() < touched:
+        if kept.keep_mask[common.within(kept.box)].mean() < touched:
             return True
     return False
 
@@ -226,11 +222,8 @@ class LateralityRetainer:
         letter, score = self._letter(glyph, second_opinion=False)
         if not letter:
             return None
-        ys, xs = np.nonzero(glyph.mask)  # kept in the box found and the glyph's extent: its fill grows no more
-        kept = found.spanning(replace(box, x0=box.x0 + int(xs.min()), y0=box.y0 + int(ys.min()),
-                                      x1=box.x0 + int(xs.max()) + 1, y1=box.y0 + int(ys.max()) + 1))
-        inside = (slice(kept.y0 - box.y0, kept.y1 - box.y0), slice(kept.x0 - box.x0, kept.x1 - box.x0))
-        return _kept(kept, letter, round(score, 4), glyph.mask[inside])
+        kept = found.spanning(box.around(glyph.mask))  # the box found and the glyph: its fill grows no more
+        return _kept(kept, letter, round(score, 4), glyph.mask[kept.within(box)])
 
     def _sized_as_marker(self, keep: np.ndarray, shape: tuple[int, int]) -> bool:
         """Whether a kept glyph's longer side is ``min_marker_share`` of the image's shorter side or more: a lead
@@ -280,10 +273,8 @@ class LateralityRetainer:
             glyph, around, initials = split
             kept = self._decide(gray, around)
             if kept.action is BoxAction.KEPT_LATERALITY and kept.box.text == glyph.text and kept.keep_mask is not None:
-                inside = (slice(glyph.y0 - around.y0, glyph.y1 - around.y0),
-                          slice(glyph.x0 - around.x0, glyph.x1 - around.x0))
                 narrowed = replace(kept.box, x0=glyph.x0, y0=glyph.y0, x1=glyph.x1, y1=glyph.y1)
-                return [RetentionResult(narrowed, kept.action, kept.keep_mask[inside]),
+                return [RetentionResult(narrowed, kept.action, kept.keep_mask[glyph.within(around)]),
                         RetentionResult(initials, BoxAction.REDACTED, None)]
         return [whole]
 

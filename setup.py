@@ -19,6 +19,7 @@ CORE = [
     "pylibjpeg-openjpeg>=2.3",
     "pylibjpeg-rle>=2.0",
     "python-gdcm>=3.0.22",
+    "scipy>=1.10",  # nearest neighbours among a box's dots (dot_matrix) without a matrix of every pair
     "Pillow>=9.0",  # EXIF orientation of photographs (already needed by rapidocr-onnxruntime)
     "PyYAML>=6.0",
     "tqdm>=4.60",

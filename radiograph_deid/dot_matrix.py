@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 MIN_DOTS = 12  # dots in a box: a short word of 5x7 dots has well over this; a speckled rib rarely reaches it ...
 LATTICE = 0.7  # ... with this share of them nearest a neighbour along one of two directions (within ``ANGLE``) ...
@@ -46,14 +47,27 @@ def _imprint(centres: np.ndarray, areas: np.ndarray) -> bool:
     q1, q3 = np.percentile(areas, [25, 75])
     if (q3 - q1) > SIZE_SPREAD * np.median(areas):
         return False
-    dist = np.linalg.norm(centres[:, None] - centres[None], axis=2)
-    np.fill_diagonal(dist, np.inf)
-    nearest = dist.min(axis=1)
+    nearest, neighbour = _nearest(centres)
     pitch = np.median(nearest)
     if (np.abs(nearest - pitch) <= PITCH * pitch).mean() < ON_PITCH:
         return False
-    step = centres[dist.argmin(axis=1)] - centres
+    step = centres[neighbour] - centres
     return _lattice_share(np.degrees(np.arctan2(step[:, 1], step[:, 0])) % 180) >= LATTICE
+
+
+def _nearest(centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each dot's distance to its nearest other dot, and that dot's index (the lowest on a tie). A tree, not a
+    matrix of every pair: a doubted box over grainy anatomy can hold thousands of spots."""
+    n = len(centres)
+    k = min(n, 16)
+    while True:
+        dist, idx = cKDTree(centres).query(centres, k=k)
+        dist = np.where(idx == np.arange(n)[:, None], np.inf, dist)
+        nearest = dist.min(axis=1)
+        tied = dist == nearest[:, None]
+        if k == n or not tied[:, -1].any():  # every tie at the nearest distance is among the k found
+            return nearest, np.where(tied, idx, n).min(axis=1)
+        k = min(n, 4 * k)
 
 
 def _lattice_share(angles: np.ndarray) -> float:

@@ -72,6 +72,7 @@ class DetectorConfig:
     vertical_text: bool = True  # rapidocr-text: also propose on the view turned a quarter (text up a plate edge)
     margin_fraction: float = 0.25  # fill margin around a box, as a fraction of its short side
     complete_lines: bool = True  # fill a redacted box to the ends of its text line and of the strokes it cuts (text_lines)
+    stacked_lines: bool = True  # also fill the lines stacked on a redacted line that read as text (an overlay block)
     spare_rings: bool = True  # a marker box holding a lone ring (an electrode, a nipple marker) or spot (a speck) is not filled
     threads: int = 2
     weights: str = ""  # marker-yolo: an ONNX file; empty = the weights shipped in radiograph_deid/models

@@ -35,6 +35,7 @@ from .records import ImageRecord, box_record
 from .retention import (LateralityRetainer, RetentionResult, laterality_mismatch, normalized_token, side_of,
                         whole_glyph)
 from .rulers import SOURCE as RULER
+from .stacked_lines import stacked_lines
 from .text_lines import bridged_doubts, continued, spanning_unread, with_cut_strokes
 from .verify import VerifierTimeout, build_verifier
 
@@ -190,6 +191,7 @@ class MarkerDecider:
         # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
         self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
         self._doubting: MarkerDecider | None = None if detector is None else self  # a caller's detector is as it is
+        self._recognizer = None  # reads the lines stacked on redacted ones (``_stacked``), loaded when first needed
 
     def decide(self, view: np.ndarray, retain: bool = True, modality: str = ""
                ) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
@@ -216,7 +218,23 @@ class MarkerDecider:
             rejected = [(b, a) for b, a in rejected if all(b is not doubt for doubt, _ in bridged)]
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for _, line in bridged]
+        if self.cfg.detector.stacked_lines:
+            decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
+                        for line in self._stacked(gray, decided)]
         return rejected, _glyphs_spared(_inside_kept_dropped(_one_side_each(decided)))
+
+    def _stacked(self, gray: np.ndarray, decided: list[Decided]) -> list[Box]:
+        """The lines stacked on the redacted boxes' lines (``stacked_lines``: a viewer's overlay block of which
+        the detectors boxed one line, or the block short of its lines' ends), clear of the kept markers."""
+        redacted = [d.box for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
+        if not redacted:
+            return []
+        if self._recognizer is None:
+            from .ocr_models import TextRecognizer
+
+            self._recognizer = TextRecognizer(1)
+        kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
+        return stacked_lines(gray, redacted, kept, self._recognizer.batch, self.cfg.detector.confirm_confidence)
 
     def _doubter(self) -> MarkerDecider:
         """This decider with ``detector.doubt_threshold`` for ``score_threshold``, built when first needed."""

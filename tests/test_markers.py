@@ -1537,6 +1537,44 @@ def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_lett
 
 
 
+def test_the_lines_stacked_on_a_redacted_line_are_read_and_filled_and_ribs_below_a_line_are_not() -> None:
+    """A viewer's overlay block (bench_site's site 1): name, ID and date stacked in a corner, faint, running from
+    dark ground onto bright, of which the detector boxed the name's first letters alone. The ID and the date, one
+    pitch below, are found by the rows' stroke profile, read, and filled to their ends (evaluate's criterion: 85 %
+    of each line); with ``detector.stacked_lines`` off they stay. The same name line over ribs as evenly spaced as
+    lines (a phantom) finds nothing stacked on it."""
+    rng = np.random.default_rng(0)
+    ground = cv2.GaussianBlur(np.where(np.arange(420) < 150, 55.0, 185.0)[None].repeat(260, 0), (0, 0), 6)
+    lines, labels = np.zeros((260, 420), np.float32), []
+    for i, text in enumerate(["NOWAK^ANNA", "ID 80788811", "02.03.2007 04:20"]):
+        y = 60 + 24 * i
+        cv2.putText(lines, text, (30, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1.0, 1, cv2.LINE_AA)
+        ys, xs = np.nonzero(lines[y - 16 : y + 6] > 0.3)
+        labels.append(LabelledBox((int(xs.min()), y - 16 + int(ys.min()), int(xs.max()) + 1, y - 16 + int(ys.max()) + 1),
+                                  BoxClass.OTHER_MARKER, text))
+    name = labels[0].xyxy
+    first_letters = Box(name[0] - 2, name[1] - 2, name[0] + 60, name[3] + 2, 0.9, BoxClass.OTHER_MARKER, text="NOWAK",
+                        source="marker-yolo")
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(first_letters, BoxAction.REDACTED)]
+
+    view = np.clip(ground + 70 * lines + rng.normal(0, 4, ground.shape), 0, 255).astype(np.uint8)
+    _, decided = MarkerDecider(load_config(), Found()).decide(view)
+    assert score_image("block", view.shape, labels, decided).deidentified
+    assert [d.box.source for d in decided] == ["marker-yolo", "stacked", "stacked"]
+    assert [d.box.text[:2] for d in decided[1:]] == ["ID", "02"]
+    _, decided = MarkerDecider(load_config(overrides=["detector.stacked_lines=false"]), Found()).decide(view)
+    assert score_image("block", view.shape, labels, decided).missed == ["text", "text"]
+
+    name_line = (lines * (np.arange(260) < 65)[:, None]).astype(np.float32)
+    for seed in range(3):
+        ribs = np.clip(phantom(260, 420, seed=seed) * 200 + 70 * name_line + rng.normal(0, 4, ground.shape), 0, 255)
+        _, decided = MarkerDecider(load_config(), Found()).decide(ribs.astype(np.uint8))
+        assert [d.box.source for d in decided] == ["marker-yolo"], seed
+
+
 def test_a_box_holding_lines_of_text_keeps_no_letter_however_its_blob_reads() -> None:
     """A viewer's four-line overlay over a bright corner of the image, boxed as one laterality marker: the corner
     with the strokes on it is one blob the classifier reads as L, and keeping it would keep the name's letters on

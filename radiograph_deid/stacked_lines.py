@@ -1,0 +1,177 @@
+"""Lines stacked on a redacted text line: a viewer's overlay block (name, ID, date, left- or right-aligned in a
+corner), found from the line the detectors did box and read by the text recognizer.
+
+Why: on a house style the detectors never saw (``benchmarks/bench_site.py``), they box one line of such a block,
+or the block as one box that stops short of its lines' ends, and leave the other lines: faint light-grey strokes
+that run from dark lung onto bright bone, where no stroke threshold taken from the boxed line follows them. The
+block's geometry tells where its next line lies: one pitch above or below, the profile of upright strokes down the
+rows repeats (compared by normalized correlation, so a faint line on bright bone matches the boxed line on dark
+lung as well as a strong one would). The recognizer tells whether it is text (three or more letters and digits,
+read surely) and how far it runs (a line is grown sideways while its reading gains characters). Anatomy one pitch
+from a line (a rib edge, a vessel) reads as nothing or as one character.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from .boxes import Box, true_runs
+from .enums import BoxClass
+from .text_lines import text_rows
+
+Reader = Callable[[list[np.ndarray]], list[tuple[str, float]]]  # crops -> (text, confidence) each
+
+SOURCE = "stacked"
+MIN_CHARS = 3  # letters and digits a stacked line must read as: anatomy reads as nothing, "0", "T" or "11"
+MIN_CORRELATION = 0.5  # of the rows' stroke profile with the boxed line's, one pitch away
+PITCH = (1.1, 2.4)  # line pitch, in text heights: a block's lines are 1.2-2 text heights apart
+LINES = 3  # at most this many lines stacked on a boxed line, each way
+GROWTH = (2, 5)  # a stacked line is read again grown by this many text heights each side
+
+
+def stacked_lines(gray: np.ndarray, redacted: Sequence[Box], kept: Sequence[Box], read: Reader,
+                  confidence: float = 0.8) -> list[Box]:
+    """Text lines stacked above and below the redacted boxes' lines, each read surely (``confidence``), and the
+    rows of a redacted block of lines read and grown to their ends. Nothing is found over a kept laterality marker
+    (``kept``): a lead R beside a name stays."""
+    finder = _Finder(gray, kept, read, confidence)
+    seeds = [(row, len(rows) > 1) for rows in (_rows(gray, box) for box in redacted) for row in rows]
+    finder.grow_block_rows([row for row, in_block in seeds if in_block])
+    done = [row for row, _ in seeds]
+    for row, _ in seeds:
+        finder.stack_on(row, done)
+    return finder.found
+
+
+def _rows(gray: np.ndarray, box: Box) -> list[Box]:
+    """The box's text lines: its rows when it holds a block of them (``text_lines.text_rows``), itself when it lies
+    like a line, else none (a tile, a letter)."""
+    rows = text_rows(gray[box.y0 : box.y1, box.x0 : box.x1])
+    if len(rows) >= 2:
+        return [replace(box, y0=box.y0 + a, y1=box.y0 + b) for a, b in rows]
+    return [box] if box.width >= 1.5 * box.height else []
+
+
+def _upright_strokes(crop: np.ndarray) -> np.ndarray:
+    return np.abs(cv2.Sobel(crop.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
+
+
+def _text_band(gray: np.ndarray, line: Box) -> tuple[int, int]:
+    """The rows of the line's letters within its box: those crossed by a quarter as many upright strokes as the
+    busiest (a box's margin above and below holds none)."""
+    strokes = _upright_strokes(gray[line.y0 : line.y1, line.x0 : line.x1])
+    busy = (strokes > max(20.0, 0.5 * float(np.percentile(strokes, 97)))).sum(axis=1)
+    if busy.max() == 0:
+        return line.y0, line.y1
+    runs = true_runs(busy >= 0.25 * busy.max())
+    return line.y0 + runs[0][0], line.y0 + runs[-1][1]
+
+
+def _profile(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    return _upright_strokes(gray[y0:y1, x0:x1]).mean(axis=1)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 0 else 0.0
+
+
+def _sure(reading: tuple[str, float], confidence: float) -> bool:
+    return reading[1] >= confidence and sum(c.isalnum() for c in reading[0]) >= MIN_CHARS
+
+
+def _covered(box: Box, lines: Sequence[Box]) -> bool:
+    """Whether a line already found spans the box's columns on most of its rows."""
+    return any(o.x0 <= box.x0 + 2 and o.x1 >= box.x1 - 2 and min(o.y1, box.y1) - max(o.y0, box.y0) >= 0.7 * box.height
+               for o in lines)
+
+
+class _Finder:
+    """The search over one image: its kept markers, the recognizer, and the lines found so far."""
+
+    def __init__(self, gray: np.ndarray, kept: Sequence[Box], read: Reader, confidence: float) -> None:
+        self.gray, self.kept, self.read, self.confidence = gray, list(kept), read, confidence
+        self.found: list[Box] = []
+
+    def _crop(self, box: Box) -> np.ndarray:
+        """The box with a margin of 0.15 of its height: the recognizer was trained on text regions grown so."""
+        grown = box.expanded(int(round(0.15 * box.height)), self.gray.shape[:2])
+        return self.gray[grown.y0 : grown.y1, grown.x0 : grown.x1]
+
+    def _clear(self, box: Box) -> bool:
+        return not any(k.intersection(box) > 0 for k in self.kept)
+
+    def _at(self, box: Box, y0: int, y1: int) -> Box | None:
+        y0, y1 = max(0, y0), min(self.gray.shape[0], y1)
+        if y1 - y0 < box.height or not self._clear(replace(box, y0=y0, y1=y1)):
+            return None
+        return replace(box, y0=y0, y1=y1, score=0.0, label=BoxClass.OTHER_MARKER, text="", source=SOURCE)
+
+    def grow_block_rows(self, rows: Sequence[Box]) -> None:
+        """Each row of a redacted block that reads surely, grown to its line's ends: a block's box is no line, so
+        its fill is not followed along any (``text_lines.continued``)."""
+        rows = [replace(r, label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}") for r in rows]
+        for row, reading in zip(rows, self.read([self._crop(r) for r in rows]) if rows else []):
+            if _sure(reading, self.confidence):
+                self.found.append(replace(self._grown(row, reading), text=reading[0]))
+
+    def stack_on(self, line: Box, done: Sequence[Box]) -> None:
+        """The lines stacked one pitch apart above and below ``line``, each read, up to ``LINES`` each way."""
+        top, bottom = _text_band(self.gray, line)
+        height = bottom - top
+        if height < 4:
+            return
+        pad = max(1, height // 4)
+        seed = replace(line, y0=max(0, top - pad), y1=min(self.gray.shape[0], bottom + pad))
+        steps = [(c, s) for c, s in (self._next(seed, top, bottom, d) for d in (1, -1)) if c is not None]
+        steps = [(c, s) for c, s in steps if not _covered(c, [*done, *self.found])]
+        for (box, step), reading in zip(steps, self.read([self._crop(c) for c, _ in steps]) if steps else []):
+            for _ in range(LINES):
+                if not _sure(reading, self.confidence):
+                    break
+                self.found.append(replace(self._grown(box, reading), text=reading[0]))
+                box = self._at(box, box.y0 + step, box.y1 + step)
+                if box is None or _covered(box, [*done, *self.found]):
+                    break
+                reading = self.read([self._crop(box)])[0]
+
+    def _next(self, seed: Box, top: int, bottom: int, direction: int) -> tuple[Box | None, int]:
+        """The seed's rows moved one pitch up or down (``direction``) to where the rows' stroke profile best matches
+        the seed's own (``MIN_CORRELATION`` at least), and the move."""
+        rows = self.gray.shape[0]
+        own = _profile(self.gray, seed.y0, seed.y1, seed.x0, seed.x1)
+        height = bottom - top
+        best, move = MIN_CORRELATION, 0
+        for pitch in range(int(PITCH[0] * height), int(PITCH[1] * height) + 1):
+            y0 = seed.y0 + direction * pitch
+            if y0 < 0 or y0 + len(own) > rows:
+                continue
+            c = _correlation(own, _profile(self.gray, y0, y0 + len(own), seed.x0, seed.x1))
+            if c > best:
+                best, move = c, direction * pitch
+        return (self._at(seed, seed.y0 + move, seed.y1 + move) if move else None), move
+
+    def _grown(self, line: Box, reading: tuple[str, float]) -> Box:
+        """The line grown sideways, each side as far (of ``GROWTH`` text heights) as its reading gains letters and
+        digits: the recognizer reads on where a faint line's strokes fade under any threshold, and reads no more
+        where the line has ended. Not over a kept marker."""
+        cols = self.gray.shape[1]
+        step = max(4, line.height)
+        wider = [(side, replace(line, x1=min(cols, line.x1 + k * step)) if side > 0
+                  else replace(line, x0=max(0, line.x0 - k * step))) for side in (1, -1) for k in GROWTH]
+        wider = [(side, w) for side, w in wider if w != line and self._clear(w)]
+        x0, x1 = line.x0, line.x1
+        gains = {1: _chars(reading, self.confidence), -1: _chars(reading, self.confidence)}
+        for (side, w), r in zip(wider, self.read([self._crop(w) for _, w in wider]) if wider else []):
+            if _chars(r, self.confidence) > gains[side]:
+                gains[side] = _chars(r, self.confidence)
+                x0, x1 = (x0, w.x1) if side > 0 else (w.x0, x1)
+        return replace(line, x0=x0, x1=x1)
+
+
+def _chars(reading: tuple[str, float], confidence: float) -> int:
+    return sum(c.isalnum() for c in reading[0]) if reading[1] >= confidence else 0

@@ -190,6 +190,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_site"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "site.json")
+    ap.add_argument("--shipped-only", action="store_true",
+                    help="score the shipped weights on each site's test images, no fine-tuning (a few minutes per site)")
     args = ap.parse_args()
     if not LABELS.is_file() or not (SHARED_DATA / "hannover").is_dir():
         raise SystemExit(f"bench_site needs the labelled backgrounds: {LABELS} and {SHARED_DATA / 'hannover'}")
@@ -210,6 +212,11 @@ def main() -> None:
         for split, images in sets.items():
             write_labels(root / f"{split}.jsonl", images)
         before = score("", sets["test"], root)
+        if args.shipped_only:
+            results.append({"site": site, "style": {**asdict(style), "font": Path(style.font).name},
+                            "images": {k: len(v) for k, v in sets.items()}, "shipped": before})
+            print(json.dumps(results[-1]), flush=True)
+            continue
         data = build_site_dataset(root / "dataset", sets["train"], sets["tune"], root)
         t0 = time.perf_counter()
         tuned = fine_tune(data, TrainPlan(out=root / "run", epochs=args.epochs, init=str(SHIPPED_PT)), sets["tune"],

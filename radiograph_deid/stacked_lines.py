@@ -81,8 +81,13 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum()) / norm if norm > 0 else 0.0
 
 
+def _chars(reading: tuple[str, float], confidence: float) -> int:
+    """The letters and digits read, when read at ``confidence`` or better; else none."""
+    return sum(c.isalnum() for c in reading[0]) if reading[1] >= confidence else 0
+
+
 def _sure(reading: tuple[str, float], confidence: float) -> bool:
-    return reading[1] >= confidence and sum(c.isalnum() for c in reading[0]) >= MIN_CHARS
+    return _chars(reading, confidence) >= MIN_CHARS
 
 
 def _covered(box: Box, lines: Sequence[Box]) -> bool:
@@ -128,7 +133,7 @@ class _Finder:
             return
         pad = max(1, height // 4)
         seed = replace(line, y0=max(0, top - pad), y1=min(self.gray.shape[0], bottom + pad))
-        steps = [(c, s) for c, s in (self._next(seed, top, bottom, d) for d in (1, -1)) if c is not None]
+        steps = [(c, s) for c, s in (self._next(seed, height, d) for d in (1, -1)) if c is not None]
         steps = [(c, s) for c, s in steps if not _covered(c, [*done, *self.found])]
         for (box, step), reading in zip(steps, self.read([self._crop(c) for c, _ in steps]) if steps else []):
             for _ in range(LINES):
@@ -140,12 +145,11 @@ class _Finder:
                     break
                 reading = self.read([self._crop(box)])[0]
 
-    def _next(self, seed: Box, top: int, bottom: int, direction: int) -> tuple[Box | None, int]:
+    def _next(self, seed: Box, height: int, direction: int) -> tuple[Box | None, int]:
         """The seed's rows moved one pitch up or down (``direction``) to where the rows' stroke profile best matches
         the seed's own (``MIN_CORRELATION`` at least), and the move."""
         rows = self.gray.shape[0]
         own = _profile(self.gray, seed.y0, seed.y1, seed.x0, seed.x1)
-        height = bottom - top
         best, move = MIN_CORRELATION, 0
         for pitch in range(int(PITCH[0] * height), int(PITCH[1] * height) + 1):
             y0 = seed.y0 + direction * pitch
@@ -172,7 +176,3 @@ class _Finder:
                 gains[side] = _chars(r, self.confidence)
                 x0, x1 = (x0, w.x1) if side > 0 else (w.x0, x1)
         return replace(line, x0=x0, x1=x1)
-
-
-def _chars(reading: tuple[str, float], confidence: float) -> int:
-    return sum(c.isalnum() for c in reading[0]) if reading[1] >= confidence else 0

@@ -191,7 +191,6 @@ class MarkerDecider:
         # Retention needs a marker that is the same in every frame; cine loops are redacted whole.
         self.cine_retainer = LateralityRetainer(replace(cfg.retention, enabled=False))
         self._doubting: MarkerDecider | None = None if detector is None else self  # a caller's detector is as it is
-        self._recognizer = None  # reads the lines stacked on redacted ones (``_stacked``), loaded when first needed
 
     def decide(self, view: np.ndarray, retain: bool = True, modality: str = ""
                ) -> tuple[list[tuple[Box, BoxAction]], list[Decided]]:
@@ -229,12 +228,8 @@ class MarkerDecider:
         redacted = [d.box for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
         if not redacted:
             return []
-        if self._recognizer is None:
-            from .ocr_models import TextRecognizer
-
-            self._recognizer = TextRecognizer(1)
         kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
-        return stacked_lines(gray, redacted, kept, self._recognizer.batch, self.cfg.detector.confirm_confidence)
+        return stacked_lines(gray, redacted, kept, self.retainer.reader().batch, self.cfg.detector.confirm_confidence)
 
     def _doubter(self) -> MarkerDecider:
         """This decider with ``detector.doubt_threshold`` for ``score_threshold``, built when first needed."""

@@ -378,7 +378,7 @@ class LateralityRetainer:
         rows = row_crops(crop)
         if not rows:
             return False
-        readings = self._reader().batch([cv2.cvtColor(r, cv2.COLOR_GRAY2BGR) for r in rows])
+        readings = self.reader().batch([cv2.cvtColor(r, cv2.COLOR_GRAY2BGR) for r in rows])
         return sum(c >= self.cfg.min_confidence and len(normalized_token(t)) > self.longest for t, c in readings) >= 2
 
     def _reading(self, crop: np.ndarray) -> str:
@@ -386,11 +386,11 @@ class LateralityRetainer:
         in a short word or number the marker detector boxed alone, blurred or spaced so that its letters are not
         seen as a word, a letter was kept as a marker (the R of "GHR", the 1 of "10" as L); only the reading
         tells. A lone letter's reading adds nothing to the classifier's."""
-        text, conf = self._reader().batch([cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)])[0]
+        text, conf = self.reader().batch([cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)])[0]
         return text if conf >= self.cfg.min_confidence and len(normalized_token(text)) >= 2 else ""
 
-    def _reader(self):  # type: ignore[no-untyped-def]
-        """The CRNN line recognizer, loaded when first needed."""
+    def reader(self):  # type: ignore[no-untyped-def]
+        """The CRNN line recognizer, loaded when first needed (the decider's stacked lines are read with it too)."""
         if self._recognizer is None:
             from .ocr_models import TextRecognizer
 
@@ -449,11 +449,11 @@ class LateralityRetainer:
         if least > max(map(len, self.words)):
             return ""  # more letters than any word of the vocabulary has: no reading could be one
         views = [crop] if page is None else [crop, page.image]
-        uprights = self._reader().batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
+        uprights = self.reader().batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for v in views])
         if uprights[0][1] >= self.cfg.min_confidence and _initials(uprights[0][0]):
             return ""  # "D.X", "S.X.": initials, though their letters alone (stops are specks) read DX, SX
         for view, upright in zip(views, uprights):
-            readings = [upright] if upright[1] >= self.cfg.min_confidence else self._reader().batch(
+            readings = [upright] if upright[1] >= self.cfg.min_confidence else self.reader().batch(
                 [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
             sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
             if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:

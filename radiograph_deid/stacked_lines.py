@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
 from .boxes import Box, true_runs
 from .enums import BoxClass
-from .text_lines import text_rows
+from .text_lines import busy_rows, text_rows, upright_strokes
 
 Reader = Callable[[list[np.ndarray]], list[tuple[str, float]]]  # crops -> (text, confidence) each
 
@@ -56,15 +55,10 @@ def _rows(gray: np.ndarray, box: Box) -> list[Box]:
     return [box] if box.width >= 1.5 * box.height else []
 
 
-def _upright_strokes(crop: np.ndarray) -> np.ndarray:
-    return np.abs(cv2.Sobel(crop.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
-
-
 def _text_band(gray: np.ndarray, line: Box) -> tuple[int, int]:
     """The rows of the line's letters within its box: those crossed by a quarter as many upright strokes as the
     busiest (a box's margin above and below holds none)."""
-    strokes = _upright_strokes(gray[line.y0 : line.y1, line.x0 : line.x1])
-    busy = (strokes > max(20.0, 0.5 * float(np.percentile(strokes, 97)))).sum(axis=1)
+    busy = busy_rows(gray[line.y0 : line.y1, line.x0 : line.x1])
     if busy.max() == 0:
         return line.y0, line.y1
     runs = true_runs(busy >= 0.25 * busy.max())
@@ -72,7 +66,7 @@ def _text_band(gray: np.ndarray, line: Box) -> tuple[int, int]:
 
 
 def _profile(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    return _upright_strokes(gray[y0:y1, x0:x1]).mean(axis=1)
+    return upright_strokes(gray[y0:y1, x0:x1]).mean(axis=1)
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,6 +34,18 @@ def _stroke_threshold(ink: np.ndarray, min_contrast: int) -> float:
     return max(float(min_contrast), 0.5 * float(np.percentile(ink, 97)))
 
 
+def upright_strokes(crop: np.ndarray) -> np.ndarray:
+    """How strongly each pixel changes along the row: the upright strokes of letters."""
+    return np.abs(cv2.Sobel(crop.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
+
+
+def busy_rows(crop: np.ndarray) -> np.ndarray:
+    """Per row of a grey crop, how many strong upright strokes cross it (at half the crop's strongest, never under
+    20): a text line's rows are busy, the rows between lines and a box's margin are not."""
+    strokes = upright_strokes(crop)
+    return (strokes > max(20.0, 0.5 * float(np.percentile(strokes, 97)))).sum(axis=1)
+
+
 def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     """The (top, bottom) rows of each line of text in a grey crop holding two to ``most`` of them, else []: a
     viewer's overlay stacks four lines in a corner, and a line recognizer reads such a block as nothing. A line is
@@ -43,8 +55,7 @@ def text_rows(crop: np.ndarray, most: int = 8) -> list[tuple[int, int]]:
     h = crop.shape[0]
     if h < 16:
         return []
-    gx = np.abs(cv2.Sobel(crop.astype(np.float32), cv2.CV_32F, 1, 0, ksize=3))
-    busy = (gx > max(20.0, 0.5 * float(np.percentile(gx, 97)))).sum(axis=1)
+    busy = busy_rows(crop)
     if busy.max() == 0:
         return []
     runs = [(a, b) for a, b in true_runs(busy >= 0.25 * busy.max()) if b - a >= max(4, h // 12)]

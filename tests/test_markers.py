@@ -995,7 +995,7 @@ def test_a_box_read_surely_as_other_text_is_not_read_again_for_a_laterality_word
     reading looks again and keeps the word (a DEX the text detector read "DBX")."""
     retainer = LateralityRetainer(RetentionConfig())
     reads: list[int] = []
-    reader = retainer._reader()
+    reader = retainer.reader()
     batch = reader.batch
     reader.batch = lambda crops, *a, **k: reads.append(len(crops)) or batch(crops, *a, **k)  # type: ignore[method-assign]
 

@@ -212,9 +212,10 @@ def main() -> None:
         for split, images in sets.items():
             write_labels(root / f"{split}.jsonl", images)
         before = score("", sets["test"], root)
+        head = {"site": site, "style": {**asdict(style), "font": Path(style.font).name},
+                "images": {k: len(v) for k, v in sets.items()}}
         if args.shipped_only:
-            results.append({"site": site, "style": {**asdict(style), "font": Path(style.font).name},
-                            "images": {k: len(v) for k, v in sets.items()}, "shipped": before})
+            results.append({**head, "shipped": before})
             print(json.dumps(results[-1]), flush=True)
             continue
         data = build_site_dataset(root / "dataset", sets["train"], sets["tune"], root)
@@ -223,8 +224,7 @@ def main() -> None:
                           root, load_config(None, []), progress=False, start_onnx=SHIPPED_ONNX)
         seconds = time.perf_counter() - t0
         after = score(str(tuned.onnx), sets["test"], root)
-        results.append({"site": site, "style": {**asdict(style), "font": Path(style.font).name},
-                        "images": {k: len(v) for k, v in sets.items()}, "train_seconds": round(seconds, 1),
+        results.append({**head, "train_seconds": round(seconds, 1),
                         "validation_redaction": {"start": asdict(tuned.start_score),
                                                  "fine_tuned": asdict(tuned.best_score)},
                         "exported": tuned.improved, "before": before, "fine_tuned": after,

@@ -28,6 +28,7 @@ MIN_CHARS = 3  # letters and digits a stacked line must read as: anatomy reads a
 MIN_CORRELATION = 0.5  # of the rows' stroke profile with the boxed line's, one pitch away
 PITCH = (1.1, 2.4)  # line pitch, in text heights: a block's lines are 1.2-2 text heights apart
 LINES = 3  # at most this many lines stacked on a boxed line, each way
+NEW_TEXT = 1.5  # text heights of columns no redacted box covers, for a stacked line to be read (three letters)
 GROWTH = (5,)  # a stacked line is read again grown by this many text heights each side (2 and 5: 0.25 s more
 # per image on bench_site, no more lines filled)
 
@@ -40,9 +41,8 @@ def stacked_lines(gray: np.ndarray, redacted: Sequence[Box], kept: Sequence[Box]
     finder = _Finder(gray, kept, read, confidence)
     seeds = [(row, len(rows) > 1) for rows in (_rows(gray, box) for box in redacted) for row in rows]
     finder.grow_block_rows([row for row, in_block in seeds if in_block])
-    done = [row for row, _ in seeds]
     for row, _ in seeds:
-        finder.stack_on(row, done)
+        finder.stack_on(row, redacted)
     return finder.found
 
 
@@ -84,10 +84,16 @@ def _sure(reading: tuple[str, float], confidence: float) -> bool:
     return _chars(reading, confidence) >= MIN_CHARS
 
 
-def _covered(box: Box, lines: Sequence[Box]) -> bool:
-    """Whether a line already found spans the box's columns on most of its rows."""
-    return any(o.x0 <= box.x0 + 2 and o.x1 >= box.x1 - 2 and min(o.y1, box.y1) - max(o.y0, box.y0) >= 0.7 * box.height
-               for o in lines)
+def _bare(box: Box, lines: Sequence[Box], height: int) -> list[Box]:
+    """The parts of the box's columns that no line already filled or found covers on most of its rows, each at
+    least ``NEW_TEXT`` text heights wide (three letters): only there can a stacked line hold text not yet known (two
+    boxed lines of a block are each the other's candidate, and a line shorter than its neighbour leaves bare ground
+    beside it)."""
+    bare = np.ones(box.width, bool)
+    for o in lines:
+        if min(o.y1, box.y1) - max(o.y0, box.y0) >= 0.7 * box.height:
+            bare[max(0, o.x0 - box.x0) : max(0, o.x1 - box.x0)] = False
+    return [replace(box, x0=box.x0 + a, x1=box.x0 + b) for a, b in true_runs(bare) if b - a >= NEW_TEXT * height]
 
 
 class _Finder:
@@ -114,42 +120,48 @@ class _Finder:
     def grow_block_rows(self, rows: Sequence[Box]) -> None:
         """Each row of a redacted block that reads surely, grown to its line's ends: a block's box is no line, so
         its fill is not followed along any (``text_lines.continued``)."""
-        rows = [replace(r, label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}") for r in rows]
+        rows = [replace(r, y0=max(0, r.y0 - r.height // 4), y1=min(self.gray.shape[0], r.y1 + r.height // 4),
+                        label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}") for r in rows]
         for row, reading in zip(rows, self.read([self._crop(r) for r in rows]) if rows else []):
             if _sure(reading, self.confidence):
                 self.found.append(replace(self._grown(row, reading), text=reading[0]))
 
-    def stack_on(self, line: Box, done: Sequence[Box]) -> None:
-        """The lines stacked one pitch apart above and below ``line``, each read, up to ``LINES`` each way."""
+    def stack_on(self, line: Box, filled: Sequence[Box]) -> None:
+        """The lines stacked one pitch apart above and below ``line``, up to ``LINES`` each way, each read where no
+        box in ``filled`` or found already covers it and its rows' stroke profile still matches the line's."""
         top, bottom = _text_band(self.gray, line)
         height = bottom - top
         if height < 4:
             return
         pad = max(1, height // 4)
         seed = replace(line, y0=max(0, top - pad), y1=min(self.gray.shape[0], bottom + pad))
-        steps = [(c, s) for c, s in (self._next(seed, height, d) for d in (1, -1)) if c is not None]
-        steps = [(c, s) for c, s in steps if not _covered(c, [*done, *self.found])]
-        for (box, step), reading in zip(steps, self.read([self._crop(c) for c, _ in steps]) if steps else []):
-            for _ in range(LINES):
-                if not _sure(reading, self.confidence):
-                    break
-                self.found.append(replace(self._grown(box, reading), text=reading[0]))
-                box = self._at(box, box.y0 + step, box.y1 + step)
-                if box is None or _covered(box, [*done, *self.found]):
-                    break
-                reading = self.read([self._crop(box)])[0]
-
-    def _next(self, seed: Box, height: int, direction: int) -> tuple[Box | None, int]:
-        """The seed's rows moved one pitch up or down (``direction``) to where the rows' stroke profile best matches
-        the seed's own (``MIN_CORRELATION`` at least), and the move."""
-        rows = self.gray.shape[0]
         own = _profile(self.gray, seed.y0, seed.y1, seed.x0, seed.x1)
+        for box, step in (self._next(seed, own, height, d) for d in (1, -1)):
+            for _ in range(LINES):
+                if box is None:
+                    break
+                parts = [p for p in _bare(box, [*filled, *self.found], height)
+                         if _correlation(own, _profile(self.gray, p.y0, p.y1, p.x0, p.x1)) >= MIN_CORRELATION]
+                sure = [(p, r) for p, r in zip(parts, self.read([self._crop(p) for p in parts]) if parts else [])
+                        if _sure(r, self.confidence)]
+                if not sure:
+                    break
+                self.found += [replace(self._grown(p, r), text=r[0]) for p, r in sure]
+                box = self._at(box, box.y0 + step, box.y1 + step)
+
+    def _next(self, seed: Box, own: np.ndarray, height: int, direction: int) -> tuple[Box | None, int]:
+        """The seed's rows moved one pitch up or down (``direction``) to where the rows' stroke profile best matches
+        the seed's own (``own``; ``MIN_CORRELATION`` at least), and the move."""
+        n = len(own)
+        pitches = range(int(PITCH[0] * height), int(PITCH[1] * height) + 1)
+        tops = [(p, seed.y0 + direction * p) for p in pitches if 0 <= seed.y0 + direction * p <= self.gray.shape[0] - n]
+        if not tops:
+            return None, 0
+        top = min(y0 for _, y0 in tops)  # the strokes of every row searched, found once
+        strokes = _profile(self.gray, top, max(y0 for _, y0 in tops) + n, seed.x0, seed.x1)
         best, move = MIN_CORRELATION, 0
-        for pitch in range(int(PITCH[0] * height), int(PITCH[1] * height) + 1):
-            y0 = seed.y0 + direction * pitch
-            if y0 < 0 or y0 + len(own) > rows:
-                continue
-            c = _correlation(own, _profile(self.gray, y0, y0 + len(own), seed.x0, seed.x1))
+        for pitch, y0 in tops:
+            c = _correlation(own, strokes[y0 - top : y0 - top + n])
             if c > best:
                 best, move = c, direction * pitch
         return (self._at(seed, seed.y0 + move, seed.y1 + move) if move else None), move

@@ -24,6 +24,7 @@ from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patie
 from radiograph_deid.marker_synth import _render_hershey, _render_ttf, _tight, font_files, synthesize
 from radiograph_deid.pipeline import Decided, MarkerDecider
 from radiograph_deid.retention import LateralityRetainer, laterality_mismatch, side_of
+from radiograph_deid.stacked_lines import stacked_lines
 from radiograph_deid.synthetic import Burn, burn, phantom
 
 from .conftest import labelled_synthetic
@@ -1573,6 +1574,41 @@ def test_the_lines_stacked_on_a_redacted_line_are_read_and_filled_and_ribs_below
         ribs = np.clip(phantom(260, 420, seed=seed) * 200 + 70 * name_line + rng.normal(0, 4, ground.shape), 0, 255)
         _, decided = MarkerDecider(load_config(), Found()).decide(ribs.astype(np.uint8))
         assert [d.box.source for d in decided] == ["marker-yolo"], seed
+
+
+def test_a_block_whose_lines_are_boxed_is_not_read_again_and_a_line_running_past_its_box_is_read_there() -> None:
+    """A name and a date stacked, each boxed by the detectors (the name as two words, the date's box starting a few
+    pixels right of the name's): each is the other's stacked candidate, and the boxes cover it, so nothing is read
+    (each read costs the recognizer's time on every such image) and nothing found again. When the date line runs on
+    past its box, under the name's columns, only that bare part is read, and the line found is grown to its end."""
+    reader = LateralityRetainer(RetentionConfig()).reader().batch
+    lines = np.zeros((160, 520), np.float32)
+    cv2.putText(lines, "DOE, JANE   MRN 00482913", (20, 50), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1.0, 1, cv2.LINE_AA)
+    cv2.putText(lines, "05/03/2024", (28, 78), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1.0, 1, cv2.LINE_AA)
+    running_on = np.zeros_like(lines)
+    cv2.putText(running_on, "14:22 ACC 7734", (160, 78), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1.0, 1, cv2.LINE_AA)
+
+    def boxed(y: int, x0: int, x1: int) -> Box:
+        ys, xs = np.nonzero(lines[y - 18 : y + 6, x0:x1] > 0.3)
+        return Box(x0 + int(xs.min()) - 3, y - 18 + int(ys.min()) - 3, x0 + int(xs.max()) + 4,
+                   y - 18 + int(ys.max()) + 4, 0.9, BoxClass.OTHER_MARKER, source="marker-yolo")
+
+    boxes = [boxed(50, 0, 120), boxed(50, 120, 520), boxed(78, 0, 520)]
+    rng = np.random.default_rng(0)
+    for ink, reads in ((lines, 0), (lines + running_on, 3)):
+        view = np.clip(30 + 200 * ink + rng.normal(0, 4, ink.shape), 0, 255).astype(np.uint8)
+        crops: list[np.ndarray] = []
+
+        def read(batch: list[np.ndarray]) -> list[tuple[str, float]]:
+            crops.extend(batch)
+            return reader(batch)
+
+        found = stacked_lines(view, boxes, [], read)
+        assert len(crops) <= reads
+        filled = np.zeros(view.shape, bool)
+        for b in found:
+            filled[b.y0 : b.y1, b.x0 : b.x1] = True
+        assert filled[running_on > 0.3].all() if reads else not found
 
 
 def test_a_box_holding_lines_of_text_keeps_no_letter_however_its_blob_reads() -> None:

@@ -189,10 +189,13 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path("runs/bench_site"))
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "site.json")
+    ap.add_argument("--out", type=Path, help="the report (default: results/site.json, with --shipped-only "
+                    "results/site-shipped.json)")
     ap.add_argument("--shipped-only", action="store_true",
                     help="score the shipped weights on each site's test images, no fine-tuning (a few minutes per site)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = Path(__file__).parent / "results" / ("site-shipped.json" if args.shipped_only else "site.json")
     if not LABELS.is_file() or not (SHARED_DATA / "hannover").is_dir():
         raise SystemExit(f"bench_site needs the labelled backgrounds: {LABELS} and {SHARED_DATA / 'hannover'}")
     labelled = [im for im in read_labels(LABELS) if im.file.startswith("hannover/")]

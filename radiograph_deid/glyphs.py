@@ -212,23 +212,20 @@ class LeadingGlyph:
     gap: int  # columns of background between it and the next glyph
 
 
-def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
-    """The first (leftmost) glyph of a horizontal line when it stands apart from the glyphs after it and is
-    taller than each of them: a lead marker's letter with the technician's initials stamped beside it ("R JS"),
-    not the capital of a word or name ("Lee": as tall as nothing after it, but close to it). Glyphs are Otsu's
-    minority side in columns of their own (a letter broken into pieces is one). Left out: specks and stops, under
-    ``STOP`` of the tallest glyph's height (initials a third of the letter's height are none, though they fill
-    less than a quarter of a loose box's height: "R HS"), and pieces mostly above or below the tallest glyph's
-    rows (ground in a corner of the box, which would join the last initial's columns)."""
+def glyph_spans(gray: np.ndarray) -> list[list[int]]:
+    """[x0, x1, y0, y1] of each glyph of a horizontal line, left to right: Otsu's minority side in columns of their
+    own (a letter broken into pieces is one). Left out: specks and stops, under ``STOP`` of the tallest glyph's
+    height, and pieces mostly above or below the tallest glyph's rows (ground in a corner of the box, which would
+    join the last letter's columns)."""
     if _too_small(gray):
-        return None
+        return []
     fig = figure_mask(gray)
     _, _, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
     stats = stats[1:][stats[1:, 4] >= 6]
     if not len(stats):
-        return None
+        return []
     _, top, _, tallest, _ = (int(v) for v in stats[np.argmax(stats[:, 3])])
-    spans: list[list[int]] = []  # [x0, x1, y0, y1] of each run of overlapping columns
+    spans: list[list[int]] = []
     for x, y, w, h, area in sorted(stats.tolist()):
         if h < STOP * tallest or min(y + h, top + tallest) - max(y, top) < h / 2:
             continue
@@ -237,6 +234,16 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
             spans[-1] = [last[0], max(last[1], x + w), min(last[2], y), max(last[3], y + h)]
         else:
             spans.append([x, x + w, y, y + h])
+    return spans
+
+
+def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
+    """The first (leftmost) glyph of a horizontal line when it stands apart from the glyphs after it and is
+    taller than each of them: a lead marker's letter with the technician's initials stamped beside it ("R JS"),
+    not the capital of a word or name ("Lee": as tall as nothing after it, but close to it). Initials a third of
+    the letter's height count (though they fill less than a quarter of a loose box's height: "R HS"); full stops
+    do not (``glyph_spans``)."""
+    spans = glyph_spans(gray)
     if len(spans) < 2:
         return None
     first, rest = spans[0], spans[1:]

@@ -253,6 +253,23 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
     return LeadingGlyph(first[0], first[1], gap)
 
 
+def in_a_word(gray: np.ndarray, x0: int, x1: int) -> bool:
+    """Whether the glyph over columns [x0, x1) of a horizontal line's crop is a letter of a word: a glyph beside it,
+    closer than ``APART`` of its height, is about as tall (not ``TALLER`` times shorter). The R of a hospital's
+    "RGH"; not a lead marker's R stamped beside initials half its height, however close ("LFXJ"), nor one set a
+    space apart from its initials ("R JS")."""
+    spans = glyph_spans(gray)
+    centre = (x0 + x1) / 2
+    at = [i for i, s in enumerate(spans) if s[0] <= centre < s[1]]
+    if not at:
+        return False
+    mine = spans[at[0]]
+    height = mine[3] - mine[2]
+    beside = [spans[j] for j in (at[0] - 1, at[0] + 1) if 0 <= j < len(spans)]
+    return any(max(s[0] - mine[1], mine[0] - s[1]) < APART * height and TALLER * (s[3] - s[2]) >= height
+               for s in beside)
+
+
 @dataclass(frozen=True)
 class LettersPage:
     """A crop's letters alone, black on white with a margin, how many separate letters there are, and the extent

@@ -175,6 +175,31 @@ def test_a_marker_letter_read_in_one_box_with_the_initials_close_beside_it_is_cu
         assert [r.action for r in retainer(view, [box])] == [BoxAction.REDACTED], reading
 
 
+def test_a_letter_boxed_alone_inside_a_word_read_around_it_is_not_kept_and_a_lead_letter_beside_initials_is() -> None:
+    """The marker detector boxes the R of a hospital's "RGH" alone, as laterality, and the text detector reads the
+    word around it: the R, as tall as the G set close beside it, is a letter of the word, not a lead marker, so it
+    is filled with the word (the record would state a side that no marker shows). A lead L boxed alone inside a box
+    read "LFXJ", the initials half its height stamped as close, stays kept."""
+    def ink_box(view: np.ndarray, x1: int = 360, text: str = "", label: BoxClass = BoxClass.OTHER_MARKER) -> Box:
+        ys, xs = np.nonzero(view[:, :x1] > 200)
+        return Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.9, label, text,
+                   "rapidocr-text" if text else "marker-yolo")
+
+    retainer = LateralityRetainer(RetentionConfig())
+    for first, rest, kept_expected in (("R", Burn("GH", 0, 20, 60, 1.0, 7), False),
+                                       ("L", Burn("FXJ", 0, 50, 30, 1.0, 3), True)):
+        letter = (burn(np.full((120, 360), 0.3, np.float32), [Burn(first, 20, 20, 60, 1.0, 7)]) * 255).astype(np.uint8)
+        alone = ink_box(letter, label=BoxClass.LATERALITY)
+        rest = replace(rest, x=alone.x1 + 2)  # as close as the letters of a word
+        view = (burn(np.full((120, 360), 0.3, np.float32), [Burn(first, 20, 20, 60, 1.0, 7), rest]) * 255
+                ).astype(np.uint8)
+        word = ink_box(view, text=first + rest.text)
+        assert retainer(view, [alone])[0].action is BoxAction.KEPT_LATERALITY  # a letter read alone, on its own
+        results = retainer(view, [word, alone])
+        assert [r.action for r in results] == [BoxAction.REDACTED, BoxAction.KEPT_LATERALITY if kept_expected
+                                               else BoxAction.REDACTED], first + rest.text
+
+
 def test_a_letter_inside_a_line_of_text_is_not_an_isolated_marker() -> None:
     view = (phantom(400, 600) * 120).astype(np.uint8)
     view = (burn(view.astype(np.float32) / 255, [Burn("EXAMPLE", 40, 40, 60, 1.0, 8), Burn("L", 40, 250, 60, 1.0, 8)])

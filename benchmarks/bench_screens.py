@@ -1,6 +1,6 @@
 """Photographed screens: a viewer's overlay text on a radiograph shown on a monitor, photographed with a phone.
 
-    python benchmarks/bench_screens.py [--images 24] [--out benchmarks/results/screens.json]
+    python benchmarks/bench_screens.py [--images 24] [--set KEY=VALUE] [--out benchmarks/results/screens.json]
 
 Radiographs reach research sets as phone photographs of a reading-room monitor too. The viewer's overlay (patient
 name, ID, birth date, accession number, institution, study date, window/level, zoom, exposure, technician,
@@ -111,8 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "screens.json")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="as redact --set: a configuration value other than the shipped default")
     args = parser.parse_args()
-    decider = MarkerDecider(load_config())
+    decider = MarkerDecider(load_config(overrides=args.overrides))
     per_size: dict[int, list[int]] = {s: [0, 0] for s in SIZES}
     outside, seconds, missed = [], [], {}
     for i, gray in enumerate(backgrounds(args.images)):
@@ -140,6 +142,7 @@ def main() -> None:
         "missed_lines": dict(sorted(missed.items(), key=lambda kv: -kv[1])),
         "filled_outside_lines": round(float(np.mean(outside)), 4),
         "seconds_per_image": round(float(np.mean(seconds)), 2),
+        "overrides": args.overrides,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }
     print(json.dumps(report, indent=1))

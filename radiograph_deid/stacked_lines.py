@@ -119,7 +119,8 @@ class _Finder:
 
     def grow_block_rows(self, rows: Sequence[Box]) -> None:
         """Each row of a redacted block that reads surely, grown to its line's ends: a block's box is no line, so
-        its fill is not followed along any (``text_lines.continued``)."""
+        its fill is not followed along any (``text_lines.continued``). A row is read with a quarter of its height
+        above and below, as a stacked line's text band is (``text_rows`` gives its letters' rows alone)."""
         rows = [replace(r, y0=max(0, r.y0 - r.height // 4), y1=min(self.gray.shape[0], r.y1 + r.height // 4),
                         label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}") for r in rows]
         for row, reading in zip(rows, self.read([self._crop(r) for r in rows]) if rows else []):

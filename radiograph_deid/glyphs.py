@@ -253,11 +253,12 @@ def leading_glyph(gray: np.ndarray) -> LeadingGlyph | None:
     return LeadingGlyph(first[0], first[1], gap)
 
 
-def in_a_word(gray: np.ndarray, x0: int, x1: int) -> bool:
+def word_letter_at(gray: np.ndarray, x0: int, x1: int) -> bool:
     """Whether the glyph over columns [x0, x1) of a horizontal line's crop is a letter of a word: a glyph beside it,
     closer than ``APART`` of its height, is about as tall (not ``TALLER`` times shorter). The R of a hospital's
     "RGH"; not a lead marker's R stamped beside initials half its height, however close ("LFXJ"), nor one set a
-    space apart from its initials ("R JS")."""
+    space apart from its initials ("R JS"). Judged on a whole line's glyph spans (``glyph_spans``), with
+    ``leading_glyph``'s bounds; ``_in_word`` asks the same of one box's connected components, on its own bounds."""
     spans = glyph_spans(gray)
     centre = (x0 + x1) / 2
     at = [i for i, s in enumerate(spans) if s[0] <= centre < s[1]]

@@ -24,7 +24,7 @@ from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
-                     figure_side, glyph_components, in_a_word, leading_glyph, letters_page, rotational_symmetry)
+                     figure_side, glyph_components, leading_glyph, letters_page, rotational_symmetry, word_letter_at)
 from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
@@ -244,8 +244,8 @@ class LateralityRetainer:
 
     def _isolated(self, gray: np.ndarray, results: list[RetentionResult]) -> list[RetentionResult]:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") or
-        inside a word read in another box, as a letter of it (``_in_word``), is part of that text, not an isolated
-        marker, and a glyph that frames text (``_frames``) is no letter: each is redacted with its box."""
+        inside a word read in another box, as a letter of it (``_letter_of_word``), is part of that text, not an
+        isolated marker, and a glyph that frames text (``_frames``) is no letter: each is redacted with its box."""
         lines = [r.box for r in results if self._is_line(r.box)]
         others = [r.box for r in results if r.action is not BoxAction.KEPT_LATERALITY]
         out = []
@@ -253,14 +253,14 @@ class LateralityRetainer:
             area = r.box.width * r.box.height
             if r.action is BoxAction.KEPT_LATERALITY and (
                     any(r.box.intersection(line) >= 0.5 * area for line in lines) or _frames(r, others)
-                    or self._in_word(gray, r.box, others)):
+                    or self._letter_of_word(gray, r.box, others)):
                 r = _unkept(r)
             out.append(r)
         return out
 
-    def _in_word(self, gray: np.ndarray, kept: Box, others: Sequence[Box]) -> bool:
+    def _letter_of_word(self, gray: np.ndarray, kept: Box, others: Sequence[Box]) -> bool:
         """Whether the kept box lies mostly in a horizontal box read as a word of two or more letters and digits,
-        no laterality word, where its glyph is a letter of that word (``glyphs.in_a_word``): the marker detector
+        no laterality word, where its glyph is a letter of that word (``glyphs.word_letter_at``): the marker detector
         boxed the R of a hospital's "RGH" alone, as laterality, and the text detector read the word around it."""
         area = kept.width * kept.height
         for word in others:
@@ -269,7 +269,7 @@ class LateralityRetainer:
                     or kept.intersection(word) < 0.5 * area:
                 continue
             x0, x1 = max(kept.x0, word.x0) - word.x0, min(kept.x1, word.x1) - word.x0
-            if in_a_word(gray[word.y0 : word.y1, word.x0 : word.x1], x0, x1):
+            if word_letter_at(gray[word.y0 : word.y1, word.x0 : word.x1], x0, x1):
                 return True
         return False
 

@@ -108,6 +108,12 @@ class _Finder:
         grown = box.expanded(int(round(0.15 * box.height)), self.gray.shape[:2])
         return self.gray[grown.y0 : grown.y1, grown.x0 : grown.x1]
 
+    def _band(self, box: Box, top: int, bottom: int) -> Box:
+        """The box over rows ``top``-``bottom`` (a line's letters) with a quarter of their height above and below:
+        the band a line's stroke profile is taken on and its crop read from."""
+        pad = max(1, (bottom - top) // 4)
+        return replace(box, y0=max(0, top - pad), y1=min(self.gray.shape[0], bottom + pad))
+
     def _clear(self, box: Box) -> bool:
         return not any(k.intersection(box) > 0 for k in self.kept)
 
@@ -120,9 +126,9 @@ class _Finder:
     def grow_block_rows(self, rows: Sequence[Box]) -> None:
         """Each row of a redacted block that reads surely, grown to its line's ends: a block's box is no line, so
         its fill is not followed along any (``text_lines.continued``). A row is read with a quarter of its height
-        above and below, as a stacked line's text band is (``text_rows`` gives its letters' rows alone)."""
-        rows = [replace(r, y0=max(0, r.y0 - r.height // 4), y1=min(self.gray.shape[0], r.y1 + r.height // 4),
-                        label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}") for r in rows]
+        above and below, as a stacked line's text band is (``_band``; ``text_rows`` gives its letters' rows alone)."""
+        rows = [replace(self._band(r, r.y0, r.y1), label=BoxClass.OTHER_MARKER, source=f"{r.source}+{SOURCE}")
+                for r in rows]
         for row, reading in zip(rows, self.read([self._crop(r) for r in rows]) if rows else []):
             if _sure(reading, self.confidence):
                 self.found.append(replace(self._grown(row, reading), text=reading[0]))
@@ -134,8 +140,7 @@ class _Finder:
         height = bottom - top
         if height < 4:
             return
-        pad = max(1, height // 4)
-        seed = replace(line, y0=max(0, top - pad), y1=min(self.gray.shape[0], bottom + pad))
+        seed = self._band(line, top, bottom)
         own = _profile(self.gray, seed.y0, seed.y1, seed.x0, seed.x1)
         for box, step in (self._next(seed, own, height, d) for d in (1, -1)):
             for _ in range(LINES):

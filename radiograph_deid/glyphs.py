@@ -28,6 +28,8 @@ BOLD_COUNTER = (0.01, 0.12)  # ... enclosing a small counter (a solid D-shaped b
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 SLIVER = 0.1  # of the inkiest letter's area: a piece of a tile's frame, not a letter (an I is a third of a W)
+STROKE_SCALES = (0.25, 0.4)  # of a box's shorter side: the widest stroke a stroke look keeps (a bold R's is a third)
+STROKE_MIN_SIDE = 16  # pixels: a box's shorter side from which its strokes are looked for apart from their ground
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
 RING_ASPECT = 1.15  # a ring's box is square; a "0" is taller (glyphs.lone_ring)
 TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"): taller than each of them by this
@@ -114,6 +116,26 @@ def bold_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
         return []
     fig = figure_mask(gray)
     return [c for side in (fig, ~fig) for c in _components(side, most, 0.3) if c.may_be_bold_letter]
+
+
+def stroke_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
+    """Candidate glyphs drawn as strokes thinner than ``STROKE_SCALES`` of the crop's shorter side, bright
+    (top-hat) or dark (black-hat), largest first for each scale and polarity: a step edge of the anatomy or of a
+    tile's shadow crossing the box, or lighting that darkens one side of it, is no stroke, and wins Otsu's split
+    of the crop as it is (a dark L on a clear tile over a rib's edge; a ringed L half in shadow). A crop under
+    ``STROKE_MIN_SIDE`` on a side holds no stroke that narrow: its looks are noise (a 12 x 8 px vendor icon's
+    read L)."""
+    if _too_small(gray) or min(gray.shape[:2]) < STROKE_MIN_SIDE:
+        return []
+    found = []
+    for scale in STROKE_SCALES:
+        size = max(3, int(round(min(gray.shape[:2]) * scale)) | 1)
+        element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+        for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+            strokes = cv2.morphologyEx(gray, op, element)
+            t, _ = cv2.threshold(strokes, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+            found += _components(strokes > t, most, 0.3)
+    return found
 
 
 def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphComponent]:

@@ -24,7 +24,8 @@ from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
-                     figure_side, glyph_components, leading_glyph, letters_page, rotational_symmetry, word_letter_at)
+                     figure_side, glyph_components, leading_glyph, letters_page, rotational_symmetry, stroke_components,
+                     word_letter_at)
 from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
@@ -354,7 +355,23 @@ class LateralityRetainer:
             "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text))))
         if word:
             return _kept(box, word, box.score, figure_mask(crop))
-        return redact
+        stroked = self._stroke_letter(crop, box)
+        return redact if stroked is None else stroked
+
+    def _stroke_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
+        """The box kept for a letter drawn as strokes apart from their ground (``glyphs.stroke_components``), or
+        None: the last look at a box no reader read and no other look found a letter in. Where a bone's edge or a
+        shadow crosses a tile or ring, Otsu splits the ground, not the letter from it. Strokes of anatomy read as
+        letters too, so the classifier's sure letter must be Tesseract's reading as well; and a box read as
+        anything is not looked at (a stroke of the "IQ" or "RS" read in it was kept as L)."""
+        if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
+            return None
+        for comp in stroke_components(crop):
+            if comp.may_be_letter and not comp.touches_border:
+                letter, score = self._letter(comp, second_opinion=False)
+                if letter and tesseract_letter(comp.tensor, self.letters) == letter:
+                    return _kept(box, letter, round(score, 4), comp.mask)
+        return None
 
     def _sides_read(self, box: Box) -> set[str]:
         """The sides the text detector's reading of the box names, by its words of the vocabulary (a glyph

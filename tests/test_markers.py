@@ -1139,6 +1139,32 @@ def test_a_faint_letter_on_a_tile_lit_unevenly_is_read_once_the_lighting_is_take
     assert retain(_tile_lit_unevenly(0), [box])[0].action is BoxAction.REDACTED, "a blank tile was read as a letter"
 
 
+def _tile_over_an_edge(letter: str) -> tuple[np.ndarray, np.ndarray]:
+    """A clear lead tile (its dark frame cut off by the box) over a bone's edge running corner to corner, with a
+    dark letter on it (a synthetic miss): Otsu splits the bright side of the edge from the dark, and the letter
+    lies across both."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:140, 0:140].astype(np.float32)
+    view = cv2.GaussianBlur(np.where(yy - xx > -10, 150.0, 95.0).astype(np.float32), (0, 0), 2)
+    cv2.rectangle(view, (8, 8), (131, 131), 40, 4)
+    ink = burn(np.zeros_like(view), [Burn(letter, 40, 38, 62, 1.0, 7)] if letter else [])
+    return np.clip(view - 70 * ink + rng.normal(0, 3, view.shape), 0, 255).astype(np.uint8), ink > 0.5
+
+
+def test_a_letter_on_a_tile_over_a_bones_edge_is_read_as_strokes_apart_from_its_ground() -> None:
+    box = Box(16, 16, 124, 124)
+    retain = LateralityRetainer(RetentionConfig())
+    view, ink = _tile_over_an_edge("L")
+    res = retain(view, [box])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "L"
+    assert res.keep_mask[ink[16:124, 16:124]].mean() > 0.9 and res.keep_mask.mean() < 0.15, "the ground was kept"
+    assert retain(_tile_over_an_edge("")[0], [box])[0].action is BoxAction.REDACTED, "a bone's edge was kept"
+    read = retain(view, [replace(box, text="IQ", score=0.9)])[0]
+    assert read.action is BoxAction.REDACTED, "a box read as other text was looked at as strokes"
+    no_second_reader = LateralityRetainer(RetentionConfig(tesseract_second_opinion=False))
+    assert no_second_reader(view, [box])[0].action is BoxAction.REDACTED, "a stroke letter was kept unconfirmed"
+
+
 def test_a_piece_the_box_cuts_beside_the_dominant_glyph_is_not_kept_as_a_letter(monkeypatch) -> None:
     """A dark tile whose R cannot be seen (synthetic, seed 2000): its box cut the tile, and the second candidate,
     the tile's lit edge running to the box's border, was read L at 0.81 and kept, the wrong side. A piece the box

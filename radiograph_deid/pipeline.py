@@ -225,11 +225,12 @@ class MarkerDecider:
     def _stacked(self, gray: np.ndarray, decided: list[Decided]) -> list[Box]:
         """The lines stacked on the redacted boxes' lines (``stacked_lines``: a viewer's overlay block of which
         the detectors boxed one line, or the block short of its lines' ends), clear of the kept markers."""
-        redacted = [d.box for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
+        redacted = [d for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
         if not redacted:
             return []
         kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
-        return stacked_lines(gray, redacted, kept, self.retainer.reader().batch, self.cfg.detector.confirm_confidence)
+        return stacked_lines(gray, [d.box for d in redacted], kept, self.retainer.reader().batch,
+                             self.cfg.detector.confirm_confidence, reach=[d.fill for d in redacted])
 
     def _doubter(self) -> MarkerDecider:
         """This decider with ``detector.doubt_threshold`` for ``score_threshold``, built when first needed."""

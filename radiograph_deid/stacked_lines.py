@@ -8,7 +8,9 @@ block's geometry tells where its next line lies: one pitch above or below, the p
 rows repeats (compared by normalized correlation, so a faint line on bright bone matches the boxed line on dark
 lung as well as a strong one would). The recognizer tells whether it is text (three or more letters and digits,
 read surely) and how far it runs (a line is grown sideways while its reading gains characters). Anatomy one pitch
-from a line (a rib edge, a vessel) reads as nothing or as one character.
+from a line (a rib edge, a vessel) reads as nothing or as one character. A redacted line is itself grown so: the
+detectors box part of a line ("kVp" of "83 kVp") whose strokes, faint or on busy ground, were not followed to the
+rest.
 """
 from __future__ import annotations
 
@@ -34,13 +36,18 @@ GROWTH = (5,)  # a stacked line is read again grown by this many text heights ea
 
 
 def stacked_lines(gray: np.ndarray, redacted: Sequence[Box], kept: Sequence[Box], read: Reader,
-                  confidence: float = 0.8) -> list[Box]:
-    """Text lines stacked above and below the redacted boxes' lines, each read surely (``confidence``), and the
-    rows of a redacted block of lines read and grown to their ends. Nothing is found over a kept laterality marker
-    (``kept``): a lead R beside a name stays."""
+                  confidence: float = 0.8, reach: Sequence[Box] | None = None) -> list[Box]:
+    """Text lines stacked above and below the redacted boxes' lines, each read surely (``confidence``), the rows of
+    a redacted block of lines read and grown to their ends, and each redacted line grown beyond the columns its
+    fill reaches (``reach``, one per box: the line followed to its strokes' ends; default the boxes). Nothing is
+    found over a kept laterality marker (``kept``): a lead R beside a name stays."""
     finder = _Finder(gray, kept, read, confidence)
-    seeds = [(row, len(rows) > 1) for rows in (_rows(gray, box) for box in redacted) for row in rows]
+    rows = [_rows(gray, box) for box in redacted]
+    seeds = [(row, len(r) > 1) for r in rows for row in r]
     finder.grow_block_rows([row for row, in_block in seeds if in_block])
+    fills = list(redacted if reach is None else reach)
+    finder.grow_lines([replace(box, x0=min(box.x0, fill.x0), x1=max(box.x1, fill.x1))
+                       for box, fill, r in zip(redacted, fills, rows) if r == [box]], [*redacted, *fills])
     for row, _ in seeds:
         finder.stack_on(row, redacted)
     return finder.found
@@ -133,6 +140,48 @@ class _Finder:
             if _sure(reading, self.confidence):
                 self.found.append(replace(self._grown(row, reading), text=reading[0]))
 
+    def grow_lines(self, lines: Sequence[Box], filled: Sequence[Box]) -> None:
+        """Each redacted line (its box's rows, its fill's columns) that reads surely, grown where its reading gains
+        letters and digits (``_grown``): the detectors boxed "7485744" of "MRN 7485744", and the line's strokes,
+        faint or on busy ground, were not followed across the gap to "MRN" (``text_lines.continued``). Read only on
+        the sides where letters may stand (``_sides_to_grow``); the detector stage's sure reading of the box stands
+        for the line's own."""
+        for line in lines:
+            top, bottom = _text_band(self.gray, line)
+            if bottom - top < 4:
+                continue
+            band = self._band(line, top, bottom)
+            sides = self._sides_to_grow(band, filled, bottom - top)
+            if not sides:
+                continue
+            told = (line.text, 1.0)
+            reading = told if _sure(told, self.confidence) else self.read([self._crop(band)])[0]
+            if _sure(reading, self.confidence):
+                grown = self._grown(band, reading, sides)
+                if grown.x0 < band.x0 or grown.x1 > band.x1:
+                    self.found.append(replace(grown, label=BoxClass.OTHER_MARKER, source=f"{line.source}+{SOURCE}"))
+
+    def _sides_to_grow(self, band: Box, filled: Sequence[Box], height: int) -> list[int]:
+        """The sides of a line's band (right: 1, left: -1) where, within ``GROWTH`` text heights of its end, a bare
+        stretch (``_bare``: no box of ``filled`` on it) holds letters' strokes (``_strokes_in_band``). No stroke
+        profile is asked of it, as of a stacked line: the digits of "83" beside "kVp" have another."""
+        reach = GROWTH[-1] * band.height
+        spans = {-1: (max(0, band.x0 - reach), band.x0), 1: (band.x1, min(self.gray.shape[1], band.x1 + reach))}
+        beside = {side: replace(band, x0=a, x1=b) for side, (a, b) in spans.items() if b > a}
+        return [side for side, box in beside.items()
+                if self._clear(box) and any(self._strokes_in_band(p) for p in _bare(box, filled, height))]
+
+    def _strokes_in_band(self, band: Box) -> bool:
+        """Whether the band's rows are crossed by strong upright strokes (``text_lines.busy_rows``), one or more per
+        row and twice as many as the rows a band's height above and below it: letters on the line's rows, not
+        bare ground, nor anatomy, whose edges cross the rows around as often."""
+        y0, y1 = max(0, band.y0 - band.height), min(self.gray.shape[0], band.y1 + band.height)
+        busy = busy_rows(self.gray[y0:y1, band.x0 : band.x1]).astype(float)
+        inside = np.zeros(len(busy), bool)
+        inside[band.y0 - y0 : band.y1 - y0] = True
+        around = busy[~inside].mean() if (~inside).any() else 0.0
+        return busy[inside].mean() >= max(1.0, 2 * around)
+
     def stack_on(self, line: Box, filled: Sequence[Box]) -> None:
         """The lines stacked one pitch apart above and below ``line``, up to ``LINES`` each way, each read where no
         box in ``filled`` or found already covers it and its rows' stroke profile still matches the line's."""
@@ -172,14 +221,14 @@ class _Finder:
                 best, move = c, direction * pitch
         return (self._at(seed, seed.y0 + move, seed.y1 + move) if move else None), move
 
-    def _grown(self, line: Box, reading: tuple[str, float]) -> Box:
-        """The line grown sideways, each side as far (of ``GROWTH`` text heights) as its reading gains letters and
-        digits: the recognizer reads on where a faint line's strokes fade under any threshold, and reads no more
-        where the line has ended. Not over a kept marker."""
+    def _grown(self, line: Box, reading: tuple[str, float], sides: Sequence[int] = (1, -1)) -> Box:
+        """The line grown sideways (right: 1, left: -1, of ``sides``), each side as far (of ``GROWTH`` text
+        heights) as its reading gains letters and digits: the recognizer reads on where a faint line's strokes fade
+        under any threshold, and reads no more where the line has ended. Not over a kept marker."""
         cols = self.gray.shape[1]
         step = max(4, line.height)
         wider = [(side, replace(line, x1=min(cols, line.x1 + k * step)) if side > 0
-                  else replace(line, x0=max(0, line.x0 - k * step))) for side in (1, -1) for k in GROWTH]
+                  else replace(line, x0=max(0, line.x0 - k * step))) for side in sides for k in GROWTH]
         wider = [(side, w) for side, w in wider if w != line and self._clear(w)]
         x0, x1 = line.x0, line.x1
         gains = {1: _chars(reading, self.confidence), -1: _chars(reading, self.confidence)}

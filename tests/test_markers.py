@@ -1662,6 +1662,38 @@ def test_a_block_whose_lines_are_boxed_is_not_read_again_and_a_line_running_past
         assert filled[running_on > 0.3].all() if reads else not found
 
 
+def test_a_redacted_line_is_grown_to_text_its_fill_does_not_reach_and_not_onto_ground() -> None:
+    """"MRN 7485744" on busy ground, the detectors having boxed the number alone (a synthetic miss): the line's
+    strokes are not followed across the gap to "MRN", but its reading gains letters there, so the line is found
+    grown to it, also where the number's box ends at the image's edge. A line ending on bare ground, or on ribs (a
+    phantom), grows nothing."""
+    rng = np.random.default_rng(1)
+    ink = np.zeros((120, 420), np.float32)
+    cv2.putText(ink, "MRN", (40, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1.0, 2, cv2.LINE_AA)
+    cv2.putText(ink, "7485744", (130, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1.0, 2, cv2.LINE_AA)
+    ys, xs = np.nonzero(ink[:, 120:] > 0.3)
+    number = Box(120 + int(xs.min()) - 2, int(ys.min()) - 2, 120 + int(xs.max()) + 3, int(ys.max()) + 3, 0.9,
+                 BoxClass.OTHER_MARKER, source="marker-yolo")
+    word = (ink > 0.3) & (np.arange(420) < 120)[None, :]
+
+    class Found:
+        def __call__(self, v: np.ndarray) -> list:
+            return [(number, BoxAction.REDACTED)]
+
+    for seed in range(3):
+        ground = phantom(120, 420, seed=seed) * 150 + 30
+        view = np.clip(ground + 150 * ink + rng.normal(0, 4, ink.shape), 0, 255).astype(np.uint8)
+        _, decided = MarkerDecider(load_config(), Found()).decide(view)
+        assert (redacted_view(view, decided)[word] == 0).all(), seed
+        assert [d.box.source for d in decided] == ["marker-yolo", "marker-yolo+stacked"], seed
+        at_the_edge = np.ascontiguousarray(view[:, : number.x1])  # nothing to read beyond the image's edge
+        _, decided = MarkerDecider(load_config(), Found()).decide(at_the_edge)
+        assert (redacted_view(at_the_edge, decided)[word[:, : number.x1]] == 0).all(), seed
+        alone = np.clip(ground + 150 * ink * ~word + rng.normal(0, 4, ink.shape), 0, 255).astype(np.uint8)
+        _, decided = MarkerDecider(load_config(), Found()).decide(alone)
+        assert [d.box.source for d in decided] == ["marker-yolo"], seed
+
+
 def test_a_box_holding_lines_of_text_keeps_no_letter_however_its_blob_reads() -> None:
     """A viewer's four-line overlay over a bright corner of the image, boxed as one laterality marker: the corner
     with the strokes on it is one blob the classifier reads as L, and keeping it would keep the name's letters on

@@ -361,16 +361,25 @@ class LateralityRetainer:
     def _stroke_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for a letter drawn as strokes apart from their ground (``glyphs.stroke_components``), or
         None: the last look at a box no reader read and no other look found a letter in. Where a bone's edge or a
-        shadow crosses a tile or ring, Otsu splits the ground, not the letter from it. Strokes of anatomy read as
-        letters too, so the classifier's sure letter must be Tesseract's reading as well; and a box read as
-        anything is not looked at (a stroke of the "IQ" or "RS" read in it was kept as L)."""
+        shadow crosses a tile or ring, Otsu splits the ground, not the letter from it. Strokes of anatomy and of
+        words read as letters too, so a box the recognizer reads surely as two or more characters (``_reading``:
+        "DOE", "05" of a name and a date no detector read) keeps nothing, and the classifier's sure letter must be
+        Tesseract's reading as well; a box read as anything at the detector stage is not looked at (a stroke of
+        the "IQ" or "RS" read in it was kept as L)."""
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
+        unread = None
         for comp in stroke_components(crop):
-            if comp.may_be_letter and not comp.touches_border:
-                letter, score = self._letter(comp, second_opinion=False)
-                if letter and tesseract_letter(comp.tensor, self.letters) == letter:
-                    return _kept(box, letter, round(score, 4), comp.mask)
+            if not comp.may_be_letter or comp.touches_border:
+                continue
+            letter, score = self._letter(comp, second_opinion=False)
+            if not letter:
+                continue
+            unread = not self._reading(crop) if unread is None else unread
+            if not unread:
+                return None
+            if tesseract_letter(comp.tensor, self.letters) == letter:
+                return _kept(box, letter, round(score, 4), comp.mask)
         return None
 
     def _sides_read(self, box: Box) -> set[str]:

@@ -368,16 +368,12 @@ class LateralityRetainer:
         the "IQ" or "RS" read in it was kept as L)."""
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
-        unread = None
-        for comp in stroke_components(crop):
-            if not comp.may_be_letter or comp.touches_border:
-                continue
-            letter, score = self._letter(comp, second_opinion=False)
-            if not letter:
-                continue
-            unread = not self._reading(crop) if unread is None else unread
-            if not unread:
-                return None
+        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in stroke_components(crop)
+                   if comp.may_be_letter and not comp.touches_border]
+        letters = [(comp, letter, score) for comp, letter, score in letters if letter]
+        if not letters or self._reading(crop):
+            return None
+        for comp, letter, score in letters:
             if tesseract_letter(comp.tensor, self.letters) == letter:
                 return _kept(box, letter, round(score, 4), comp.mask)
         return None

@@ -368,7 +368,8 @@ class LateralityRetainer:
         the "IQ" or "RS" read in it was kept as L)."""
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
-        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in stroke_components(crop)
+        comps = stroke_components(crop, most=self.cfg.glyph_candidates)
+        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in comps
                    if comp.may_be_letter and not comp.touches_border]
         letters = [(comp, letter, score) for comp, letter, score in letters if letter]
         if not letters or self._reading(crop):

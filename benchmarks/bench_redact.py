@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from importlib.metadata import distribution
@@ -39,6 +40,9 @@ from data_paths import HANNOVER_PNG  # beside this script
 
 def backgrounds(n: int, rng: np.random.Generator, sizes: tuple[int, int]):  # type: ignore[no-untyped-def]
     pngs = sorted(HANNOVER_PNG.glob("*.png")) if HANNOVER_PNG.is_dir() else []
+    if not pngs:
+        print(f"bench_redact: no radiographs in {HANNOVER_PNG}: phantoms stand in, and the figures are not comparable "
+              "with runs on them (set RADIOGRAPH_DEID_SHARED_DATA)", file=sys.stderr)
     for i in range(n):
         rows = int(rng.integers(sizes[0], sizes[1] + 1))
         cols = int(rows * rng.uniform(0.85, 1.15))

@@ -315,10 +315,57 @@ def letters_page(gray: np.ndarray) -> LettersPage | None:
     if found is None:
         return None
     ink, count, span = found
+    return LettersPage(ink_page(ink), count, span)
+
+
+def word_inks(gray: np.ndarray) -> list[np.ndarray]:
+    """Candidate pixels of the crop's letters alone (crop-shaped), the likeliest first: what a kept laterality
+    word keeps, once one reads as the word (``ink_page``). On each side of Otsu's threshold, the minority side
+    first: the components ``letters_page`` takes for letters (clear of the crop's edges), then the side less its
+    components that enclose another of their side (a frame or ring around the word, the ground around its tile)
+    and its specks, letters the box cuts included. Nothing but solid blobs clear of the crop's edges is no
+    candidate: those are counters (a bold D's reads D) or a tile, and the letters are on the other side. Otsu's
+    minority side kept whole was the ground around a bold "DX" and the tile under a dark "G": their letters were
+    filled and the ground kept, and anything else on that side of the box would have stayed."""
+    if _too_small(gray):
+        return []
+    fig = figure_mask(gray)
+    found: list[np.ndarray] = []
+    for side in (fig, ~fig):
+        letters = _letters(side)
+        for ink in (None if letters is None else letters[0], _word_side(side)):
+            if ink is not None and not _blobs_only(ink) and not any(np.array_equal(ink, f) for f in found):
+                found.append(ink)
+    return found
+
+
+def ink_page(ink: np.ndarray) -> np.ndarray:
+    """The ink black on white, cut to its extent with a margin of a third of its height: what a text recognizer
+    reads best."""
     ys, xs = np.nonzero(ink)
     m = max(2, (int(ys.max()) - int(ys.min())) // 3)
     page = np.where(ink, 0, 255).astype(np.uint8)[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    return LettersPage(cv2.copyMakeBorder(page, m, m, m, m, cv2.BORDER_CONSTANT, value=255), count, span)
+    return cv2.copyMakeBorder(page, m, m, m, m, cv2.BORDER_CONSTANT, value=255)
+
+
+def _word_side(side: np.ndarray, speck: float = 0.02) -> np.ndarray | None:
+    """One side of the threshold less its components that enclose another of their side, and less specks (under
+    ``speck`` of the largest left), or None where nothing is left."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(side.astype(np.uint8), connectivity=8)
+    area = stats[1:, cv2.CC_STAT_AREA]
+    found = np.arange(n - 1)
+    found = found[~_enclosing(stats[1:], found, 0.02, 4)]
+    found = found[area[found] >= max(4, speck * area[found].max(initial=0))]
+    return np.isin(labels, found + 1) if len(found) else None
+
+
+def _blobs_only(ink: np.ndarray) -> bool:
+    """Whether every component of the ink is a solid blob (``SOLID``) clear of the crop's edges."""
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    h, w = ink.shape
+    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    clear = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
+    return bool((clear & (area >= SOLID * bw * bh)).all())
 
 
 def _letters(fig: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]] | None:

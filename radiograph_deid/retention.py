@@ -6,7 +6,8 @@ learned glyph classifier (any rotation or mirror); when it is unsure, a second r
 detector's own reading of the box, else Tesseract, as in the paper. When no glyph reads as a letter, the crop
 less its smooth lighting is looked at once more (a faint letter on a tile lit unevenly), then black-face letters
 too solid for the first look (a bold R fills 0.8 of its box) on a sure reading alone. Words in the vocabulary
-longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer. Whatever is not kept is filled
+longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer, and keep the pixels of their
+letters that read as the word (``glyphs.word_inks``), not a frame, tile or ground around them. Whatever is not kept is filled
 whole: "R JS" keeps the R and loses the initials; where the initials stand so close that the R reads as a letter
 of a word, a box read as the letter and the initials is cut in two at the gap after a letter taller than them.
 """
@@ -24,8 +25,8 @@ from .boxes import Box
 from .config import RetentionConfig
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
-                     figure_side, glyph_components, leading_glyph, letters_page, rotational_symmetry, stroke_components,
-                     word_letter_at)
+                     figure_side, glyph_components, ink_page, leading_glyph, letters_page, rotational_symmetry,
+                     stroke_components, word_inks, word_letter_at)
 from .pixels.display import to_gray
 from .rulers import SOURCE as RULER
 
@@ -354,7 +355,7 @@ class LateralityRetainer:
         word = self._word_told(crop, box) or (
             "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text))))
         if word:
-            return _kept(box, word, box.score, figure_mask(crop))
+            return _kept(box, word, box.score, self._word_pixels(crop, word))
         stroked = self._stroke_letter(crop, box)
         return redact if stroked is None else stroked
 
@@ -471,6 +472,21 @@ class LateralityRetainer:
             return ""
         along, across = page.span
         return told if along <= WORD_LENGTH * len(told) * across else ""
+
+    def _word_pixels(self, crop: np.ndarray, word: str) -> np.ndarray:
+        """The pixels a kept word keeps: the first of ``glyphs.word_inks`` that reads as the word surely, upright,
+        else in any placement; else Otsu's minority side (``figure_mask``), as before this was looked for."""
+        from .detector import orientations
+
+        inks = word_inks(crop)
+        pages = [ink_page(ink) for ink in inks]
+        for views in ([[p] for p in pages], [orientations(p) for p in pages]):
+            readings = iter(self.reader().batch([cv2.cvtColor(v, cv2.COLOR_GRAY2BGR) for vs in views for v in vs]))
+            for ink, vs in zip(inks, views):
+                read = [next(readings) for _ in vs]
+                if any(conf >= self.cfg.min_confidence and _word_of(text) == word for text, conf in read):
+                    return ink
+        return figure_mask(crop)
 
     def _word(self, crop: np.ndarray, read: int = 0) -> str:
         """A laterality word of the vocabulary (LT, DX, I, ...), from the crop as it is or from its letters alone.

@@ -682,6 +682,36 @@ def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> N
         assert decided(text, "none", 0)[0] is BoxAction.REDACTED, text
 
 
+def test_a_kept_laterality_word_keeps_its_letters_not_the_ground_or_tile_around_them() -> None:
+    """A kept word keeps its letters' pixels and fills the rest of its box, as a kept letter does. Otsu's minority
+    side, kept whole, was the ground between a bold "DX"'s letters and the tile under a dark "G" (synthetic
+    held-out set): the letters were filled, their outlines and the ground left."""
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def kept(ground: np.ndarray, burns: list[Burn], box: Box, turns: int = 0) -> tuple[str, float, float]:
+        view = (burn(ground, burns) * 255).astype(np.uint8)
+        ink = np.abs(view.astype(int) - (ground * 255).astype(np.uint8)) > 40
+        view, ink = (np.ascontiguousarray(np.rot90(a, turns)) for a in (view, ink))
+        if turns % 2:
+            box = Box(box.y0, view.shape[0] - box.x1, box.y1, view.shape[0] - box.x0)
+        res = retainer(view, [box])[0]
+        assert res.action is BoxAction.KEPT_LATERALITY and res.keep_mask is not None
+        keep, letters = res.keep_mask, ink[box.y0 : box.y1, box.x0 : box.x1]
+        near = cv2.dilate(letters.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)  # the mask is grown
+        return res.box.text, float(near[keep].mean()), float(keep[letters].mean())
+
+    ground, bold = np.full((200, 340), 0.35, np.float32), [Burn("DX", 30, 30, 60, 0.9, 18)]
+    ys, xs = np.nonzero(burn(ground, bold) > 0.6)  # letters filling over half the box
+    for turns in (0, 1):
+        box = Box(int(xs.min()) - 5, int(ys.min()) - 5, int(xs.max()) + 6, int(ys.max()) + 6)
+        text, on_letters, letters_kept = kept(ground, bold, box, turns)
+        assert (text, on_letters > 0.9, letters_kept > 0.95) == ("DX", True, True), (turns, on_letters, letters_kept)
+    tile = np.full((154, 154), 0.5, np.float32)
+    tile[37:117, 37:117] = 0.8  # a box twice as wide as the tile: the tile is Otsu's minority side
+    text, on_letters, letters_kept = kept(tile, [Burn("G", 55, 52, 50, 0.15, 5)], Box(0, 0, 154, 154))
+    assert (text, on_letters > 0.9, letters_kept > 0.95) == ("G", True, True), (on_letters, letters_kept)
+
+
 def test_a_speck_beside_a_laterality_word_is_no_letter_of_it() -> None:
     """A laterality word with a speck beside it, a third of its height (a synthetic italic SIN had one; a ringed
     RIGHT was read "RIGHT\u00b7"), is kept: the speck is drawn for the recognizer but not counted as a letter its

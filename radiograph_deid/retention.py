@@ -248,7 +248,7 @@ class LateralityRetainer:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") or
         inside a word read in another box, as a letter of it (``_letter_of_word``), is part of that text, not an
         isolated marker, and a glyph that frames text (``_frames``) is no letter: each is redacted with its box."""
-        lines = [r.box for r in results if self._is_line(r.box)]
+        lines = [r.box for r in results if self._is_line(r.box) and r.action is not BoxAction.KEPT_LATERALITY]
         others = [r.box for r in results if r.action is not BoxAction.KEPT_LATERALITY]
         out = []
         for r in results:
@@ -326,7 +326,7 @@ class LateralityRetainer:
 
     def _decide(self, gray: np.ndarray, box: Box) -> RetentionResult:
         redact = RetentionResult(replace(box, label=BoxClass.OTHER_MARKER), BoxAction.REDACTED, None)
-        if not self.cfg.enabled or self._is_line(box) or self._read_as_text(box):
+        if not self.cfg.enabled or (self._is_line(box) and not self._read_as_word(box)) or self._read_as_text(box):
             return redact
         crop = gray[box.y0 : box.y1, box.x0 : box.x1]
         if self._holds_lines(crop):
@@ -388,6 +388,12 @@ class LateralityRetainer:
     def _is_line(self, box: Box) -> bool:
         """Longer than ``max_aspect`` times its width, or a ruler: a line of text, never an isolated marker."""
         return box.found_by(RULER) or max(box.width, box.height) > self.cfg.max_aspect * min(box.width, box.height)
+
+    def _read_as_word(self, box: Box) -> bool:
+        """The detector stage read the box as one laterality word of two or more letters and nothing else: a
+        "RIGHT" the text detector boxes tight to its letters is 3.5 times as long as tall, as a line of text is."""
+        word = _word_of(box.text)
+        return len(word) >= 2 and word in self.words
 
     def _read_as_text(self, box: Box) -> bool:
         """The box was read as text that is no laterality word, and none of its words is one: longer than any (a

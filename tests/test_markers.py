@@ -712,6 +712,30 @@ def test_a_kept_laterality_word_keeps_its_letters_not_the_ground_or_tile_around_
     assert (text, on_letters > 0.9, letters_kept > 0.95) == ("G", True, True), (on_letters, letters_kept)
 
 
+def test_a_long_laterality_word_read_by_the_detector_stage_is_kept_though_as_long_as_a_line() -> None:
+    """The text detector boxes a "RIGHT" tight to its letters, 3.5 times as long as tall: longer than
+    ``retention.max_aspect``, so it was taken for a line of text and filled though read "RIGHT" at 1.0 (a mirrored
+    RIGHT in a ring, synthetic held-out set). A box read as the word alone is kept; one read as the word and more,
+    or as another word, is still a line."""
+    retainer = LateralityRetainer(RetentionConfig())
+
+    def decided(text: str, read: str, mirrored: bool = False) -> tuple[BoxAction, str]:
+        ground, burns = np.full((120, 400), 0.3, np.float32), [Burn(text, 20, 30, 40, 0.9, 4)]
+        view = (burn(ground, burns) * 255).astype(np.uint8)
+        view = np.ascontiguousarray(view[:, ::-1]) if mirrored else view
+        ys, xs = np.nonzero(view > 150)
+        box = Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.99, BoxClass.OTHER_MARKER,
+                  text=read, source="rapidocr-text")
+        assert box.width > retainer.cfg.max_aspect * box.height, text
+        res = retainer(view, [box])[0]
+        return res.action, res.box.text
+
+    assert decided("RIGHT", "RIGHT") == (BoxAction.KEPT_LATERALITY, "RIGHT")
+    assert decided("RIGHT", "RIGHT", mirrored=True) == (BoxAction.KEPT_LATERALITY, "RIGHT")
+    for text, read in (("RIGHT ARM", "RIGHT ARM"), ("BRIGHT", "BRIGHT"), ("RIGHT ARM", "RIGHT")):
+        assert decided(text, read)[0] is BoxAction.REDACTED, (text, read)
+
+
 def test_a_speck_beside_a_laterality_word_is_no_letter_of_it() -> None:
     """A laterality word with a speck beside it, a third of its height (a synthetic italic SIN had one; a ringed
     RIGHT was read "RIGHT\u00b7"), is kept: the speck is drawn for the recognizer but not counted as a letter its

@@ -7,9 +7,10 @@ detector's own reading of the box, else Tesseract, as in the paper. When no glyp
 less its smooth lighting is looked at once more (a faint letter on a tile lit unevenly), then black-face letters
 too solid for the first look (a bold R fills 0.8 of its box) on a sure reading alone. Words in the vocabulary
 longer than one letter (LT, RT, DX, ...) are read by the CRNN text recognizer, and keep the pixels of their
-letters that read as the word (``glyphs.word_inks``), not a frame, tile or ground around them. Whatever is not kept is filled
-whole: "R JS" keeps the R and loses the initials; where the initials stand so close that the R reads as a letter
-of a word, a box read as the letter and the initials is cut in two at the gap after a letter taller than them.
+letters that read as the word (``glyphs.word_inks``), not a frame, tile or ground around them. Whatever is not
+kept is filled whole: "R JS" keeps the R and loses the initials; where the initials stand so close that the R
+reads as a letter of a word, a box read as the letter and the initials is cut in two at the gap after a letter
+taller than them.
 """
 from __future__ import annotations
 

@@ -724,8 +724,8 @@ def test_a_long_laterality_word_read_by_the_detector_stage_is_kept_though_as_lon
         view = (burn(ground, burns) * 255).astype(np.uint8)
         view = np.ascontiguousarray(view[:, ::-1]) if mirrored else view
         ys, xs = np.nonzero(view > 150)
-        box = Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.99, BoxClass.OTHER_MARKER,
-                  text=read, source="rapidocr-text")
+        box = Box(int(xs.min()) - 3, int(ys.min()) - 3, int(xs.max()) + 4, int(ys.max()) + 4, 0.99,
+                  BoxClass.OTHER_MARKER, text=read, source="rapidocr-text")
         assert box.width > retainer.cfg.max_aspect * box.height, text
         res = retainer(view, [box])[0]
         return res.action, res.box.text

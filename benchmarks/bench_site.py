@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -198,6 +199,11 @@ def main() -> None:
         args.out = Path(__file__).parent / "results" / ("site-shipped.json" if args.shipped_only else "site.json")
     if not LABELS.is_file() or not (SHARED_DATA / "hannover").is_dir():
         raise SystemExit(f"bench_site needs the labelled backgrounds: {LABELS} and {SHARED_DATA / 'hannover'}")
+    missing = [f for f in NEW_FONTS if not (SYSTEM_FONT_DIR / f).is_file()]
+    if missing:
+        print(f"bench_site: warning: {', '.join(missing)} not under {SYSTEM_FONT_DIR}: the sites are drawn in other "
+              "fonts, so the figures cannot be compared with the README's (apt-get install fonts-wqy-microhei "
+              "fonts-tlwg-garuda-ttf fonts-lohit-deva)", file=sys.stderr)
     labelled = [im for im in read_labels(LABELS) if im.file.startswith("hannover/")]
     rng = np.random.default_rng(0)
     order = rng.permutation(len(labelled))

@@ -143,11 +143,11 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
     if n < 2:
         return []
     h, w = fig.shape
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    _, _, bw, bh, area = (stats[1:, i] for i in range(5))
     # clear of the border, and no speck: a fiftieth of the box, or as long as a marker is (a thin-stroked L
     # inside a ring covers less than that share of its box)
     big = (area >= 0.02 * h * w) | ((np.maximum(bw, bh) >= MIN_EXTENT * min(h, w)) & (area >= 6))
-    inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & big
+    inner = _clear_of_edges(stats[1:], (h, w)) & big
     candidates = np.flatnonzero(inner) if inner.any() else np.arange(n - 1)
     enclosing = _enclosing(stats[1:], candidates, 0.1)
     if not enclosing.all():
@@ -160,6 +160,14 @@ def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphCompo
                            float(area[i]) / max(1, int(bw[i]) * int(bh[i])), _in_word(stats[1:], i, (h, w)), not inner[i],
                            _hollowness(labels, i + 1, stats[i + 1]), max(int(bw[i]), int(bh[i])) / min(h, w))
             for i in chosen]
+
+
+def _clear_of_edges(stats: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """For each component (rows of cv2 stats), whether its bounding box lies clear of the crop's edges: frames,
+    tile edges, the ground and letters the box cuts reach them."""
+    x, y, w, h = (stats[:, k] for k in range(4))
+    rows, cols = shape[:2]
+    return (x > 0) & (y > 0) & (x + w < cols) & (y + h < rows)
 
 
 def _hollowness(labels: np.ndarray, label: int, stat: np.ndarray) -> float:
@@ -182,8 +190,7 @@ def _in_word(stats: np.ndarray, i: int, shape: tuple[int, int], gap: float = 0.3
     it: the lit side of a tile the box cuts, a ragged strip of ground along a tile's side, a wedge of ground beside
     a tile turned a little (a triangle fills half its box)."""
     x, y, w, h, area = (stats[:, k].astype(float) for k in range(5))
-    rows, cols = shape
-    edge = (x <= 0) | (y <= 0) | (x + w >= cols) | (y + h >= rows)
+    edge = ~_clear_of_edges(stats, shape)
     for j in range(len(stats)):
         speck_or_frame = area[j] < 0.15 * area[i] or area[j] < 0.15 * w[j] * h[j]
         band = edge[j] and area[j] >= 0.4 * w[j] * h[j] and min(w[j], h[j]) <= 0.4 * min(w[i], h[i])
@@ -362,17 +369,14 @@ def _word_side(side: np.ndarray, speck: float = 0.02) -> np.ndarray | None:
 def _blobs_only(ink: np.ndarray) -> bool:
     """Whether every component of the ink is a solid blob (``SOLID``) clear of the crop's edges."""
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    h, w = ink.shape
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    clear = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
-    return bool((clear & (area >= SOLID * bw * bh)).all())
+    _, _, bw, bh, area = (stats[1:, i] for i in range(5))
+    return bool((_clear_of_edges(stats[1:], ink.shape) & (area >= SOLID * bw * bh)).all())
 
 
 def _letters(fig: np.ndarray) -> tuple[np.ndarray, int, tuple[int, int]] | None:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fig.astype(np.uint8), connectivity=8)
-    h, w = fig.shape
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
-    inner = np.flatnonzero((x > 0) & (y > 0) & (x + bw < w) & (y + bh < h))
+    _, _, bw, bh, area = (stats[1:, i] for i in range(5))
+    inner = np.flatnonzero(_clear_of_edges(stats[1:], fig.shape))
     letters = inner[~_enclosing(stats[1:], inner, 0.02, 4)]  # a speck in a letter's counter does not make it a frame
     letters = [i for i in letters if _hollowness(labels, i + 1, stats[i + 1]) <= 2 * HOLLOW]  # outlines, rings
     tallest = max([int(bh[i]) for i in letters], default=0)

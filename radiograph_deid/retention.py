@@ -249,8 +249,8 @@ class LateralityRetainer:
         """A letter found inside a line of text (another box longer than ``max_aspect``: the L of "EXAMPLE") or
         inside a word read in another box, as a letter of it (``_letter_of_word``), is part of that text, not an
         isolated marker, and a glyph that frames text (``_frames``) is no letter: each is redacted with its box."""
-        lines = [r.box for r in results if self._is_line(r.box) and r.action is not BoxAction.KEPT_LATERALITY]
         others = [r.box for r in results if r.action is not BoxAction.KEPT_LATERALITY]
+        lines = [box for box in others if self._is_line(box)]
         out = []
         for r in results:
             area = r.box.width * r.box.height

@@ -85,6 +85,8 @@ class DetectorConfig:
     # radiographs, it boxes ultrasound anatomy (a beating heart, flow) as markers at 0.45-0.65
     doubt_modalities: tuple[str, ...] = ("US",)
     doubt_threshold: float = 0.99
+    # a YAML file of regions a site knows its devices burn text into, filled whatever is detected (known_regions)
+    known_regions: str = ""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, "detector.score_threshold must be in (0, 1)")
@@ -98,6 +100,10 @@ class DetectorConfig:
         _check(self.margin_fraction >= 0.0, "detector.margin_fraction must be >= 0")
         _check(self.text_max_reduction == 0.0 or self.text_max_reduction >= 1.0,
                "detector.text_max_reduction must be 0 (off) or >= 1")
+        if self.known_regions:  # a mistake in the rules stops the run before any file is read
+            from .known_regions import load_rules
+
+            load_rules(self.known_regions)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ def settings_digest(cfg: Config, key: bytes) -> str:
     if names != OutputNames.SAME.value:  # where outputs go, under names the earlier records did not give
         settings["output_names"] = names
     del settings["detector"]["threads"], settings["header"]["key_file"], settings["input"]["max_seconds_per_file"]
+    if cfg.detector.known_regions:  # the rules file's content, as the weights'
+        settings["known_regions_content"] = _file_digest(cfg.detector.known_regions)
     text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
 
@@ -91,6 +93,12 @@ def _weights_digests(cfg: Config) -> list[str]:
     """The content of the weights a run loads: retrained into the same file, they make other outputs."""
     paths = [path for path, _ in weights_files(cfg).values()]
     return [hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths]
+
+
+def _file_digest(setting: str) -> str:
+    """The content of a settings file (the known regions' rules): edited in place, it makes other outputs."""
+    path = Path(setting).expanduser()
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 
 def _recorded(record_path: Path) -> ImageRecord | None:

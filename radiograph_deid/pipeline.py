@@ -27,6 +27,7 @@ from .enums import BoxAction, BoxClass, Decision, NonImagePolicy, Stage
 from .fileio import (ReadError, archive_kind, beside, copy_atomic, is_dicom, is_media_directory, read_dicom,
                      read_image, store_pixels, write_bytes_atomic, write_dicom_atomic, write_image_atomic)
 from .glyphs import lone_disc, lone_ring
+from .known_regions import KnownRegions
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
 from .pixels.display import to_gray
@@ -108,6 +109,13 @@ def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
             else:
                 outer.keep[d.fill.within(outer.fill)] |= d.keep
     return out
+
+
+def _unkept_in(decided: list[Decided], known: Sequence[Box]) -> list[Decided]:
+    """A marker kept on a known region is filled with it: the site said nothing there stays."""
+    return [replace(d, action=BoxAction.REDACTED, keep=None)
+            if d.action is BoxAction.KEPT_LATERALITY and any(d.box.intersection(k) > 0 for k in known) else d
+            for d in decided]
 
 
 def _one_side_each(decided: list[Decided]) -> list[Decided]:
@@ -313,6 +321,7 @@ class Redactor:
         self._t_stage = 0.0
         self._before_write: Callable[[Path], None] | None = None
         self.markers = MarkerDecider(cfg, detector)
+        self.known = KnownRegions.configured(cfg.detector.known_regions)
         self.verifier = build_verifier(cfg.verify) if cfg.verify.enabled else None
         pseudonymizer = Pseudonymizer(load_or_create_key(cfg.header.key_file), cfg.header.pseudonym_prefix,
                                       cfg.header.max_date_shift_days)
@@ -338,17 +347,18 @@ class Redactor:
                                          "and run again", Decision.SKIPPED)
         raise StageError(Stage.READ, "not a DICOM file or a supported image", Decision.SKIPPED)
 
-    def detect_retain_redact(self, px: PixelFrames, modality: str = "") -> Redaction:
-        """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill."""
+    def detect_retain_redact(self, px: PixelFrames, modality: str = "", known: Sequence[Box] = ()) -> Redaction:
+        """Detect on the sampled views, decide per box (keep an isolated laterality glyph or fill), fill; and fill
+        the ``known`` regions (``known_regions``) on every frame, where no marker is kept."""
         multi = px.frames.shape[0] > 1
-        records: list[dict] = []
-        fills: list[Box] = []
-        masks: list[np.ndarray | None] = []
+        records: list[dict] = [box_record(b, BoxAction.REDACTED) for b in known]
+        fills: list[Box] = list(known)
+        masks: list[np.ndarray | None] = [None] * len(known)
         kept: list[Box] = []
         for name, view in frame_views(px, self.cfg.verify.max_frames):
             rejected, decided = self.markers.decide(view, retain=not multi, modality=modality)
             records += [box_record(b, a, name if multi else "") for b, a in rejected]
-            for d in decided:
+            for d in _unkept_in(decided, known):
                 if d.action is BoxAction.KEPT_LATERALITY:
                     kept.append(d.box)
                 fills.append(d.fill)
@@ -435,6 +445,7 @@ class Redactor:
         if src.name.upper() in SKIP_NAMES:
             raise StageError(Stage.READ, MEDIA_DIRECTORY_SKIPPED, Decision.SKIPPED)
         ds, px = self.read(src, rec)
+        signature = self.known.values(ds)  # before the header stage replaces what a rule may match on
         if ds is not None:
             if is_media_directory(ds):
                 raise StageError(Stage.READ, MEDIA_DIRECTORY_SKIPPED, Decision.SKIPPED)
@@ -455,7 +466,7 @@ class Redactor:
         assert px is not None
         rec.frames, (rec.rows, rec.columns) = int(px.frames.shape[0]), px.shape
         self._enter(rec, Stage.DETECT)
-        red = self.detect_retain_redact(px, rec.modality)
+        red = self.detect_retain_redact(px, rec.modality, self.known.boxes(signature, *px.shape))
         rec.boxes, rec.unused_bits_cleared = red.boxes, px.unused_bits_cleared
         rec.pixels_modified = red.changed_pixels > 0 or px.unused_bits_cleared > 0
         rec.laterality["kept"] = sorted({b.text for b in red.kept})

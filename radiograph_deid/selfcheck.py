@@ -93,6 +93,19 @@ def weights(cfg: Config) -> Check:
     return Check("weights", CheckStatus.OK, "; ".join(found))
 
 
+def known_regions(cfg: Config) -> Check:
+    """The site's known burned-in regions a run fills (``detector.known_regions``), named by content."""
+    from .known_regions import KnownRegions
+
+    if not cfg.detector.known_regions:
+        return Check("known regions", CheckStatus.OK, "none (detector.known_regions: only what is detected is filled)")
+    path = Path(cfg.detector.known_regions).expanduser()
+    rules = KnownRegions.configured(cfg.detector.known_regions).rules
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return Check("known regions", CheckStatus.OK, f"{len(rules)} rule(s) in {path} sha256 {digest}: "
+                 + ", ".join(r.name for r in rules))
+
+
 def codecs(cfg: Config) -> Check:
     """The compressed transfer syntaxes the installed pydicom handlers decode; files in the others are
     quarantined with the reason (a warning, not a failure: a site may have none of them). No setting bears on it."""
@@ -257,8 +270,8 @@ def _faults(src: Path, dst: Path, ink: dict[str, np.ndarray], keep_marker: bool)
 
 
 CHECKS: tuple[tuple[str, Callable[[Config], Check]], ...] = (
-    ("software", environment), ("tesseract", tesseract), ("weights", weights), ("codecs", codecs), ("key", key),
-    ("end to end", end_to_end))
+    ("software", environment), ("tesseract", tesseract), ("weights", weights), ("known regions", known_regions),
+    ("codecs", codecs), ("key", key), ("end to end", end_to_end))
 
 
 def check(cfg: Config, output: Path | None = None) -> list[Check]:

@@ -59,9 +59,10 @@ def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_mis
     monkeypatch.delenv("RADIOGRAPH_DEID_KEY", raising=False)
     assert main(["check", "--set", f"header.key_file={key}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 6, lines
+    assert [line.split()[0] for line in lines] == ["ok"] * 7, lines
     assert "3 generated radiographs de-identified" in lines[-1] and "L kept" in lines[-1]
-    assert "is absent: the first run creates it" in lines[4] and not key.exists()
+    assert "is absent: the first run creates it" in lines[5] and not key.exists()
+    assert "known regions" in lines[3] and "none" in lines[3]
 
     assert main(["check", "--set", f"header.key_file={key}", "--set", "detector.name=ruler",
                  "--set", "verify.enabled=false"]) == 1

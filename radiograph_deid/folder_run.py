@@ -91,13 +91,13 @@ def weights_files(cfg: Config) -> dict[str, tuple[Path, bool]]:
 
 def _weights_digests(cfg: Config) -> list[str]:
     """The content of the weights a run loads: retrained into the same file, they make other outputs."""
-    paths = [path for path, _ in weights_files(cfg).values()]
-    return [hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "" for p in paths]
+    return [_file_digest(path) for path, _ in weights_files(cfg).values()]
 
 
-def _file_digest(setting: str) -> str:
-    """The content of a settings file (the known regions' rules): edited in place, it makes other outputs."""
-    path = Path(setting).expanduser()
+def _file_digest(path: str | Path) -> str:
+    """The content of a file a run loads (weights, the known regions' rules): changed in place, it makes other
+    outputs."""
+    path = Path(path).expanduser()
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
 
 

@@ -158,9 +158,9 @@ def load_rules(path: str | Path) -> KnownRegions:
 
 
 def _rule(item: Any, index: int, path: Path) -> RegionRule:
-    name = str(item.get("name") or f"rule-{index}") if isinstance(item, dict) else f"rule-{index}"
-    where = f"detector.known_regions: {path}, rule {index}" + (f" ({name})" if isinstance(item, dict) and
-                                                                item.get("name") else "")
+    named = item.get("name") if isinstance(item, dict) else None
+    name = str(named) if named else f"rule-{index}"
+    where = f"detector.known_regions: {path}, rule {index}" + (f" ({name})" if named else "")
     try:
         if not isinstance(item, dict) or not isinstance(item.get("match"), dict):
             raise ValueError("a rule is a mapping with 'match' (a mapping) and 'fill' (a list of [x0, y0, x1, y1])")

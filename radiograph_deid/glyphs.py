@@ -28,6 +28,7 @@ BOLD_COUNTER = (0.01, 0.12)  # ... enclosing a small counter (a solid D-shaped b
 HOLLOW = 1.0  # holes larger than the strokes around them: a frame or ring (a letter's counter is smaller)
 ITALIC_OVERLAP = 0.2  # letters of an italic word: their boxes overlap by up to this share of the narrower
 SLIVER = 0.1  # of the inkiest letter's area: a piece of a tile's frame, not a letter (an I is a third of a W)
+STROKE_SECOND_MIN = 8  # grey levels: a second, weaker level of strokes looked at only from this contrast up
 STROKE_SCALES = (0.25, 0.4)  # of a box's shorter side: the widest stroke a stroke look keeps (a bold R's is a third)
 STROKE_MIN_SIDE = 16  # pixels: a box's shorter side from which its strokes are looked for apart from their ground
 MIN_EXTENT = 0.25  # a glyph shorter than this share of its box's short side is a speck or dot, not the marker
@@ -122,9 +123,11 @@ def stroke_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
     """Candidate glyphs drawn as strokes thinner than ``STROKE_SCALES`` of the crop's shorter side, bright
     (top-hat) or dark (black-hat), largest first for each scale and polarity: a step edge of the anatomy or of a
     tile's shadow crossing the box, or lighting that darkens one side of it, is no stroke, and wins Otsu's split
-    of the crop as it is (a dark L on a clear tile over a rib's edge; a ringed L half in shadow). A crop under
-    ``STROKE_MIN_SIDE`` on a side holds no stroke that narrow: its looks are noise (a 12 x 8 px vendor icon's
-    read L)."""
+    of the crop as it is (a dark L on a clear tile over a rib's edge; a ringed L half in shadow). Each look is
+    thresholded twice: at Otsu's level, and at Otsu's level of what lies below it (from ``STROKE_SECOND_MIN``),
+    where a ring's arc over a deep shadow stands out so far that it alone passes the first (a thin L inside the
+    ring, 30 grey levels over its ground, passes the second). A crop under ``STROKE_MIN_SIDE`` on a side holds
+    no stroke that narrow: its looks are noise (a 12 x 8 px vendor icon's read L)."""
     if _too_small(gray) or min(gray.shape[:2]) < STROKE_MIN_SIDE:
         return []
     found = []
@@ -135,6 +138,10 @@ def stroke_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
             strokes = cv2.morphologyEx(gray, op, element)
             t, _ = cv2.threshold(strokes, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
             found += _components(strokes > t, most, 0.3)
+            weaker = strokes[strokes <= t]
+            t2, _ = cv2.threshold(weaker.reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+            if t2 >= STROKE_SECOND_MIN:
+                found += _components(strokes > t2, most, 0.3)
     return found
 
 

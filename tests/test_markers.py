@@ -1224,6 +1224,35 @@ def test_a_letter_on_a_tile_over_a_bones_edge_is_read_as_strokes_apart_from_its_
     assert retain(view, [box])[0].action is BoxAction.REDACTED, "a box read as a word kept a letter"
 
 
+def _ringed_letter_in_shadow(shadow: float, letter: bool = True) -> np.ndarray:
+    """A thin L inside a bright ring (a synthetic miss, seed 2000), 30 grey levels over its ground, with a deep
+    shadow over the ring's upper left: the arc over the shadow stands out far more than the letter."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:150, 0:150].astype(np.float32)
+    view = cv2.GaussianBlur(np.where(xx + yy < 130, 170.0 - shadow, 170.0).astype(np.float32), (0, 0), 6)
+    ring = cv2.circle(np.zeros_like(view), (75, 75), 62, 1.0, 5)
+    view = view * (1 - ring) + 215 * ring
+    if letter:
+        ink = cv2.line(cv2.line(np.zeros_like(view), (62, 40), (62, 108), 1.0, 4), (62, 108), (100, 108), 1.0, 4)
+        view = view * (1 - ink) + 200 * ink
+    return np.clip(cv2.GaussianBlur(view, (0, 0), 1.2) + rng.normal(0, 2, view.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shadow", [0, 80, 110])
+def test_a_thin_letter_in_a_ring_half_in_deep_shadow_is_kept_as_its_strokes(shadow: float) -> None:
+    """Otsu splits the shadow from the ground, and in the stroke look the ring's arc over the shadow alone passed
+    Otsu's level of the top-hat: the letter, fainter, was never a candidate, and the marker was filled. The
+    strokes are looked at again at the level of what lies below the first."""
+    box = Box(8, 8, 142, 132)  # the ring's foot cut by the box, as the detector boxed it
+    retain = LateralityRetainer(RetentionConfig())
+    res = retain(_ringed_letter_in_shadow(shadow), [box])[0]
+    assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "L"
+    kept = np.zeros((150, 150), bool)
+    kept[8:132, 8:142] = res.keep_mask
+    assert kept[30:118, 52:108].sum() == kept.sum() and kept.mean() < 0.07, "the ring or ground was kept"
+    assert retain(_ringed_letter_in_shadow(shadow, letter=False), [box])[0].action is BoxAction.REDACTED
+
+
 def test_a_piece_the_box_cuts_beside_the_dominant_glyph_is_not_kept_as_a_letter(monkeypatch) -> None:
     """A dark tile whose R cannot be seen (synthetic, seed 2000): its box cut the tile, and the second candidate,
     the tile's lit edge running to the box's border, was read L at 0.81 and kept, the wrong side. A piece the box

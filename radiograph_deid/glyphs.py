@@ -54,7 +54,12 @@ class GlyphComponent:
     @property
     def may_be_letter(self) -> bool:
         """Not a letter of a word, a solid band or tile, a frame or ring around something, or a speck."""
-        return not self.in_word and self.solidity < SOLID and self.hollowness <= HOLLOW and self.extent >= MIN_EXTENT
+        return not self.in_word and self.shaped_as_letter
+
+    @property
+    def shaped_as_letter(self) -> bool:
+        """Not a solid band or tile, a frame or ring around something, or a speck (whatever stands beside it)."""
+        return self.solidity < SOLID and self.hollowness <= HOLLOW and self.extent >= MIN_EXTENT
 
     @property
     def may_be_bold_letter(self) -> bool:

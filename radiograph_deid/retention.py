@@ -357,8 +357,25 @@ class LateralityRetainer:
             "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text))))
         if word:
             return _kept(box, word, box.score, self._word_pixels(crop, word))
-        stroked = self._stroke_letter(crop, box)
+        stroked = self._stroke_letter(crop, box) or self._neighboured_letter(crop, box)
         return redact if stroked is None else stroked
+
+    def _neighboured_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
+        """The box kept for its dominant glyph when only something beside it at letter spacing made it a letter of
+        a word (``GlyphComponent.in_word``), or None: a lead L on its tile with a crocodile clip's jaw beside it
+        (synthetic) was filled. As for the stroke look, a box read as anything at the detector stage or read
+        surely now as two or more characters ("RD", "12", "AL") keeps nothing, and the classifier's sure letter
+        must be Tesseract's reading as well. Only the glyph's pixels stay; the rest of the box, its neighbour
+        too, is filled."""
+        if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
+            return None
+        comps = glyph_components(crop, most=1)
+        if not comps or not comps[0].in_word or not comps[0].shaped_as_letter or comps[0].touches_border:
+            return None
+        letter, score = self._letter(comps[0], second_opinion=False)
+        if not letter or self._reading(crop) or tesseract_letter(comps[0].tensor, self.letters) != letter:
+            return None
+        return _kept(box, letter, round(score, 4), comps[0].mask)
 
     def _stroke_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for a letter drawn as strokes apart from their ground (``glyphs.stroke_components``), or

@@ -1253,6 +1253,43 @@ def test_a_thin_letter_in_a_ring_half_in_deep_shadow_is_kept_as_its_strokes(shad
     assert retain(_ringed_letter_in_shadow(shadow, letter=False), [box])[0].action is BoxAction.REDACTED
 
 
+def _tile_beside(neighbour: str) -> np.ndarray:
+    """A lead L on its tile with, at letter spacing beside it, a crocodile clip's jaw ("clip", a synthetic miss),
+    another letter, or nothing ("")."""
+    rng = np.random.default_rng(7)
+    view = np.full((220, 200), 70.0, np.float32)
+    cv2.rectangle(view, (15, 20), (180, 200), 120, -1)
+    ink = burn(np.zeros_like(view), [Burn("L", 85, 50, 120, 1.0, 14)])
+    view = view * (1 - ink) + 225 * ink
+    if neighbour == "clip":
+        jaw = np.array([[48, 50], [73, 70], [50, 95], [76, 120], [52, 145], [78, 170]], np.int32)
+        cv2.polylines(view, [jaw], False, 210, 7)
+    elif neighbour:
+        ink = burn(np.zeros_like(view), [Burn(neighbour, 30, 50, 120, 1.0, 14)])
+        view = view * (1 - ink) + 225 * ink
+    return np.clip(cv2.GaussianBlur(view, (0, 0), 1.0) + rng.normal(0, 2, view.shape), 0, 255).astype(np.uint8)
+
+
+def test_a_letter_refused_as_part_of_a_word_only_for_an_unread_shape_beside_it_is_kept() -> None:
+    """The clip's jaw, as tall as the letter and as close as a word's next letter, made the L "a letter of a
+    word", and the marker was filled. Where no reader reads two or more characters in the box and Tesseract reads
+    the classifier's letter too, the letter is kept, its pixels alone; a neighbouring letter the recognizer reads
+    with it ("AL") still keeps nothing."""
+    box = Box(5, 10, 195, 210)
+    letter = burn(np.zeros((220, 200), np.float32), [Burn("L", 85, 50, 120, 1.0, 14)]) > 0.5
+    near = cv2.dilate(letter.astype(np.uint8), np.ones((13, 13), np.uint8)).astype(bool)
+    retain = LateralityRetainer(RetentionConfig())
+    for neighbour in ("", "clip"):
+        res = retain(_tile_beside(neighbour), [box])[0]
+        assert res.action is BoxAction.KEPT_LATERALITY and res.box.text == "L", neighbour
+        kept = np.zeros((220, 200), bool)
+        kept[10:210, 5:195] = res.keep_mask
+        assert not (kept & ~near).any() and kept[letter].mean() > 0.95, "the clip or tile was kept, or not the L"
+    assert retain(_tile_beside("A"), [box])[0].action is BoxAction.REDACTED, "a letter of a word (read AL) was kept"
+    unconfirmed = LateralityRetainer(RetentionConfig(tesseract_second_opinion=False))
+    assert unconfirmed(_tile_beside("clip"), [box])[0].action is BoxAction.REDACTED
+
+
 def test_a_piece_the_box_cuts_beside_the_dominant_glyph_is_not_kept_as_a_letter(monkeypatch) -> None:
     """A dark tile whose R cannot be seen (synthetic, seed 2000): its box cut the tile, and the second candidate,
     the tile's lit edge running to the box's border, was read L at 0.81 and kept, the wrong side. A piece the box

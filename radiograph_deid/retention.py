@@ -370,12 +370,8 @@ class LateralityRetainer:
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
         comps = glyph_components(crop, most=1)
-        if not comps or not comps[0].in_word or not comps[0].shaped_as_letter or comps[0].touches_border:
-            return None
-        letter, score = self._letter(comps[0], second_opinion=False)
-        if not letter or self._reading(crop) or tesseract_letter(comps[0].tensor, self.letters) != letter:
-            return None
-        return _kept(box, letter, round(score, 4), comps[0].mask)
+        return self._confirmed_alone(crop, box, [c for c in comps if c.in_word and c.shaped_as_letter
+                                                 and not c.touches_border])
 
     def _stroke_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for a letter drawn as strokes apart from their ground (``glyphs.stroke_components``), or
@@ -388,8 +384,12 @@ class LateralityRetainer:
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
         comps = stroke_components(crop, most=self.cfg.glyph_candidates)
-        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in comps
-                   if comp.may_be_letter and not comp.touches_border]
+        return self._confirmed_alone(crop, box, [c for c in comps if c.may_be_letter and not c.touches_border])
+
+    def _confirmed_alone(self, crop: np.ndarray, box: Box, comps: Sequence[GlyphComponent]) -> RetentionResult | None:
+        """The box kept for the first of ``comps`` the classifier reads surely as a letter and Tesseract reads as
+        that letter too, or None; None as well when the recognizer reads two or more characters in the box."""
+        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in comps]
         letters = [(comp, letter, score) for comp, letter, score in letters if letter]
         if not letters or self._reading(crop):
             return None

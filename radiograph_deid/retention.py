@@ -117,6 +117,12 @@ def flattened(gray: np.ndarray) -> np.ndarray:
     return cv2.normalize(detail, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
+# the classifier's reading a letter found only among the weaker strokes must reach (a thin L in a ringed marker half
+# in shadow: 0.9995; strokes of anatomy read L at 0.85-0.96 on bench_redact's images, each costing Tesseract's
+# eight placements, 1.2 s)
+WEAKER_STROKE_SURE = 0.99
+
+
 def _kept(box: Box, text: str, score: float, mask: np.ndarray) -> RetentionResult:
     """The box relabelled as the laterality marker it holds; only the glyph's pixels (grown a little) are kept."""
     return RetentionResult(replace(box, label=BoxClass.LATERALITY, text=text, score=score),
@@ -383,14 +389,21 @@ class LateralityRetainer:
         the "IQ" or "RS" read in it was kept as L)."""
         if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
             return None
-        comps = stroke_components(crop, most=self.cfg.glyph_candidates)
-        return self._confirmed_alone(crop, box, [c for c in comps if c.may_be_letter and not c.touches_border])
+        for weaker, least in ((False, 0.0), (True, WEAKER_STROKE_SURE)):
+            comps = stroke_components(crop, most=self.cfg.glyph_candidates, weaker=weaker)
+            kept = self._confirmed_alone(crop, box, [c for c in comps if c.may_be_letter and not c.touches_border],
+                                         least)
+            if kept is not None:
+                return kept
+        return None
 
-    def _confirmed_alone(self, crop: np.ndarray, box: Box, comps: Sequence[GlyphComponent]) -> RetentionResult | None:
-        """The box kept for the first of ``comps`` the classifier reads surely as a letter and Tesseract reads as
-        that letter too, or None; None as well when the recognizer reads two or more characters in the box."""
+    def _confirmed_alone(self, crop: np.ndarray, box: Box, comps: Sequence[GlyphComponent], least: float = 0.0
+                         ) -> RetentionResult | None:
+        """The box kept for the first of ``comps`` the classifier reads surely (and from ``least``) as a letter and
+        Tesseract reads as that letter too, or None; None as well when the recognizer reads two or more characters
+        in the box."""
         letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in comps]
-        letters = [(comp, letter, score) for comp, letter, score in letters if letter]
+        letters = [(comp, letter, score) for comp, letter, score in letters if letter and score >= least]
         if not letters or self._reading(crop):
             return None
         for comp, letter, score in letters:

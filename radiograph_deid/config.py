@@ -114,7 +114,7 @@ class RetentionConfig:
     min_confidence: float = 0.8  # glyph classifier probability to keep a letter (from half: a second reader decides)
     max_aspect: float = 3.0  # boxes longer than this many times their width are lines of text: never kept
     # the paper's Tesseract reads glyphs the classifier is unsure of, and confirms a letter seen as strokes apart
-    # from its ground (``LateralityRetainer._stroke_letter``); off, neither is done
+    # from its ground or beside a shape no reader reads (``LateralityRetainer._last_look``); off, neither is done
     tesseract_second_opinion: bool = True
     glyph_weights: str = ""  # ONNX glyph classifier; empty = the one shipped in radiograph_deid/models
     glyph_candidates: int = 3  # glyphs read per box, largest first (a ring's arc can outweigh its letter)

@@ -124,31 +124,31 @@ def bold_components(gray: np.ndarray, most: int = 3) -> list[GlyphComponent]:
     return [c for side in (fig, ~fig) for c in _components(side, most, 0.3) if c.may_be_bold_letter]
 
 
-def stroke_components(gray: np.ndarray, most: int = 3, weaker: bool = False) -> list[GlyphComponent]:
+def stroke_components(gray: np.ndarray, most: int = 3) -> tuple[list[GlyphComponent], list[GlyphComponent]]:
     """Candidate glyphs drawn as strokes thinner than ``STROKE_SCALES`` of the crop's shorter side, bright
     (top-hat) or dark (black-hat), largest first for each scale and polarity: a step edge of the anatomy or of a
     tile's shadow crossing the box, or lighting that darkens one side of it, is no stroke, and wins Otsu's split
-    of the crop as it is (a dark L on a clear tile over a rib's edge; a ringed L half in shadow). ``weaker``: the
-    strokes below Otsu's level, at Otsu's level of what lies below it (from ``STROKE_SECOND_MIN``), where a ring's
-    arc over a deep shadow stands out so far that it alone passes the first (a thin L inside the ring, 30 grey
-    levels over its ground, passes the second). A crop under ``STROKE_MIN_SIDE`` on a side holds no stroke that
-    narrow: its looks are noise (a 12 x 8 px vendor icon's read L)."""
+    of the crop as it is (a dark L on a clear tile over a rib's edge; a ringed L half in shadow). Two levels:
+    the strokes above Otsu's level, and the weaker ones, above Otsu's level of what lies below it (from
+    ``STROKE_SECOND_MIN``), where a ring's arc over a deep shadow stands out so far that it alone passes the first
+    (a thin L inside the ring, 30 grey levels over its ground, passes the second). A crop under
+    ``STROKE_MIN_SIDE`` on a side holds no stroke that narrow: its looks are noise (a 12 x 8 px vendor icon's
+    read L)."""
+    strong: list[GlyphComponent] = []
+    weaker: list[GlyphComponent] = []
     if _too_small(gray) or min(gray.shape[:2]) < STROKE_MIN_SIDE:
-        return []
-    found = []
+        return strong, weaker
     for scale in STROKE_SCALES:
         size = max(3, int(round(min(gray.shape[:2]) * scale)) | 1)
         element = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
         for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
             strokes = cv2.morphologyEx(gray, op, element)
             t, _ = cv2.threshold(strokes, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-            if weaker:
-                t, _ = cv2.threshold(strokes[strokes <= t].reshape(1, -1), 0, 255,
-                                     cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-                if t < STROKE_SECOND_MIN:
-                    continue
-            found += _components(strokes > t, most, 0.3)
-    return found
+            strong += _components(strokes > t, most, 0.3)
+            t, _ = cv2.threshold(strokes[strokes <= t].reshape(1, -1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+            if t >= STROKE_SECOND_MIN:
+                weaker += _components(strokes > t, most, 0.3)
+    return strong, weaker
 
 
 def _components(fig: np.ndarray, most: int, min_share: float) -> list[GlyphComponent]:

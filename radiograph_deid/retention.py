@@ -363,8 +363,16 @@ class LateralityRetainer:
             "" if self._read_as_other(box) else self._word(crop, len(normalized_token(box.text))))
         if word:
             return _kept(box, word, box.score, self._word_pixels(crop, word))
-        stroked = self._stroke_letter(crop, box) or self._neighboured_letter(crop, box)
-        return redact if stroked is None else stroked
+        last = self._last_look(crop, box)
+        return redact if last is None else last
+
+    def _last_look(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
+        """The box kept for a letter the looks above missed, confirmed by Tesseract (``_stroke_letter``, then
+        ``_neighboured_letter``), or None; a box read as anything at the detector stage is not looked at (a stroke
+        of the "IQ" or "RS" read in it was kept as L), nor any box without Tesseract's second opinion."""
+        if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
+            return None
+        return self._stroke_letter(crop, box) or self._neighboured_letter(crop, box)
 
     def _neighboured_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for its dominant glyph when only something beside it at letter spacing made it a letter of
@@ -373,37 +381,30 @@ class LateralityRetainer:
         surely now as two or more characters ("RD", "12", "AL") keeps nothing, and the classifier's sure letter
         must be Tesseract's reading as well. Only the glyph's pixels stay; the rest of the box, its neighbour
         too, is filled."""
-        if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
-            return None
         comps = glyph_components(crop, most=1)
-        return self._confirmed_alone(crop, box, [c for c in comps if c.in_word and c.shaped_as_letter
+        return self._confirmed_alone(crop, box, [(c, 0.0) for c in comps if c.in_word and c.shaped_as_letter
                                                  and not c.touches_border])
 
     def _stroke_letter(self, crop: np.ndarray, box: Box) -> RetentionResult | None:
         """The box kept for a letter drawn as strokes apart from their ground (``glyphs.stroke_components``), or
-        None: the last look at a box no reader read and no other look found a letter in. Where a bone's edge or a
-        shadow crosses a tile or ring, Otsu splits the ground, not the letter from it. Strokes of anatomy and of
-        words read as letters too, so a box the recognizer reads surely as two or more characters (``_reading``:
-        "DOE", "05" of a name and a date no detector read) keeps nothing, and the classifier's sure letter must be
-        Tesseract's reading as well; a box read as anything at the detector stage is not looked at (a stroke of
-        the "IQ" or "RS" read in it was kept as L)."""
-        if normalized_token(box.text) or not self.cfg.tesseract_second_opinion:
-            return None
-        for weaker, least in ((False, 0.0), (True, WEAKER_STROKE_SURE)):
-            comps = stroke_components(crop, most=self.cfg.glyph_candidates, weaker=weaker)
-            kept = self._confirmed_alone(crop, box, [c for c in comps if c.may_be_letter and not c.touches_border],
-                                         least)
-            if kept is not None:
-                return kept
-        return None
+        None. Where a bone's edge or a shadow crosses a tile or ring, Otsu splits the ground, not the letter from
+        it. Strokes of anatomy and of words read as letters too, so a box the recognizer reads surely as two or
+        more characters (``_reading``: "DOE", "05" of a name and a date no detector read) keeps nothing, and the
+        classifier's sure letter must be Tesseract's reading as well; a letter among the weaker strokes only must
+        be read ``WEAKER_STROKE_SURE`` or more first."""
+        strong, weaker = stroke_components(crop, most=self.cfg.glyph_candidates)
+        candidates = [(c, 0.0) for c in strong] + [(c, WEAKER_STROKE_SURE) for c in weaker]
+        return self._confirmed_alone(crop, box, [(c, least) for c, least in candidates
+                                                 if c.may_be_letter and not c.touches_border])
 
-    def _confirmed_alone(self, crop: np.ndarray, box: Box, comps: Sequence[GlyphComponent], least: float = 0.0
+    def _confirmed_alone(self, crop: np.ndarray, box: Box, comps: Sequence[tuple[GlyphComponent, float]]
                          ) -> RetentionResult | None:
-        """The box kept for the first of ``comps`` the classifier reads surely (and from ``least``) as a letter and
-        Tesseract reads as that letter too, or None; None as well when the recognizer reads two or more characters
-        in the box."""
-        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp in comps]
-        letters = [(comp, letter, score) for comp, letter, score in letters if letter and score >= least]
+        """The box kept for the first of ``comps`` the classifier reads surely (and from the score paired with it)
+        as a letter and Tesseract reads as that letter too, or None; None as well when the recognizer reads two or
+        more characters in the box."""
+        letters = [(comp, *self._letter(comp, second_opinion=False)) for comp, _ in comps]
+        letters = [(comp, letter, score) for (comp, letter, score), (_, least) in zip(letters, comps)
+                   if letter and score >= least]
         if not letters or self._reading(crop):
             return None
         for comp, letter, score in letters:

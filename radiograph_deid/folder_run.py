@@ -74,7 +74,7 @@ def settings_digest(cfg: Config, key: bytes) -> str:
         settings["output_names"] = names
     del settings["detector"]["threads"], settings["header"]["key_file"], settings["input"]["max_seconds_per_file"]
     if cfg.detector.known_regions:  # the rules file's content, as the weights'
-        settings["known_regions_content"] = _file_digest(cfg.detector.known_regions)
+        settings["known_regions_content"] = file_digest(cfg.detector.known_regions)
     text = json.dumps({"version": __version__, "settings": settings, "weights": _weights_digests(cfg)}, sort_keys=True)
     return hmac.new(key, text.encode(), "sha256").hexdigest()[:16]
 
@@ -91,10 +91,10 @@ def weights_files(cfg: Config) -> dict[str, tuple[Path, bool]]:
 
 def _weights_digests(cfg: Config) -> list[str]:
     """The content of the weights a run loads: retrained into the same file, they make other outputs."""
-    return [_file_digest(path) for path, _ in weights_files(cfg).values()]
+    return [file_digest(path) for path, _ in weights_files(cfg).values()]
 
 
-def _file_digest(path: str | Path) -> str:
+def file_digest(path: str | Path) -> str:
     """The content of a file a run loads (weights, the known regions' rules): changed in place, it makes other
     outputs."""
     path = Path(path).expanduser()

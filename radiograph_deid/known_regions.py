@@ -139,7 +139,9 @@ class KnownRegions:
 
 
 def _multi(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+    from pydicom.multival import MultiValue
+
+    return isinstance(value, (list, tuple, MultiValue))
 
 
 def load_rules(path: str | Path) -> KnownRegions:

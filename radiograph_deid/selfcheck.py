@@ -8,7 +8,6 @@ names and dates filled, the laterality marker kept, the safety net run, compress
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -81,28 +80,28 @@ def tesseract(cfg: Config) -> Check:
 def weights(cfg: Config) -> Check:
     """The weights a run loads (``folder_run.weights_files``), named by content: the same digests on two machines
     are the same models."""
-    from .folder_run import weights_files
+    from .folder_run import file_digest, weights_files
 
     found = []
     for what, (path, shipped) in weights_files(cfg).items():
         if not path.is_file():
             return Check("weights", CheckStatus.FAIL, f"the {what} weights {path} are missing: reinstall the package, "
                          "or correct the setting that names them")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        digest = file_digest(path)[:12]
         found.append(f"{what} {'shipped' if shipped else path} sha256 {digest}")
     return Check("weights", CheckStatus.OK, "; ".join(found))
 
 
 def known_regions(cfg: Config) -> Check:
     """The site's known burned-in regions a run fills (``detector.known_regions``), named by content."""
+    from .folder_run import file_digest
     from .known_regions import KnownRegions
 
     if not cfg.detector.known_regions:
         return Check("known regions", CheckStatus.OK, "none (detector.known_regions: only what is detected is filled)")
     path = Path(cfg.detector.known_regions).expanduser()
     rules = KnownRegions.configured(cfg.detector.known_regions).rules
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    return Check("known regions", CheckStatus.OK, f"{len(rules)} rule(s) in {path} sha256 {digest}: "
+    return Check("known regions", CheckStatus.OK, f"{len(rules)} rule(s) in {path} sha256 {file_digest(path)[:12]}: "
                  + ", ".join(r.name for r in rules))
 
 

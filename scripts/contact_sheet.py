@@ -1,22 +1,32 @@
-"""Before/after contact sheet of a redaction run: each input beside its output (or its quarantine reason)."""
+"""Before/after contact sheet of a redaction run: each input beside its output (or its quarantine reason).
+
+``--review N``: only the N written images whose unfilled marker-detector boxes scored highest
+(``top_unfilled_score`` in summary.csv), those boxes outlined in yellow on the output: where a reviewer looks first.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
+from radiograph_deid.detector import MARKER_SOURCE
+from radiograph_deid.enums import BoxAction
 from radiograph_deid.fileio import read_frames
+from radiograph_deid.folder_run import record_path
 from radiograph_deid.pixels import to_display
 
 
-def thumb(path: Path, size: int) -> np.ndarray:
+def thumb(path: Path, size: int, outlined: Sequence[Sequence[int]] = ()) -> np.ndarray:
     view = to_display(read_frames(path), 0)
     view = cv2.cvtColor(view, cv2.COLOR_GRAY2BGR) if view.ndim == 2 else cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
     s = size / max(view.shape[:2])
     view = cv2.resize(view, (int(view.shape[1] * s), int(view.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    for x0, y0, x1, y1 in outlined:
+        cv2.rectangle(view, (int(x0 * s) - 2, int(y0 * s) - 2), (int(x1 * s) + 2, int(y1 * s) + 2), (0, 255, 255), 1)
     tile = np.full((size, size, 3), 40, np.uint8)
     tile[: view.shape[0], : view.shape[1]] = view
     return tile
@@ -27,16 +37,30 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
+def unfilled(output: Path, rel: str) -> list[list[int]]:
+    """The marker detector's unfilled boxes on the image's first frame, from its record."""
+    path = record_path(output / ".deid", Path(rel))
+    boxes = json.loads(path.read_text())["boxes"] if path.is_file() else []
+    return [b["box"] for b in boxes if b["action"] == BoxAction.REJECTED.value and not b.get("frame")
+            and MARKER_SOURCE in b["source"].split("+")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("input", type=Path)
     ap.add_argument("output", type=Path)
     ap.add_argument("sheet", type=Path)
     ap.add_argument("--size", type=int, default=420)
+    ap.add_argument("--review", type=int, default=0, metavar="N",
+                    help="only the N written images with the highest top_unfilled_score, their unfilled boxes outlined")
     args = ap.parse_args()
     summary = json.loads((args.output / ".deid" / "summary.json").read_text())
+    items = summary["images_detail"]
+    if args.review:
+        written = [i for i in items if i["decision"] == "written"]
+        items = sorted(written, key=lambda i: -float(i.get("top_unfilled_score", 0.0)))[: args.review]
     rows = []
-    for item in summary["images_detail"]:
+    for item in items:
         if item["decision"] == "skipped":
             continue
         try:
@@ -44,7 +68,9 @@ def main() -> None:
         except Exception:
             continue
         if item["decision"] == "written":
-            after = label(thumb(args.output / item["output"], args.size), "after")
+            outlined = unfilled(args.output, item["input"]) if args.review else []
+            shown = f"after: unfilled {item.get('top_unfilled_score', 0.0):.2f}" if args.review else "after"
+            after = label(thumb(args.output / item["output"], args.size, outlined), shown)
         else:
             after = label(np.full_like(before, 40), "QUARANTINED " + item["stage"])
         rows.append(np.hstack([before, after]))

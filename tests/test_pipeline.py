@@ -459,6 +459,33 @@ def test_a_kept_marker_that_contradicts_the_header_is_in_the_summary(job, tmp_pa
     assert summary["laterality_mismatches"] == 1
 
 
+def test_the_summary_says_where_a_reviewer_looks_first(job, tmp_path: Path) -> None:
+    """What a run leaves readable it cannot see, so each image's summary row gives the highest score among the marker
+    detector's boxes it left unfilled (doubted and not read, a ring or spot spared): review in that order. Filled
+    boxes and the text detector's unread proposals (scored on another scale) do not count. The contact sheet's
+    ``--review N`` shows the N such images, their unfilled boxes outlined."""
+    import subprocess
+    import sys
+
+    from radiograph_deid.records import top_unfilled_score
+
+    written = {rel: row for rel, row in job["records"].items() if row["decision"] == "written"}
+    for rel, row in written.items():
+        doubts = [b["score"] for b in record(job, rel)["boxes"] if b["action"] == "rejected"
+                  and "marker-yolo" in b["source"].split("+")]
+        assert row["top_unfilled_score"] == round(max(doubts, default=0.0), 4), rel
+    assert sum(row["top_unfilled_score"] > 0 for row in written.values()) >= 2
+    boxes = [{"action": "redacted", "source": "marker-yolo", "score": 0.9},
+             {"action": "rejected", "source": "rapidocr-text", "score": 0.8},
+             {"action": "rejected", "source": "marker-yolo", "score": 0.31}]
+    assert (top_unfilled_score(boxes), top_unfilled_score(boxes[:2])) == (0.31, 0.0)
+    sheet = tmp_path / "review.png"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "contact_sheet.py"
+    subprocess.run([sys.executable, str(script), str(job["inp"]), str(job["out"]), str(sheet), "--review", "2",
+                    "--size", "200"], check=True)
+    assert cv2.imread(str(sheet)).shape[:2] == (400, 400)
+
+
 def test_a_file_name_that_is_not_utf8_is_redacted_and_summarised(job, tmp_path: Path) -> None:
     """A name written in Latin-1 ("M\\xfcller.dcm", an old Windows share) stopped the run as it wrote summary.csv;
     it is written, summarised with its odd bytes shown as escapes, and resumed like any other."""

@@ -15,18 +15,27 @@ from .enums import BoxAction, Decision, Stage
 from .fileio import write_bytes_atomic
 
 
-def top_unfilled_score(boxes: list[dict[str, Any]]) -> float:
-    """The highest score among the marker detector's boxes left unfilled (``rejected``: doubted and not read, a
-    ring or a spot spared), 0 when none; one lying mostly on a box filled or kept (a second box on a kept marker)
-    is no place to look. What a run leaves readable it cannot see, so a reviewer looks first where it doubted most:
-    on the real validation set, 3 of the 4 images that still held a marker were among the 14 of 75 with the highest
-    such score (a random 14 hold under one on average); on synthetic seed 1000, 7 of 12 among 20 of 60."""
+def unfilled_boxes(boxes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The marker detector's boxes (records, ``box_record``) left unfilled: ``rejected``, doubted and not read, or a
+    ring or a spot spared; not one lying mostly on a box filled or kept in its frame (a second box on a kept
+    marker), which is no place to look."""
     decided = [(Box(*b["box"]), b.get("frame", "")) for b in boxes if b["action"] != BoxAction.REJECTED.value]
-    unfilled = [b for b in boxes if b["action"] == BoxAction.REJECTED.value
-                and MARKER_SOURCE in str(b.get("source", "")).split("+")]
-    return max((float(b["score"]) for b in unfilled for box in [Box(*b["box"])]
-                if all(box.intersection(d) * 2 < box.width * box.height or frame != b.get("frame", "")
-                       for d, frame in decided)), default=0.0)
+
+    def on_decided(b: dict[str, Any]) -> bool:
+        box = Box(*b["box"])
+        return any(frame == b.get("frame", "") and box.intersection(d) * 2 >= box.width * box.height
+                   for d, frame in decided)
+
+    return [b for b in boxes if b["action"] == BoxAction.REJECTED.value
+            and MARKER_SOURCE in str(b.get("source", "")).split("+") and not on_decided(b)]
+
+
+def top_unfilled_score(boxes: list[dict[str, Any]]) -> float:
+    """The highest score among ``unfilled_boxes``, 0 when none. What a run leaves readable it cannot see, so a
+    reviewer looks first where it doubted most: on the real validation set, 3 of the 4 images that still held a
+    marker were among the 14 of 75 with the highest such score (a random 14 hold under one on average); on
+    synthetic seed 1000, 7 of 12 among 20 of 60."""
+    return max((float(b["score"]) for b in unfilled_boxes(boxes)), default=0.0)
 
 
 def box_record(box: Box, action: BoxAction, frame: str = "") -> dict[str, Any]:

@@ -13,11 +13,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from radiograph_deid.detector import MARKER_SOURCE
-from radiograph_deid.enums import BoxAction
 from radiograph_deid.fileio import read_frames
 from radiograph_deid.folder_run import record_path
 from radiograph_deid.pixels import to_display
+from radiograph_deid.records import unfilled_boxes
 
 
 def thumb(path: Path, size: int, outlined: Sequence[Sequence[int]] = ()) -> np.ndarray:
@@ -38,11 +37,10 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
 
 
 def unfilled(output: Path, rel: str) -> list[list[int]]:
-    """The marker detector's unfilled boxes on the image's first frame, from its record."""
+    """The marker detector's unfilled boxes (``records.unfilled_boxes``) on the image's first frame, from its record."""
     path = record_path(output / ".deid", Path(rel))
     boxes = json.loads(path.read_text())["boxes"] if path.is_file() else []
-    return [b["box"] for b in boxes if b["action"] == BoxAction.REJECTED.value and not b.get("frame")
-            and MARKER_SOURCE in b["source"].split("+")]
+    return [b["box"] for b in unfilled_boxes(boxes) if not b.get("frame")]
 
 
 def main() -> None:

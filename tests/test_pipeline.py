@@ -462,8 +462,8 @@ def test_a_kept_marker_that_contradicts_the_header_is_in_the_summary(job, tmp_pa
 def test_the_summary_says_where_a_reviewer_looks_first(job, tmp_path: Path) -> None:
     """What a run leaves readable it cannot see, so each image's summary row gives the highest score among the marker
     detector's boxes it left unfilled (doubted and not read, a ring or spot spared): review in that order. Filled
-    boxes and the text detector's unread proposals (scored on another scale) do not count. The contact sheet's
-    ``--review N`` shows the N such images, their unfilled boxes outlined."""
+    boxes, the text detector's unread proposals (scored on another scale) and a doubt lying on a box filled in its
+    frame do not count. The contact sheet's ``--review N`` shows the N such images, their unfilled boxes outlined."""
     import subprocess
     import sys
 

@@ -13,8 +13,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from radiograph_deid.enums import OutputNames
 from radiograph_deid.fileio import read_frames
-from radiograph_deid.folder_run import record_path
+from radiograph_deid.folder_run import record_path, records_folder
 from radiograph_deid.pixels import to_display
 from radiograph_deid.records import unfilled_boxes
 
@@ -36,9 +37,20 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
-def unfilled(output: Path, rel: str) -> list[list[int]]:
+def summary_folder(output: Path) -> Path:
+    """Where a run's summary and records are: OUTPUT/.deid, or beside OUTPUT (OUTPUT_deid) when its outputs were
+    named pseudonymously (``output.names``)."""
+    for names in OutputNames:
+        folder = records_folder(output, ".deid", names)
+        if (folder / "summary.json").is_file():
+            return folder
+    raise SystemExit(f"contact_sheet: no summary.json in {output / '.deid'} nor in {output.resolve()}_deid: give the "
+                     "OUTPUT of a finished redact run")
+
+
+def unfilled(records: Path, rel: str) -> list[list[int]]:
     """The marker detector's unfilled boxes (``records.unfilled_boxes``) on the image's first frame, from its record."""
-    path = record_path(output / ".deid", Path(rel))
+    path = record_path(records, Path(rel))
     boxes = json.loads(path.read_text())["boxes"] if path.is_file() else []
     return [b["box"] for b in unfilled_boxes(boxes) if not b.get("frame")]
 
@@ -52,7 +64,8 @@ def main() -> None:
     ap.add_argument("--review", type=int, default=0, metavar="N",
                     help="only the N written images with the highest top_unfilled_score, their unfilled boxes outlined")
     args = ap.parse_args()
-    summary = json.loads((args.output / ".deid" / "summary.json").read_text())
+    records = summary_folder(args.output)
+    summary = json.loads((records / "summary.json").read_text())
     items = summary["images_detail"]
     if args.review:
         written = [i for i in items if i["decision"] == "written"]
@@ -66,7 +79,7 @@ def main() -> None:
         except Exception:
             continue
         if item["decision"] == "written":
-            outlined = unfilled(args.output, item["input"]) if args.review else []
+            outlined = unfilled(records, item["input"]) if args.review else []
             shown = f"after: unfilled {item.get('top_unfilled_score', 0.0):.2f}" if args.review else "after"
             after = label(thumb(args.output / item["output"], args.size, outlined), shown)
         else:

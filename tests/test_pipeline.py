@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -464,9 +466,6 @@ def test_the_summary_says_where_a_reviewer_looks_first(job, tmp_path: Path) -> N
     detector's boxes it left unfilled (doubted and not read, a ring or spot spared): review in that order. Filled
     boxes, the text detector's unread proposals (scored on another scale) and a doubt lying on a box filled in its
     frame do not count. The contact sheet's ``--review N`` shows the N such images, their unfilled boxes outlined."""
-    import subprocess
-    import sys
-
     from radiograph_deid.records import top_unfilled_score
 
     written = {rel: row for rel, row in job["records"].items() if row["decision"] == "written"}
@@ -704,6 +703,11 @@ def test_pseudonymous_names_leave_no_input_name_in_output(job, tmp_path: Path, c
     ds = pydicom.dcmread(out / written["output"])
     assert written["output"] == f"{ds.PatientID}/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{ds.SOPInstanceUID}.dcm"
     assert (tmp_path / "out_deid" / "summary.json").is_file() and (tmp_path / "out_deid").stat().st_mode & 0o077 == 0
+    sheet = tmp_path / "sheet.png"  # the contact sheet finds the summary beside OUTPUT
+    script = Path(__file__).resolve().parents[1] / "scripts" / "contact_sheet.py"
+    subprocess.run([sys.executable, str(script), str(inp), str(out), str(sheet), "--review", "1", "--size", "100"],
+                   check=True)
+    assert cv2.imread(str(sheet)).shape[:2] == (100, 200)
     again = run(inp, out, cfg, progress=False, redactor=redactor)  # the same names on every run with the key
     assert again["resumed"] == 4 and sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(shown)
     with pytest.raises(ValueError, match="output.names=pseudonymous"):

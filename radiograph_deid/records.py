@@ -27,7 +27,7 @@ def unfilled_boxes(boxes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                    for d, frame in decided)
 
     return [b for b in boxes if b["action"] == BoxAction.REJECTED.value
-            and MARKER_SOURCE in str(b.get("source", "")).split("+") and not on_decided(b)]
+            and Box(*b["box"], source=b["source"]).found_by(MARKER_SOURCE) and not on_decided(b)]
 
 
 def top_unfilled_score(boxes: list[dict[str, Any]]) -> float:

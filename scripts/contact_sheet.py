@@ -13,6 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from radiograph_deid.config import OutputConfig
 from radiograph_deid.enums import OutputNames
 from radiograph_deid.fileio import read_frames
 from radiograph_deid.folder_run import record_path, records_folder
@@ -40,12 +41,12 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
 def summary_folder(output: Path) -> Path:
     """Where a run's summary and records are: OUTPUT/.deid, or beside OUTPUT (OUTPUT_deid) when its outputs were
     named pseudonymously (``output.names``)."""
-    for names in OutputNames:
-        folder = records_folder(output, ".deid", names)
+    tried = [records_folder(output, OutputConfig().records_dir, names) for names in OutputNames]
+    for folder in tried:
         if (folder / "summary.json").is_file():
             return folder
-    raise SystemExit(f"contact_sheet: no summary.json in {output / '.deid'} nor in {output.resolve()}_deid: give the "
-                     "OUTPUT of a finished redact run")
+    raise SystemExit(f"contact_sheet: no summary.json in {' nor in '.join(map(str, tried))}: give the OUTPUT of a "
+                     "finished redact run")
 
 
 def unfilled(records: Path, rel: str) -> list[list[int]]:

@@ -38,15 +38,15 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
     return tile
 
 
-def summary_folder(output: Path) -> Path:
+def summary_folder(output: Path, records_dir: str = OutputConfig().records_dir) -> Path:
     """Where a run's summary and records are: OUTPUT/.deid, or beside OUTPUT (OUTPUT_deid) when its outputs were
-    named pseudonymously (``output.names``)."""
-    tried = [records_folder(output, OutputConfig().records_dir, names) for names in OutputNames]
+    named pseudonymously (``output.names``); ``records_dir`` is the run's ``output.records_dir``."""
+    tried = [records_folder(output, records_dir, names) for names in OutputNames]
     for folder in tried:
         if (folder / "summary.json").is_file():
             return folder
     raise SystemExit(f"contact_sheet: no summary.json in {' nor in '.join(map(str, tried))}: give the OUTPUT of a "
-                     "finished redact run")
+                     "finished redact run (and its output.records_dir as --records-dir, if the run set one)")
 
 
 def unfilled(records: Path, rel: str) -> list[list[int]]:
@@ -64,8 +64,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=420)
     ap.add_argument("--review", type=int, default=0, metavar="N",
                     help="only the N written images with the highest top_unfilled_score, their unfilled boxes outlined")
+    ap.add_argument("--records-dir", default=OutputConfig().records_dir,
+                    help="the run's output.records_dir, where it was set (default: %(default)s)")
     args = ap.parse_args()
-    records = summary_folder(args.output)
+    records = summary_folder(args.output, args.records_dir)
     summary = json.loads((records / "summary.json").read_text())
     items = summary["images_detail"]
     if args.review:

@@ -485,6 +485,23 @@ def test_the_summary_says_where_a_reviewer_looks_first(job, tmp_path: Path) -> N
     assert cv2.imread(str(sheet)).shape[:2] == (400, 400)
 
 
+def test_the_contact_sheet_reads_a_run_whose_records_went_elsewhere(job, tmp_path: Path) -> None:
+    """A run with its own ``output.records_dir`` left the contact sheet looking in the default folder only; it is
+    told the folder as the run was (``--records-dir``), and says what to pass when it finds no summary."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(job["inp"] / "real" / "cat.dcm", inp / "cat.dcm")
+    out = tmp_path / "out"
+    cfg = replace(job["cfg"], output=replace(job["cfg"].output, records_dir="review/records"))
+    assert run(inp, out, cfg, progress=False, redactor=job["redactor"])["counts"]["written"] == 1
+    script = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "contact_sheet.py"), str(inp),
+              str(out), str(tmp_path / "sheet.png"), "--size", "100"]
+    lost = subprocess.run(script, capture_output=True, text=True)
+    assert lost.returncode != 0 and "--records-dir" in lost.stderr
+    subprocess.run(script + ["--records-dir", "review/records", "--review", "1"], check=True)
+    assert cv2.imread(str(tmp_path / "sheet.png")).shape[:2] == (100, 200)
+
+
 def test_a_file_name_that_is_not_utf8_is_redacted_and_summarised(job, tmp_path: Path) -> None:
     """A name written in Latin-1 ("M\\xfcller.dcm", an old Windows share) stopped the run as it wrote summary.csv;
     it is written, summarised with its odd bytes shown as escapes, and resumed like any other."""

@@ -103,7 +103,11 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
     t.add_argument("--hard-negatives", type=int, default=0, metavar="COPIES",
                    help="add COPIES crops around each false box the shipped detector (or --miner) makes on the "
                    "train-split images of --labels, with their hand labels (0: none)")
-    t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives (default: the shipped)")
+    t.add_argument("--hard-positives", type=int, default=0, metavar="COPIES",
+                   help="add COPIES crops around each label of the synthetic training images that the shipped "
+                   "detector (or --miner) misses (0: none)")
+    t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives and positives (default: the "
+                   "shipped)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar of each epoch")
     t.add_argument("--config", type=Path, help="with --site-labels: the redaction settings the validation images are "
                    "redacted with, before and after (see configs/redact.yaml)")
@@ -227,7 +231,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     elif not (args.resume and (args.out / "dataset" / "data.yaml").exists()):
         data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val,
-                                       args.seed, args.hard_negatives, args.miner)
+                                       args.seed, args.hard_negatives, args.miner, args.hard_positives)
     else:
         data = args.out / "dataset" / "data.yaml"
     return _export(train_detector(data, plan, resume=args.resume, progress=not args.no_progress), args.export)

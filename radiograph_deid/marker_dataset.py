@@ -74,6 +74,14 @@ def sample(bg: Background, rng: np.random.Generator, long_side: int) -> tuple[np
     return view, boxes, full
 
 
+def sample_any(backgrounds: Sequence[Background], rng: np.random.Generator, long_side: int,
+               phantom_fraction: float = 0.1) -> tuple[np.ndarray, list[Placed], np.ndarray]:
+    """``sample`` on one of ``backgrounds`` drawn at random, or on a phantom (``phantom_fraction`` of the time)."""
+    bg = Background("") if rng.random() < phantom_fraction or not backgrounds else \
+        backgrounds[int(rng.integers(len(backgrounds)))]
+    return sample(bg, rng, long_side)
+
+
 def _yolo_lines(boxes: Sequence[Placed], x0: int, y0: int, w: int, h: int) -> list[str]:
     lines = []
     for p in boxes:
@@ -86,14 +94,21 @@ def _yolo_lines(boxes: Sequence[Placed], x0: int, y0: int, w: int, h: int) -> li
     return lines
 
 
-def _crops(view: np.ndarray, boxes: Sequence[Placed], size: int, rng: np.random.Generator) -> Iterator[tuple[int, int]]:
+def training_crops(view: np.ndarray, boxes: Sequence[Placed], size: int, rng: np.random.Generator
+                   ) -> Iterator[tuple[int, int]]:
+    """Top-left corners of a synthetic view's training crops: one holding a random label, one anywhere."""
     h, w = view.shape[:2]
     if boxes:
         p = boxes[int(rng.integers(len(boxes)))]
-        cx, cy = (p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2
-        yield (int(np.clip(cx - rng.integers(size // 8, size - size // 8), 0, max(0, w - size))),
-               int(np.clip(cy - rng.integers(size // 8, size - size // 8), 0, max(0, h - size))))
+        yield crop_around(((p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2), view, size, rng)
     yield int(rng.integers(0, max(1, w - size + 1))), int(rng.integers(0, max(1, h - size + 1)))
+
+
+def crop_around(centre: tuple[float, float], view: np.ndarray, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """The top-left corner of a ``size`` square of ``view`` holding ``centre`` at a random offset from its edges."""
+    h, w = view.shape[:2]
+    return (int(np.clip(centre[0] - rng.integers(size // 8, size - size // 8), 0, max(0, w - size))),
+            int(np.clip(centre[1] - rng.integers(size // 8, size - size // 8), 0, max(0, h - size))))
 
 
 def write_yolo_dataset(out: Path, backgrounds: Sequence[Background], n_train: int, n_val: int,
@@ -106,9 +121,8 @@ def write_yolo_dataset(out: Path, backgrounds: Sequence[Background], n_train: in
         make_split_dirs(out, split)
         rng = np.random.default_rng(split_seed)
         for i in tqdm(range(n), desc=f"synthesizing {split}", unit="img"):
-            bg = Background("") if rng.random() < phantom_fraction or not bgs else bgs[int(rng.integers(len(bgs)))]
-            view, boxes, _ = sample(bg, rng, long_side)
-            for k, (x0, y0) in enumerate(_crops(view, boxes, crop, rng)):
+            view, boxes, _ = sample_any(bgs, rng, long_side, phantom_fraction)
+            for k, (x0, y0) in enumerate(training_crops(view, boxes, crop, rng)):
                 write_tile(out, split, f"{split}_{i:06d}_{k}", view, boxes, x0, y0, crop)
     return write_data_yaml(out)
 

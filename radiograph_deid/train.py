@@ -18,8 +18,8 @@ import numpy as np
 from .boxes import iou
 from .fileio import ReadError, read_view
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
-from .marker_dataset import (backgrounds_from_labels, detector_view, make_split_dirs, write_data_yaml, write_tile,
-                             write_yolo_dataset)
+from .marker_dataset import (Background, backgrounds_from_labels, crop_around, detector_view, make_split_dirs,
+                             sample_any, training_crops, write_data_yaml, write_tile, write_yolo_dataset)
 from .marker_synth import Placed
 from .pixels import PixelDataError
 from .pixels.display import to_gray
@@ -85,21 +85,82 @@ def label_splits(labels_path: Path, data_root: Path, val_fraction: float = 0.3) 
 
 
 def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_train: int, n_val: int,
-                            seed: int = 0, hard_negatives: int = 0, miner: Path | None = None) -> Path:
+                            seed: int = 0, hard_negatives: int = 0, miner: Path | None = None,
+                            hard_positives: int = 0) -> Path:
     """Synthetic training data on the train-split real backgrounds (val backgrounds only for validation), plus
-    ``hard_negatives`` crops around each false box ``miner`` (ONNX weights) makes on the train-split images."""
+    ``hard_negatives`` crops around each false box ``miner`` (ONNX weights) makes on the train-split images and
+    ``hard_positives`` crops around each synthetic label it misses (``write_hard_positives``)."""
     train, val = label_splits(labels_path, data_root)
-    data = write_yolo_dataset(out, backgrounds_from_labels(train, data_root), n_train, n_val,
+    backgrounds = backgrounds_from_labels(train, data_root)
+    detector = _miner(miner) if hard_negatives or hard_positives else None
+    data = write_yolo_dataset(out, backgrounds, 0 if hard_positives else n_train, n_val,
                               backgrounds_from_labels(val, data_root), seed=seed)
-    if hard_negatives:
-        from .config import DetectorConfig
-        from .detector import MarkerDetector
-
-        weights = miner or SHIPPED_ONNX
-        detector = MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(weights), threads=2))
+    if detector and hard_positives:
+        n = write_hard_positives(out, backgrounds, n_train, detector, copies=hard_positives, seed=seed)
+        log.info("hard positives: %d crops around synthetic labels %s misses", n, detector.cfg.weights or "it")
+    if detector and hard_negatives:
         n = write_hard_negatives(out, train, data_root, detector, copies=hard_negatives, seed=seed)
-        log.info("hard negatives: %d crops around false boxes of %s", n, weights.name)
+        log.info("hard negatives: %d crops around false boxes of %s", n, detector.cfg.weights or "it")
     return data
+
+
+def _miner(weights: Path | None) -> "MarkerDetector":
+    from .config import DetectorConfig
+    from .detector import MarkerDetector
+
+    return MarkerDetector(DetectorConfig(name="marker-yolo", weights=str(weights or SHIPPED_ONNX), threads=2))
+
+
+def missed_labels(detector: "MarkerDetector", gray: np.ndarray, labels: Sequence[Placed],
+                  covered: float = 0.5) -> list[Placed]:
+    """The ``labels`` (in ``gray``'s pixels) of which the detector's boxes scored from its ``score_threshold`` cover
+    less than ``covered``: the text it would leave to the other detectors, or unfilled."""
+    rows = [r for r in detector.search(gray) if r[4] >= detector.cfg.score_threshold]
+    missed = []
+    for label in labels:
+        x0, y0, x1, y1 = label.xyxy
+        mask = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), bool)
+        for bx0, by0, bx1, by1, *_ in rows:
+            mask[max(0, int(by0) - y0) : max(0, int(by1) - y0), max(0, int(bx0) - x0) : max(0, int(bx1) - x0)] = True
+        if mask.mean() < covered:
+            missed.append(label)
+    return missed
+
+
+def write_hard_positives(out: Path, backgrounds: Sequence[Background], n: int, detector: "MarkerDetector",
+                         copies: int = 3, long_side: int = 1024, crop: int = 512, seed: int = 0,
+                         phantom_fraction: float = 0.1) -> int:
+    """``n`` synthetic training images as ``write_yolo_dataset`` makes them, each also searched by ``detector`` as at
+    inference: ``copies`` more crops hold, at random offsets, each label it misses (``missed_labels``), and one
+    crop of the 2048-px view its tiles search where that label is under 10 px high in the 1024-px view. A fresh
+    synthetic set teaches mostly what the detector already finds; these crops spend a CPU run's few epochs on what it
+    does not. Each image has a generator of its own (``seed``, index). Returns the extra crops written."""
+    from tqdm import tqdm
+
+    make_split_dirs(out, "train")
+    written = 0
+    for i in tqdm(range(n), desc="synthesizing train, mining misses", unit="img"):
+        rng = np.random.default_rng([seed, i])
+        view, boxes, full = sample_any(backgrounds, rng, long_side, phantom_fraction)
+        for k, (x0, y0) in enumerate(training_crops(view, boxes, crop, rng)):
+            write_tile(out, "train", f"train_{i:06d}_{k}", view, boxes, x0, y0, crop)
+        scale = long_side / max(full.shape)
+        in_full = [Placed(tuple(int(round(v / scale)) for v in p.xyxy), p.cls, p.text) for p in boxes]  # type: ignore[misc]
+        missed = missed_labels(detector, full, in_full)
+        big = None
+        for j, p in enumerate(p for p, q in zip(boxes, in_full) if q in missed):
+            centre = ((p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2)
+            for k in range(copies):
+                corner = crop_around(centre, view, crop, rng)
+                write_tile(out, "train", f"hardpos_{i:06d}_{j}_{k}", view, boxes, *corner, crop)
+                written += 1
+            if p.xyxy[3] - p.xyxy[1] < 10:
+                big = detector_view(full, 2 * long_side)[0] if big is None else big
+                twice = [Placed(tuple(2 * v for v in q.xyxy), q.cls, q.text) for q in boxes]  # type: ignore[misc]
+                write_tile(out, "train", f"hardbig_{i:06d}_{j}", big, twice,
+                           *crop_around((2 * centre[0], 2 * centre[1]), big, crop, rng), crop)
+                written += 1
+    return written
 
 
 def false_boxes(detector: "MarkerDetector", gray: np.ndarray, labels: Sequence[tuple[int, int, int, int]],
@@ -126,12 +187,10 @@ def write_hard_negatives(out: Path, images: Sequence[LabelledImage], root: Path,
     for i, im in enumerate(images):
         gray, view, scale, boxes = _labelled_view(im, root, long_side)
         centres = false_boxes(detector, gray, [b.xyxy for b in im.boxes], floor)
-        h, w = view.shape
         for j, (cx, cy) in enumerate(centres):
             for k in range(copies):
-                x0 = int(np.clip(cx * scale - rng.integers(crop // 8, crop - crop // 8), 0, max(0, w - crop)))
-                y0 = int(np.clip(cy * scale - rng.integers(crop // 8, crop - crop // 8), 0, max(0, h - crop)))
-                write_tile(out, "train", f"hardneg_{i:05d}_{j}_{k}", view, boxes, x0, y0, crop)
+                write_tile(out, "train", f"hardneg_{i:05d}_{j}_{k}", view, boxes,
+                           *crop_around((cx * scale, cy * scale), view, crop, rng), crop)
                 written += 1
     return written
 

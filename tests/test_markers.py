@@ -1872,6 +1872,67 @@ def test_hard_negatives_are_crops_around_the_detectors_false_boxes_with_the_hand
         assert not any(inside(cx * 512 + tx, cy * 512 + ty, dropped.xyxy, scale) for _, cx, cy, _, _ in rows)
 
 
+class _Miner:
+    """The miner's detector, stood in for: ``search`` gives the rows ``found(width, height)`` names."""
+
+    def __init__(self, found) -> None:  # type: ignore[no-untyped-def]
+        from radiograph_deid.config import DetectorConfig
+
+        self.cfg = DetectorConfig(name="marker-yolo")  # its score_threshold decides what is found
+        self.found = found
+
+    def search(self, gray: np.ndarray) -> np.ndarray:
+        return np.array(self.found(gray.shape[1], gray.shape[0]), np.float32).reshape(-1, 6)
+
+
+def test_hard_positives_are_crops_around_the_synthetic_labels_the_detector_misses(tmp_path: Path) -> None:
+    """A label the miner's boxes (from its score threshold) cover less than half of is missed, and the training
+    images get crops holding it: two per missed label here, and one of the 2048-px view for a label under 10 px high
+    in the 1024-px view. Which labels are missed changes no image and none of the usual crops."""
+    from radiograph_deid.marker_dataset import Background, sample_any
+    from radiograph_deid.marker_synth import Placed
+    from radiograph_deid.train import build_synthetic_dataset, missed_labels, write_hard_positives
+
+    label = Placed((100, 100, 200, 120), BoxClass.OTHER_MARKER, "ID 123")
+    gray = np.zeros((300, 300), np.uint8)
+    assert missed_labels(_Miner(lambda w, h: [[100, 90, 140, 130, 0.9, 1]]), gray, [label]) == [label]  # 40 %
+    assert missed_labels(_Miner(lambda w, h: [[90, 90, 160, 130, 0.9, 1]]), gray, [label]) == []  # 60 %
+    assert missed_labels(_Miner(lambda w, h: [[90, 90, 160, 130, 0.3, 1]]), gray, [label]) == [label]  # doubted
+
+    phantoms = [Background("")]
+    seen = _Miner(lambda w, h: [[0, 0, w, h, 0.99, 1]])
+    assert write_hard_positives(tmp_path / "seen", phantoms, 3, seen, copies=2, seed=5) == 0
+    written = write_hard_positives(tmp_path / "blind", phantoms, 3, _Miner(lambda w, h: []), copies=2, seed=5)
+
+    def files(run: str, prefix: str) -> list[Path]:
+        return sorted((tmp_path / run / "images" / "train").glob(f"{prefix}*.png"))
+
+    assert [f.read_bytes() for f in files("seen", "train_")] == [f.read_bytes() for f in files("blind", "train_")]
+    assert written == len(files("blind", "hardpos_")) + len(files("blind", "hardbig_")) > 0
+    for i in range(3):
+        view, boxes, _ = sample_any(phantoms, np.random.default_rng([5, i]), 1024)  # the image the run drew
+        small = [j for j, p in enumerate(boxes) if p.xyxy[3] - p.xyxy[1] < 10]
+        assert [f.name for f in files("blind", f"hardbig_{i:06d}_")] == [f"hardbig_{i:06d}_{j}.png" for j in small]
+        for j, p in enumerate(boxes):
+            crops = files("blind", f"hardpos_{i:06d}_{j}_")
+            assert len(crops) == 2
+            for crop in crops:
+                tile = cv2.imread(str(crop), cv2.IMREAD_GRAYSCALE)
+                at = cv2.matchTemplate(view, tile, cv2.TM_SQDIFF)
+                ty, tx = np.unravel_index(np.argmin(at), at.shape)
+                cx, cy = (p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2
+                assert np.array_equal(view[ty : ty + 512, tx : tx + 512], tile)
+                assert tx <= cx < tx + 512 and ty <= cy < ty + 512, f"{crop.name} holds its label's centre"
+
+    images = [replace(im, split=split) for im, split in  # ``train --hard-positives``: the shipped weights mine
+              zip(labelled_synthetic(tmp_path, "t", 1100, 900, (40, 41), np.random.default_rng(5)), ("train", "val"))]
+    write_labels(tmp_path / "labels.jsonl", images)
+    data = build_synthetic_dataset(tmp_path / "ds", tmp_path / "labels.jsonl", tmp_path, 2, 1, seed=5,
+                                   hard_positives=2)
+    names = {f.name.split("_")[0] for f in (data.parent / "images" / "train").iterdir()}
+    assert len(list((data.parent / "images" / "val").iterdir())) >= 1 and names <= {"train", "hardpos", "hardbig"}
+
+
 def test_site_validation_tiles_keep_the_pixel_scale_training_sees(tmp_path: Path) -> None:
     """A site's validation views are written whole in training-sized tiles, not as one 1024-px view that
     validation shrinks to the 512-px training size (an 8-px line at 4 px): the best epoch was kept on that."""

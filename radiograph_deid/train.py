@@ -97,10 +97,10 @@ def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_tra
                               backgrounds_from_labels(val, data_root), seed=seed)
     if detector and hard_positives:
         n = write_hard_positives(out, backgrounds, n_train, detector, copies=hard_positives, seed=seed)
-        log.info("hard positives: %d crops around synthetic labels %s misses", n, detector.cfg.weights or "it")
+        log.info("hard positives: %d crops around synthetic labels %s misses", n, Path(detector.cfg.weights).name)
     if detector and hard_negatives:
         n = write_hard_negatives(out, train, data_root, detector, copies=hard_negatives, seed=seed)
-        log.info("hard negatives: %d crops around false boxes of %s", n, detector.cfg.weights or "it")
+        log.info("hard negatives: %d crops around false boxes of %s", n, Path(detector.cfg.weights).name)
     return data
 
 

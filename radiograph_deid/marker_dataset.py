@@ -56,7 +56,7 @@ def _load(bg: Background, rng: np.random.Generator) -> tuple[np.ndarray, list[Pl
         raise FileNotFoundError(f"background image not readable: {bg.path}")
     s = target / max(gray.shape)
     img = cv2.resize(gray, None, fx=s, fy=s, interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255.0
-    boxes = [Placed(tuple(int(round(v * s)) for v in p.xyxy), p.cls, p.text) for p in bg.boxes]  # type: ignore[misc]
+    boxes = [p.scaled(s) for p in bg.boxes]
     return img, boxes
 
 
@@ -70,7 +70,7 @@ def sample(bg: Background, rng: np.random.Generator, long_side: int) -> tuple[np
     view, scale = detector_view(full, long_side)
     if rng.random() < 0.2:
         view = jpeg_artefacts(view, rng)
-    boxes = [Placed(tuple(int(round(v * scale)) for v in p.xyxy), p.cls, p.text) for p in placed]  # type: ignore[misc]
+    boxes = [p.scaled(scale) for p in placed]
     return view, boxes, full
 
 
@@ -100,7 +100,7 @@ def training_crops(view: np.ndarray, boxes: Sequence[Placed], size: int, rng: np
     h, w = view.shape[:2]
     if boxes:
         p = boxes[int(rng.integers(len(boxes)))]
-        yield crop_around(((p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2), view, size, rng)
+        yield crop_around(p.centre, view, size, rng)
     yield int(rng.integers(0, max(1, w - size + 1))), int(rng.integers(0, max(1, h - size + 1)))
 
 

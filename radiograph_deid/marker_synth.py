@@ -245,6 +245,14 @@ class Placed:
     cls: BoxClass
     text: str
 
+    @property
+    def centre(self) -> tuple[int, int]:
+        return (self.xyxy[0] + self.xyxy[2]) // 2, (self.xyxy[1] + self.xyxy[3]) // 2
+
+    def scaled(self, factor: float) -> "Placed":
+        """The same marker in an image resized by ``factor`` (corners rounded to pixels)."""
+        return Placed(tuple(int(round(v * factor)) for v in self.xyxy), self.cls, self.text)  # type: ignore[arg-type]
+
 
 def _paste(img: np.ndarray, alpha: np.ndarray, x: int, y: int, value: float, gain: float) -> None:
     h, w = alpha.shape

@@ -147,18 +147,16 @@ def write_hard_positives(out: Path, backgrounds: Sequence[Background], n: int, d
         scale = long_side / max(full.shape)
         in_full = [Placed(tuple(int(round(v / scale)) for v in p.xyxy), p.cls, p.text) for p in boxes]  # type: ignore[misc]
         missed = missed_labels(detector, full, in_full)
-        big = None
+        big: tuple[np.ndarray, list[Placed]] | None = None  # the 2048-px view and its labels, made once if needed
         for j, p in enumerate(p for p, q in zip(boxes, in_full) if q in missed):
-            centre = ((p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2)
             for k in range(copies):
-                corner = crop_around(centre, view, crop, rng)
+                corner = crop_around(p.centre, view, crop, rng)
                 write_tile(out, "train", f"hardpos_{i:06d}_{j}_{k}", view, boxes, *corner, crop)
                 written += 1
             if p.xyxy[3] - p.xyxy[1] < 10:
-                big = detector_view(full, 2 * long_side)[0] if big is None else big
-                twice = [Placed(tuple(2 * v for v in q.xyxy), q.cls, q.text) for q in boxes]  # type: ignore[misc]
-                write_tile(out, "train", f"hardbig_{i:06d}_{j}", big, twice,
-                           *crop_around((2 * centre[0], 2 * centre[1]), big, crop, rng), crop)
+                big = big or (detector_view(full, 2 * long_side)[0], [q.scaled(2) for q in boxes])
+                corner = crop_around((2 * p.centre[0], 2 * p.centre[1]), big[0], crop, rng)
+                write_tile(out, "train", f"hardbig_{i:06d}_{j}", *big, *corner, crop)
                 written += 1
     return written
 
@@ -202,7 +200,7 @@ def _labelled_view(im: LabelledImage, root: Path, long_side: int) -> tuple[np.nd
     except (ReadError, PixelDataError) as exc:
         raise FileNotFoundError(f"labelled image not readable: {root / im.file} ({exc})") from exc
     view, scale = detector_view(gray, long_side)
-    boxes = [Placed(tuple(int(round(v * scale)) for v in b.xyxy), b.cls, b.text) for b in im.boxes]  # type: ignore[misc]
+    boxes = [Placed(b.xyxy, b.cls, b.text).scaled(scale) for b in im.boxes]
     return gray, view, scale, boxes
 
 

@@ -1920,7 +1920,7 @@ def test_hard_positives_are_crops_around_the_synthetic_labels_the_detector_misse
                 tile = cv2.imread(str(crop), cv2.IMREAD_GRAYSCALE)
                 at = cv2.matchTemplate(view, tile, cv2.TM_SQDIFF)
                 ty, tx = np.unravel_index(np.argmin(at), at.shape)
-                cx, cy = (p.xyxy[0] + p.xyxy[2]) // 2, (p.xyxy[1] + p.xyxy[3]) // 2
+                cx, cy = p.centre
                 assert np.array_equal(view[ty : ty + 512, tx : tx + 512], tile)
                 assert tx <= cx < tx + 512 and ty <= cy < ty + 512, f"{crop.name} holds its label's centre"
 

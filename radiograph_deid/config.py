@@ -47,12 +47,16 @@ class InputConfig:
 class HeaderConfig:
     retain_longitudinal_modified_dates: bool = False  # PS3.15 option: shift dates per patient instead of removing
     clean_descriptors: bool = False  # PS3.15 option: keep descriptions after removing identifying words
+    # PS3.15 option: keep age, sex, size, weight, smoking and pregnancy status (valid values only), clean allergies
+    retain_patient_characteristics: bool = False
+    age_top_code_years: int = 90  # ... and write any older age as this (HIPAA Safe Harbor: "90 or older")
     key_file: str = "~/.config/radiograph-deid/secret.key"  # HMAC key; created 0600 if absent, never written out
     pseudonym_prefix: str = "ANON"
     max_date_shift_days: int = 3650
 
     def __post_init__(self) -> None:
         _check(self.max_date_shift_days >= 1, "header.max_date_shift_days must be >= 1")
+        _check(1 <= self.age_top_code_years <= 999, "header.age_top_code_years must be 1-999 (an age string's range)")
         _check(self.pseudonym_prefix.isalnum(), "header.pseudonym_prefix must be letters/digits only")
 
 

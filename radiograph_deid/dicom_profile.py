@@ -1,6 +1,7 @@
-"""DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile, with two options.
+"""DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile, with three options.
 
-Options (configurable): Retain Longitudinal Temporal Information with Modified Dates, Clean Descriptors.
+Options (configurable): Retain Longitudinal Temporal Information with Modified Dates, Clean Descriptors, Retain
+Patient Characteristics.
 Beyond the table, and as the standard requires: private attributes, overlays (60xx) and curves (50xx) are
 removed, and every UID that is not a standard (registry) UID is remapped. As defence in depth, any person name,
 date or time the table does not name is removed too.
@@ -18,7 +19,8 @@ from pydicom.uid import UID_dictionary
 
 from . import __version__
 from .config import HeaderConfig
-from .enums import DeidMethodCode, HeaderAction
+from .enums import (AgeUnit, DeidMethodCode, HeaderAction, PatientSex, PatientSexNeutered, PregnancyStatus,
+                    SmokingStatus)
 from .pseudonym import Pseudonymizer
 
 A = HeaderAction
@@ -103,6 +105,20 @@ BASIC_PROFILE: dict[str, HeaderAction] = {
     """.split()},
 }
 
+# The Retain Patient Characteristics Option's column of Table E.1-1 (K: keep, C: clean): what a cohort needs to
+# describe its patients (age, sex, body size) without naming them.
+PATIENT_CHARACTERISTICS: dict[str, HeaderAction] = {
+    **{k: A.KEEP for k in """
+    EthnicGroup PatientAge PatientSex PatientSexNeutered PatientSize PatientWeight PregnancyStatus SmokingStatus
+    """.split()},
+    **{k: A.CLEAN for k in "Allergies PatientState PreMedication SpecialNeeds".split()},
+}
+# A kept coded characteristic must be one of its terms; anything else falls back to the Basic Profile's action.
+_CODED: dict[str, frozenset[str]] = {kw: frozenset(m.value for m in codes) for kw, codes in (
+    ("PatientSex", PatientSex), ("SmokingStatus", SmokingStatus), ("PregnancyStatus", PregnancyStatus),
+    ("PatientSexNeutered", PatientSexNeutered))}
+_AGE = re.compile(r"\s*0*(\d{1,3})\s*([DWMY])\s*")
+
 # Descriptors the Clean Descriptors option keeps after cleaning instead of removing.
 DESCRIPTORS = {
     "StudyDescription", "SeriesDescription", "ProtocolName", "ImageComments", "AcquisitionDeviceProcessingDescription",
@@ -118,6 +134,18 @@ _ID_LIKE = re.compile(r"\b\d[\d\-/.: ]{4,}\d\b")
 
 class HeaderProfileError(ValueError):
     pass
+
+
+def age_string(value: str, top_years: int) -> str | None:
+    """``value`` as a valid Age String ("75Y" -> "075Y"), an age over ``top_years`` years written as that many;
+    None when it is no age (a bare "99": years or months?), so that it is removed, not guessed."""
+    match = _AGE.fullmatch(value.upper())
+    if match is None:
+        return None
+    count, unit = int(match.group(1)), AgeUnit(match.group(2))
+    if unit is AgeUnit.YEARS:
+        count = min(count, top_years)
+    return f"{count:03d}{unit.value}"
 
 
 @dataclass
@@ -180,11 +208,12 @@ class HeaderDeidentifier:
                     for item in elem.value:
                         self._walk(item, report, top=False)
                 continue
-            self._apply(ds, elem, action, top)
-            report.add(elem, action)
+            report.add(elem, self._apply(ds, elem, action, top))
 
     def _action_for(self, elem: pydicom.DataElement) -> HeaderAction | None:
         kw = elem.keyword
+        if self.cfg.retain_patient_characteristics and kw in PATIENT_CHARACTERISTICS:
+            return PATIENT_CHARACTERISTICS[kw]
         action = BASIC_PROFILE.get(kw)
         if self.cfg.clean_descriptors and kw in DESCRIPTORS:
             return A.CLEAN
@@ -207,9 +236,16 @@ class HeaderDeidentifier:
         values = elem.value if isinstance(elem.value, (list, pydicom.multival.MultiValue)) else [elem.value]
         return all(str(v) in UID_dictionary or not str(v) for v in values)
 
-    def _apply(self, ds: Dataset, elem: pydicom.DataElement, action: HeaderAction, top: bool) -> None:
+    def _apply(self, ds: Dataset, elem: pydicom.DataElement, action: HeaderAction, top: bool) -> HeaderAction:
+        """Apply ``action`` to ``elem``; returns the action applied (a characteristic not valid to keep gets the
+        Basic Profile's)."""
         tag = elem.tag
-        if action is A.REMOVE:
+        if action is A.KEEP:
+            kept = self._characteristic(elem)
+            if kept is None:
+                return self._apply(ds, elem, BASIC_PROFILE[elem.keyword], top)
+            elem.value = kept
+        elif action is A.REMOVE:
             del ds[tag]
         elif action is A.ZERO:
             if elem.keyword == "PatientID" and top:
@@ -229,6 +265,25 @@ class HeaderDeidentifier:
             elem.value = self.ps.shift_date(str(elem.value), self._shift) if elem.value else ""
         elif action is A.CLEAN:
             elem.value = self._clean(str(elem.value or ""))
+        return action
+
+    def _characteristic(self, elem: pydicom.DataElement) -> object | None:
+        """The value a kept patient characteristic is written with, or None to drop it: an age as a valid age
+        string, top-coded; a coded value only as one of its terms; a size or weight only as a number; free text
+        (an ethnic group) cleaned of the patient's identifiers."""
+        value = elem.value
+        if value is None or value == "":
+            return value
+        if elem.keyword == "PatientAge":
+            return age_string(str(value), self.cfg.age_top_code_years)
+        if elem.keyword in _CODED:
+            return value if str(value).strip() in _CODED[elem.keyword] else None
+        if elem.VR == "DS":
+            try:
+                return value if float(value) >= 0 else None
+            except (TypeError, ValueError):
+                return None
+        return self._clean(str(value))
 
     def _clean(self, text: str) -> str:
         for ident in self._identifiers:
@@ -256,6 +311,8 @@ class HeaderDeidentifier:
             codes.append(DeidMethodCode.CLEAN_DESCRIPTORS)
         if self.cfg.retain_longitudinal_modified_dates:
             codes.append(DeidMethodCode.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+        if self.cfg.retain_patient_characteristics:
+            codes.append(DeidMethodCode.RETAIN_PATIENT_CHARACTERISTICS)
         return codes
 
     def _stamp(self, ds: Dataset) -> None:

@@ -47,6 +47,47 @@ class HeaderAction(str, Enum):
     SHIFT = "S"  # dates under the Retain Longitudinal Temporal Information with Modified Dates option
 
 
+class PatientSex(str, Enum):
+    """Patient's Sex (0010,0040), PS3.3 C.7.1.1: the only values kept under Retain Patient Characteristics."""
+
+    MALE = "M"
+    FEMALE = "F"
+    OTHER = "O"
+
+
+class SmokingStatus(str, Enum):
+    """Smoking Status (0010,21A0)."""
+
+    YES = "YES"
+    NO = "NO"
+    UNKNOWN = "UNKNOWN"
+
+
+class PregnancyStatus(str, Enum):
+    """Pregnancy Status (0010,21C0), a US whose defined terms are 1-4 (written here as text)."""
+
+    NOT_PREGNANT = "1"
+    POSSIBLY_PREGNANT = "2"
+    DEFINITELY_PREGNANT = "3"
+    UNKNOWN = "4"
+
+
+class PatientSexNeutered(str, Enum):
+    """Patient's Sex Neutered (0010,2203)."""
+
+    ALTERED = "ALTERED"
+    UNALTERED = "UNALTERED"
+
+
+class AgeUnit(str, Enum):
+    """The unit letter of an Age String (AS, PS3.5 6.2): nnnD, nnnW, nnnM or nnnY."""
+
+    DAYS = "D"
+    WEEKS = "W"
+    MONTHS = "M"
+    YEARS = "Y"
+
+
 class Photometric(str, Enum):
     MONOCHROME1 = "MONOCHROME1"
     MONOCHROME2 = "MONOCHROME2"
@@ -68,6 +109,7 @@ class DeidMethodCode(Enum):
         "113107",
         "Retain Longitudinal Temporal Information Modified Dates Option",
     )
+    RETAIN_PATIENT_CHARACTERISTICS = ("113108", "Retain Patient Characteristics Option")
 
     @property
     def value_code(self) -> str:

@@ -124,9 +124,10 @@ def test_key_file_is_created_private_and_reused(tmp_path, monkeypatch) -> None:
     assert load_or_create_key(path) == key and len(key) == 32
 
 
+@pytest.mark.parametrize("retain_patient_characteristics", [False, True])
 @pytest.mark.parametrize("rel", ["ultrasounds/ultrasound-multiframe.dcm", "ultrasounds/GREYSCALE_IMAGE.dcm",
                                  "ultrasounds/RGB_IMAGE.dcm", "humans/ctbrain1.dcm"])
-def test_real_headers_keep_no_identifier_value(rel: str) -> None:
+def test_real_headers_keep_no_identifier_value(rel: str, retain_patient_characteristics: bool) -> None:
     """Every value of an identifying attribute in a real header (names, IDs, dates, procedure step IDs) is gone
     from the whole de-identified dataset, sequences included."""
     ds = pydicom.dcmread(deid_data(rel), stop_before_pixels=True)
@@ -136,6 +137,60 @@ def test_real_headers_keep_no_identifier_value(rel: str) -> None:
             if elem.value and len(str(elem.value)) >= 4 and elem.keyword not in ("ManufacturerModelName", "ViewName"):
                 secrets.add(str(elem.value))
     assert secrets, "the real header should carry identifiers to remove"
-    deidentify(ds)
+    deidentify(ds, retain_patient_characteristics=retain_patient_characteristics)
     text = "\n".join(all_strings(ds))
     assert not [s for s in secrets if s in text]
+
+
+CHARACTERISTICS = ("PatientAge", "PatientSex", "PatientWeight", "PatientSize", "SmokingStatus", "PregnancyStatus")
+
+
+@pytest.mark.parametrize("rel", ["ultrasounds/RGB_IMAGE.dcm", "ultrasounds/GREYSCALE_IMAGE.dcm", "humans/ctbrain1.dcm"])
+def test_retain_patient_characteristics_keeps_a_real_patients_age_sex_and_body(rel: str) -> None:
+    before = pydicom.dcmread(deid_data(rel), stop_before_pixels=True)
+    present = {kw: before.get(kw) for kw in CHARACTERISTICS if before.get(kw) not in (None, "")}
+    assert "PatientAge" in present and "PatientSex" in present, "the real header should state age and sex"
+    ds, report = deidentify(pydicom.dcmread(deid_data(rel), stop_before_pixels=True),
+                            retain_patient_characteristics=True)
+    for kw, value in present.items():
+        if kw == "PatientAge":  # ctbrain1's "75Y" is no valid age string; written as one
+            assert ds.PatientAge == f"{int(str(value)[:-1]):03d}{str(value)[-1]}"
+        else:
+            assert ds.get(kw) == value, kw
+    kept = {r["keyword"] for r in report.as_records() if r["action"] == "K"}
+    assert kept == set(present)
+    codes = [item.CodeValue for item in ds.DeidentificationMethodCodeSequence]
+    assert DeidMethodCode.RETAIN_PATIENT_CHARACTERISTICS.value_code in codes
+    plain, _ = deidentify(pydicom.dcmread(deid_data(rel), stop_before_pixels=True))
+    assert "PatientAge" not in plain and plain.PatientSex == "" and "PatientWeight" not in plain
+    assert DeidMethodCode.RETAIN_PATIENT_CHARACTERISTICS.value_code not in [
+        item.CodeValue for item in plain.DeidentificationMethodCodeSequence]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # invalid on purpose, as real headers can be
+@pytest.mark.parametrize(("age", "top", "written"), [
+    ("093Y", 90, "090Y"), ("089Y", 90, "089Y"), ("75Y", 90, "075Y"), ("093Y", 80, "080Y"), ("011M", 90, "011M"),
+    ("999M", 90, "999M"), ("99", 90, None), ("N/A", 90, None), ("1000Y", 90, None)])
+def test_a_kept_age_is_a_valid_age_string_and_old_ages_are_top_coded(age: str, top: int, written: str | None) -> None:
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientAge = age
+    deidentify(ds, retain_patient_characteristics=True, age_top_code_years=top)
+    assert ds.get("PatientAge") == written
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")  # invalid on purpose, as real headers can be
+def test_a_characteristic_that_is_not_a_valid_value_gets_the_basic_profiles_action() -> None:
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientSex, ds.PatientWeight, ds.PregnancyStatus = "N/A", "-70", 7
+    ds.EthnicGroup = "DOE 1961"
+    ds.Allergies = "penicillin (HOUSE)"
+    ds.MedicalAlerts = "none"  # not among the option's attributes: removed as in the Basic Profile
+    _, report = deidentify(ds, retain_patient_characteristics=True)
+    assert ds.PatientSex == ""  # Z in the Basic Profile
+    assert "PatientWeight" not in ds and "PregnancyStatus" not in ds and "MedicalAlerts" not in ds
+    assert "DOE" not in ds.EthnicGroup
+    assert ds.Allergies.startswith("penicillin") and "HOUSE" not in ds.Allergies
+    actions = {r["keyword"]: r["action"] for r in report.as_records()}
+    assert actions["PatientSex"] == "Z" and actions["PatientWeight"] == "X" and actions["Allergies"] == "C"
+    with pytest.raises(ValueError, match="age_top_code_years"):
+        HeaderConfig(age_top_code_years=0)

@@ -1,4 +1,4 @@
-"""Command line: ``radiograph-deid redact | check | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
+"""Command line: ``radiograph-deid redact | check | pseudonym | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
 from __future__ import annotations
 
 import argparse
@@ -46,10 +46,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="override one setting")
     c.add_argument("--output", type=Path, help="also check the folder a run would write to (nothing is made there): "
                    "write access, letter case, room")
+    _pseudonym_parser(sub)
     _evaluate_parser(sub)
     _train_parser(sub)
     _train_glyphs_parser(sub)
     return p
+
+
+def _pseudonym_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    s = sub.add_parser("pseudonym", help="what the runs wrote for a patient or a UID (for a data steward: a "
+                       "withdrawal, a finding to follow up)",
+                       description="What every run with this key writes for a patient: the pseudonymous PatientID "
+                       "and PatientName (with output.names: pseudonymous, also the patient's folder under OUTPUT) "
+                       "and, with header.retain_longitudinal_modified_dates, the days their dates were shifted; or "
+                       "what a UID was remapped to. One JSON object per line; to find whose a pseudonym is, look up "
+                       "the candidates (--from) and search the lines. The key is read, never created. The "
+                       "identifiers given are printed back: run it where they may be seen.")
+    s.add_argument("patient_ids", nargs="*", metavar="PATIENT_ID", help="a PatientID as the input headers hold it")
+    s.add_argument("--issuer", default="", help="their IssuerOfPatientID, where the headers have one")
+    s.add_argument("--from", dest="from_file", type=Path, metavar="FILE",
+                   help="more PatientIDs, one per line ('-': standard input)")
+    s.add_argument("--uid", action="append", default=[], metavar="UID",
+                   help="a study, series or instance UID of the input headers (repeatable)")
+    s.add_argument("--config", type=Path, help="the YAML configuration the runs used")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a setting the runs were given")
+    s.add_argument("--key-file", help="the key the runs used (default: header.key_file, or RADIOGRAPH_DEID_KEY)")
 
 
 LABELS = Path("data/real_markers.jsonl")  # the hand-checked real markers shipped in the repository
@@ -140,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train_glyphs(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "pseudonym":
+            return _pseudonym(args)
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"radiograph-deid {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -155,6 +179,32 @@ def _check(args: argparse.Namespace) -> int:
     for result in results:
         print(result.line(), flush=True)
     return 1 if any(r.status is CheckStatus.FAIL for r in results) else 0
+
+
+def _pseudonym(args: argparse.Namespace) -> int:
+    from .pseudonym import Pseudonymizer, existing_key
+
+    cfg = load_config(args.config, [*args.overrides, *([f"header.key_file={args.key_file}"] if args.key_file else [])])
+    key = existing_key(cfg.header.key_file)
+    if key is None:
+        raise FileNotFoundError(f"no key at {cfg.header.key_file} and no RADIOGRAPH_DEID_KEY: a pseudonym is the "
+                                "key's; pass the key the runs used with --key-file")
+    ids = list(args.patient_ids)
+    if args.from_file:
+        text = sys.stdin.read() if str(args.from_file) == "-" else args.from_file.read_text(encoding="utf-8")
+        ids += [line.strip() for line in text.splitlines() if line.strip()]
+    if not ids and not args.uid:
+        raise ValueError("nothing to look up: give PATIENT_ID, --from FILE or --uid UID")
+    ps = Pseudonymizer(key, cfg.header.pseudonym_prefix, cfg.header.max_date_shift_days)
+    for pid in ids:
+        patient = ps.patient(pid, args.issuer)
+        row: dict[str, object] = {"patient_id": pid, "issuer": args.issuer, "pseudonym": patient.patient_id}
+        if cfg.header.retain_longitudinal_modified_dates:
+            row["date_shift_days"] = patient.date_shift.days
+        print(json.dumps(row))
+    for uid in args.uid:
+        print(json.dumps({"uid": uid, "remapped": ps.uid(uid)}))
+    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -173,8 +173,8 @@ class HeaderDeidentifier:
         original_pid = str(ds.get("PatientID", "") or "")
         issuer = str(ds.get("IssuerOfPatientID", "") or "")
         anchor = original_pid or str(ds.get("StudyInstanceUID", ""))  # no ID: pseudonym per study
-        self._pseudonym = self.ps.patient_id(anchor, issuer)
-        self._shift = self.ps.date_shift(issuer + "\x00" + anchor)
+        patient = self.ps.patient(anchor, issuer)
+        self._pseudonym, self._shift = patient.patient_id, patient.date_shift
         self._identifiers = self._identifying_strings(ds)
         ds.remove_private_tags()
         self._walk(ds, report, top=True)

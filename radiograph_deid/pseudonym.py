@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def load_or_create_key(path: str | Path) -> bytes:
     return key
 
 
+@dataclass(frozen=True)
+class PatientPseudonym:
+    """What one patient's headers are given: the pseudonymous PatientID (and PatientName), and the shift of their
+    dates under the Retain Longitudinal Temporal Information with Modified Dates option."""
+
+    patient_id: str
+    date_shift: timedelta
+
+
 class Pseudonymizer:
     def __init__(self, key: bytes, prefix: str = "ANON", max_date_shift_days: int = 3650) -> None:
         self._key = key
@@ -72,6 +82,11 @@ class Pseudonymizer:
     def patient_id(self, patient_id: str, issuer: str = "") -> str:
         token = base64.b32encode(self._digest("pid", f"{issuer}\x00{patient_id.strip()}")[:10]).decode()
         return f"{self.prefix}-{token}"
+
+    def patient(self, patient_id: str, issuer: str = "") -> PatientPseudonym:
+        """The pseudonym and date shift of the patient ``patient_id`` of ``issuer`` (IssuerOfPatientID; "" when
+        the header has none), as every run with this key gives them."""
+        return PatientPseudonym(self.patient_id(patient_id, issuer), self.date_shift(issuer + "\x00" + patient_id))
 
     def name(self, value: str) -> str:
         """A file name for ``value`` (an input's relative path) that reveals nothing of it without the key."""

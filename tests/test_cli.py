@@ -1,10 +1,14 @@
 """The command a user types, on the sample shipped in the repository."""
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pydicom
 
 from radiograph_deid.cli import main
 
@@ -21,6 +25,34 @@ def test_redact_shipped_sample(tmp_path: Path, key_overrides: list[str], capsys)
     summary = json.loads((out / ".deid" / "summary.json").read_text())
     assert summary["config"]["verify"]["enabled"] is True
     assert "secret" not in json.dumps(summary["config"]).lower().replace("secret.key", "")
+
+
+def test_a_steward_looks_up_what_a_run_gave_a_patient_and_a_study(tmp_path: Path, capsys) -> None:
+    """The pseudonym, date shift and study UID printed are those the run wrote; a lookup never makes a key."""
+    src = REPO / "examples" / "sample" / "chest_cr_monochrome1.dcm"
+    (tmp_path / "in").mkdir()
+    shutil.copy(src, tmp_path / "in" / src.name)
+    key, dates = str(tmp_path / "k" / "secret.key"), "header.retain_longitudinal_modified_dates=true"
+    assert main(["redact", str(tmp_path / "in"), str(tmp_path / "out"), "--no-progress", "--key-file", key,
+                 "--set", dates]) == 0
+    before = pydicom.dcmread(src, stop_before_pixels=True)
+    after = pydicom.dcmread(tmp_path / "out" / src.name, stop_before_pixels=True)
+    (tmp_path / "ids.txt").write_text(f"OTHER-1\n\n{before.PatientID}\n")
+    capsys.readouterr()
+    assert main(["pseudonym", "--from", str(tmp_path / "ids.txt"), "--uid", before.StudyInstanceUID,
+                 "--key-file", key, "--set", dates]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r.get("patient_id") for r in rows] == ["OTHER-1", before.PatientID, None]
+    patient, study = rows[1], rows[2]
+    assert patient["pseudonym"] == after.PatientID == str(after.PatientName) != rows[0]["pseudonym"]
+    shifted = dt.datetime.strptime(before.StudyDate, "%Y%m%d") + dt.timedelta(days=patient["date_shift_days"])
+    assert after.StudyDate == shifted.strftime("%Y%m%d") != before.StudyDate
+    assert study == {"uid": before.StudyInstanceUID, "remapped": after.StudyInstanceUID}
+    assert main(["pseudonym", before.PatientID, "--key-file", key]) == 0  # dates removed: no shift to give
+    assert "date_shift_days" not in capsys.readouterr().out
+    missing = tmp_path / "no" / "secret.key"
+    assert main(["pseudonym", before.PatientID, "--key-file", str(missing)]) == 2
+    assert "--key-file" in capsys.readouterr().err and not missing.exists()
 
 
 def test_configuration_error_exits_2_with_a_message(tmp_path: Path, capsys) -> None:

@@ -21,7 +21,7 @@ from . import __version__
 from .config import HeaderConfig
 from .enums import (AgeUnit, DeidMethodCode, HeaderAction, PatientSex, PatientSexNeutered, PregnancyStatus,
                     SmokingStatus)
-from .pseudonym import Pseudonymizer
+from .pseudonym import Pseudonymizer, da_date
 
 A = HeaderAction
 
@@ -148,6 +148,18 @@ def age_string(value: str, top_years: int) -> str | None:
     return f"{count:03d}{unit.value}"
 
 
+def age_between(birth: str, on: str) -> str | None:
+    """The Age String of someone born on the date ``birth`` at the date ``on`` (DA, or DT's date part): days under
+    a month, months under two years, else years; None when either is no date or the birth is later."""
+    born, seen = da_date(birth), da_date(on)
+    if born is None or seen is None or seen < born:
+        return None
+    months = (seen.year - born.year) * 12 + seen.month - born.month - (seen.day < born.day)
+    if months < 1:
+        return f"{(seen - born).days:03d}D"
+    return f"{months:03d}M" if months < 24 else f"{min(months // 12, 999):03d}Y"
+
+
 @dataclass
 class HeaderReport:
     """What was done to the header: (tag, keyword, action) triples; values are never recorded."""
@@ -176,11 +188,27 @@ class HeaderDeidentifier:
         patient = self.ps.patient(anchor, issuer)
         self._pseudonym, self._shift = patient.patient_id, patient.date_shift
         self._identifiers = self._identifying_strings(ds)
+        age = self._age_from_dates(ds)
         ds.remove_private_tags()
         self._walk(ds, report, top=True)
+        if age is not None:
+            ds.PatientAge = age
+            report.add(ds["PatientAge"], A.AGE_FROM_DATES)
         self._file_meta(ds)
         self._stamp(ds)
         return report
+
+    def _age_from_dates(self, ds: Dataset) -> str | None:
+        """Under Retain Patient Characteristics, the age of a patient whose header states none (valid) but whose
+        birth and study dates, which the profile removes, give it: many radiographs' headers state no age."""
+        if not self.cfg.retain_patient_characteristics:
+            return None
+        if age_string(str(ds.get("PatientAge", "") or ""), self.cfg.age_top_code_years) is not None:
+            return None
+        on = next((str(ds.get(kw)) for kw in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate")
+                   if ds.get(kw)), "")
+        age = age_between(str(ds.get("PatientBirthDate", "") or ""), on)
+        return None if age is None else age_string(age, self.cfg.age_top_code_years)
 
     @staticmethod
     def _identifying_strings(ds: Dataset) -> list[str]:

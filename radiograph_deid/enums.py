@@ -45,6 +45,8 @@ class HeaderAction(str, Enum):
     KEEP = "K"
     CLEAN = "C"
     SHIFT = "S"  # dates under the Retain Longitudinal Temporal Information with Modified Dates option
+    AGE_FROM_DATES = "A"  # Patient's Age written from the birth and study dates the profile removes (Retain
+    #                       Patient Characteristics, where the header states no age)
 
 
 class PatientSex(str, Enum):

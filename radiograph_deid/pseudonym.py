@@ -57,6 +57,15 @@ def load_or_create_key(path: str | Path) -> bytes:
     return key
 
 
+def da_date(value: str) -> date | None:
+    """The date of a DA value (YYYYMMDD) or of a DT value's first eight characters; None when it is no date."""
+    text = value.strip()
+    try:
+        return date(int(text[0:4]), int(text[4:6]), int(text[6:8]))
+    except (ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class PatientPseudonym:
     """What one patient's headers are given: the pseudonymous PatientID (and PatientName), and the shift of their
@@ -100,9 +109,5 @@ class Pseudonymizer:
     @staticmethod
     def shift_date(value: str, shift: timedelta) -> str:
         """Shift a DA value (YYYYMMDD) or the date part of a DT value; unparseable values become empty."""
-        v = value.strip()
-        try:
-            d = date(int(v[0:4]), int(v[4:6]), int(v[6:8]))
-        except (ValueError, IndexError):
-            return ""
-        return (d + shift).strftime("%Y%m%d") + v[8:]
+        d = da_date(value)
+        return "" if d is None else (d + shift).strftime("%Y%m%d") + value.strip()[8:]

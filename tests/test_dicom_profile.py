@@ -7,12 +7,12 @@ import pydicom
 import pytest
 
 from radiograph_deid.config import HeaderConfig
-from radiograph_deid.dicom_profile import HeaderDeidentifier, profile_keywords_valid
+from radiograph_deid.dicom_profile import HeaderDeidentifier, age_between, profile_keywords_valid
 from radiograph_deid.enums import DeidMethodCode
 from radiograph_deid.pseudonym import Pseudonymizer, load_or_create_key
 from radiograph_deid.synthetic import FAKE_PHI, sample_radiograph
 
-from .conftest import deid_data
+from .conftest import deid_data, pydicom_data
 
 KEY = bytes(range(32))
 
@@ -174,6 +174,7 @@ def test_retain_patient_characteristics_keeps_a_real_patients_age_sex_and_body(r
 def test_a_kept_age_is_a_valid_age_string_and_old_ages_are_top_coded(age: str, top: int, written: str | None) -> None:
     ds, _ = sample_radiograph(32, 32)
     ds.PatientAge = age
+    del ds.PatientBirthDate  # no age from dates in place of an invalid one
     deidentify(ds, retain_patient_characteristics=True, age_top_code_years=top)
     assert ds.get("PatientAge") == written
 
@@ -194,3 +195,44 @@ def test_a_characteristic_that_is_not_a_valid_value_gets_the_basic_profiles_acti
     assert actions["PatientSex"] == "Z" and actions["PatientWeight"] == "X" and actions["Allergies"] == "C"
     with pytest.raises(ValueError, match="age_top_code_years"):
         HeaderConfig(age_top_code_years=0)
+
+
+@pytest.mark.parametrize(("path", "age"), [(lambda: deid_data("animals/cat.dcm"), "009Y"),
+                                           (lambda: pydicom_data("RG1_UNCR.dcm"), "064Y")])
+def test_a_radiograph_whose_header_states_no_age_keeps_the_age_its_removed_dates_gave(path, age: str) -> None:
+    """The real DX and CR state a birth date and a study date but no age: the option writes the age at the
+    study (cat: 2011-01-06 to 2020-02-09; RG1: 1940-03-05 to 2004-08-26) and the dates still go."""
+    before = pydicom.dcmread(path(), stop_before_pixels=True)
+    assert not before.get("PatientAge") and before.PatientBirthDate and before.StudyDate
+    ds, report = deidentify(pydicom.dcmread(path(), stop_before_pixels=True), retain_patient_characteristics=True)
+    assert ds.PatientAge == age
+    assert not ds.get("PatientBirthDate") and not ds.get("StudyDate")
+    assert {"tag": "(0010,1010)", "keyword": "PatientAge", "action": "A"} in report.as_records()
+    plain, _ = deidentify(pydicom.dcmread(path(), stop_before_pixels=True))
+    assert "PatientAge" not in plain
+
+
+@pytest.mark.parametrize(("birth", "on", "age"), [
+    ("20240101", "20240120", "019D"), ("20240131", "20240229", "029D"), ("20240101", "20250615", "017M"),
+    ("20240101", "20251231", "023M"), ("20240101", "20260101", "002Y"), ("19200101", "20240101", "104Y"),
+    ("20240120", "20240101", None), ("", "20240101", None), ("2024", "20240101", None)])
+def test_an_age_between_two_dates_is_an_age_string_in_its_unit(birth: str, on: str, age: str | None) -> None:
+    assert age_between(birth, on) == age
+
+
+def test_an_age_from_dates_is_top_coded_and_a_stated_age_wins() -> None:
+    ds, _ = sample_radiograph(32, 32)  # born 1961-04-12, studied 2024-03-05: 62
+    deidentify(ds, retain_patient_characteristics=True)
+    assert ds.PatientAge == "062Y"
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientBirthDate = "19200101"
+    deidentify(ds, retain_patient_characteristics=True)
+    assert ds.PatientAge == "090Y"
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientAge = "061Y"  # the header's own age stands
+    deidentify(ds, retain_patient_characteristics=True)
+    assert ds.PatientAge == "061Y"
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientAge = "61"  # no valid age: the dates' stands in its place
+    deidentify(ds, retain_patient_characteristics=True)
+    assert ds.PatientAge == "062Y"

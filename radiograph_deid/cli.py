@@ -130,6 +130,9 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
                    "detector (or --miner) misses (0: none)")
     t.add_argument("--miner", type=Path, help="ONNX weights that mine the hard negatives and positives (default: the "
                    "shipped)")
+    t.add_argument("--small-share", type=float, default=0.0, metavar="SHARE",
+                   help="draw this share of the synthetic images as small images (500-1000 px: exports, figures), "
+                   "which the detector sees enlarged (0: every one at 1500-3200 px, reduced)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar of each epoch")
     t.add_argument("--config", type=Path, help="with --site-labels: the redaction settings the validation images are "
                    "redacted with, before and after (see configs/redact.yaml)")
@@ -281,7 +284,8 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     elif not (args.resume and (args.out / "dataset" / "data.yaml").exists()):
         data = build_synthetic_dataset(args.out / "dataset", args.labels, args.data_root, args.n_train, args.n_val,
-                                       args.seed, args.hard_negatives, args.miner, args.hard_positives)
+                                       args.seed, args.hard_negatives, args.miner, args.hard_positives,
+                                       args.small_share)
     else:
         data = args.out / "dataset" / "data.yaml"
     return _export(train_detector(data, plan, resume=args.resume, progress=not args.no_progress), args.export)

@@ -335,8 +335,8 @@ class MarkerDetector:
 
         small, scale = detector_view(gray, self.size)
         found = [self._scaled(self._run(small), 0, 0, scale)]
-        long_side = min(self.cfg.tile_long_side, max(gray.shape[:2]))
-        if long_side >= 1.5 * self.size:
+        long_side = tiled_side(gray.shape, self.size, self.cfg.tile_long_side)
+        if long_side:
             big, big_scale = detector_view(gray, long_side)
             step = self.size - self.size // 8
             for ty in range(0, max(1, big.shape[0] - self.size // 8), step):
@@ -381,6 +381,14 @@ class MarkerDetector:
             return np.zeros((0, 6), np.float32)
         rows = np.column_stack([xyxy, conf, cls])
         return rows[_nms(rows, 0.5)]
+
+
+def tiled_side(shape: tuple[int, ...], size: int, tile_long_side: int) -> int:
+    """The long side of the view the marker detector searches in ``size`` tiles for an image of ``shape``
+    (``tile_long_side``, or the image's own where smaller); 0 where it is not tiled: a view under 1.5 times the
+    model's input shows little the whole-image view does not."""
+    side = min(tile_long_side, max(shape[:2]))
+    return side if side >= 1.5 * size else 0
 
 
 def _nms(rows: np.ndarray, iou: float) -> np.ndarray:

@@ -44,9 +44,14 @@ def backgrounds_from_labels(images: Sequence[LabelledImage], root: Path) -> list
     return [Background(str(root / im.file), tuple(Placed(b.xyxy, b.cls, b.text) for b in im.boxes)) for im in images]
 
 
-def _load(bg: Background, rng: np.random.Generator) -> tuple[np.ndarray, list[Placed]]:
-    """The background at a random acquisition size as float [0, 1], with its real markers rescaled."""
-    target = int(rng.integers(1500, 3200))
+SMALL_SIDES = (500, 1000)  # a small image's long side: an export or a figure, which the detector sees enlarged
+
+
+def _load(bg: Background, rng: np.random.Generator, small_share: float = 0.0) -> tuple[np.ndarray, list[Placed]]:
+    """The background at a random acquisition size (1500-3200 px, or for ``small_share`` of them a small image's
+    ``SMALL_SIDES``) as float [0, 1], with its real markers rescaled."""
+    small = small_share > 0 and rng.random() < small_share  # no draw at 0: the sets made before stay the same
+    target = int(rng.integers(*SMALL_SIDES)) if small else int(rng.integers(1500, 3200))
     if not bg.path:
         rows = target
         cols = int(target * rng.uniform(0.75, 1.25))
@@ -60,9 +65,10 @@ def _load(bg: Background, rng: np.random.Generator) -> tuple[np.ndarray, list[Pl
     return img, boxes
 
 
-def sample(bg: Background, rng: np.random.Generator, long_side: int) -> tuple[np.ndarray, list[Placed], np.ndarray]:
+def sample(bg: Background, rng: np.random.Generator, long_side: int, small_share: float = 0.0
+           ) -> tuple[np.ndarray, list[Placed], np.ndarray]:
     """One synthetic image: (detector view uint8, boxes in view coordinates, full-resolution uint8 image)."""
-    img, real = _load(bg, rng)
+    img, real = _load(bg, rng, small_share)
     if rng.random() < 0.15:
         img = 1.0 - img if not bg.path else img  # phantoms both ways round; real images stay as displayed
     img, placed = synthesize(img, rng, real)
@@ -75,11 +81,11 @@ def sample(bg: Background, rng: np.random.Generator, long_side: int) -> tuple[np
 
 
 def sample_any(backgrounds: Sequence[Background], rng: np.random.Generator, long_side: int,
-               phantom_fraction: float = 0.1) -> tuple[np.ndarray, list[Placed], np.ndarray]:
+               phantom_fraction: float = 0.1, small_share: float = 0.0) -> tuple[np.ndarray, list[Placed], np.ndarray]:
     """``sample`` on one of ``backgrounds`` drawn at random, or on a phantom (``phantom_fraction`` of the time)."""
     bg = Background("") if rng.random() < phantom_fraction or not backgrounds else \
         backgrounds[int(rng.integers(len(backgrounds)))]
-    return sample(bg, rng, long_side)
+    return sample(bg, rng, long_side, small_share)
 
 
 def _yolo_lines(boxes: Sequence[Placed], x0: int, y0: int, w: int, h: int) -> list[str]:
@@ -113,15 +119,16 @@ def crop_around(centre: tuple[float, float], view: np.ndarray, size: int, rng: n
 
 def write_yolo_dataset(out: Path, backgrounds: Sequence[Background], n_train: int, n_val: int,
                        val_backgrounds: Sequence[Background], long_side: int = 1024, crop: int = 512,
-                       seed: int = 0, phantom_fraction: float = 0.1) -> Path:
-    """Write ``out/{images,labels}/{train,val}`` and ``out/data.yaml``; returns the yaml path."""
+                       seed: int = 0, phantom_fraction: float = 0.1, small_share: float = 0.0) -> Path:
+    """Write ``out/{images,labels}/{train,val}`` and ``out/data.yaml``; returns the yaml path. ``small_share``
+    of the images, both splits, are drawn as small images (``_load``)."""
     from tqdm import tqdm
 
     for split, n, bgs, split_seed in (("train", n_train, backgrounds, seed), ("val", n_val, val_backgrounds, seed + 1)):
         make_split_dirs(out, split)
         rng = np.random.default_rng(split_seed)
         for i in tqdm(range(n), desc=f"synthesizing {split}", unit="img"):
-            view, boxes, _ = sample_any(bgs, rng, long_side, phantom_fraction)
+            view, boxes, _ = sample_any(bgs, rng, long_side, phantom_fraction, small_share)
             for k, (x0, y0) in enumerate(training_crops(view, boxes, crop, rng)):
                 write_tile(out, split, f"{split}_{i:06d}_{k}", view, boxes, x0, y0, crop)
     return write_data_yaml(out)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .boxes import iou
+from .detector import tiled_side
 from .fileio import ReadError, read_view
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
 from .marker_dataset import (Background, backgrounds_from_labels, crop_around, detector_view, make_split_dirs,
@@ -86,17 +87,21 @@ def label_splits(labels_path: Path, data_root: Path, val_fraction: float = 0.3) 
 
 def build_synthetic_dataset(out: Path, labels_path: Path, data_root: Path, n_train: int, n_val: int,
                             seed: int = 0, hard_negatives: int = 0, miner: Path | None = None,
-                            hard_positives: int = 0) -> Path:
+                            hard_positives: int = 0, small_share: float = 0.0) -> Path:
     """Synthetic training data on the train-split real backgrounds (val backgrounds only for validation), plus
     ``hard_negatives`` crops around each false box ``miner`` (ONNX weights) makes on the train-split images and
-    ``hard_positives`` crops around each synthetic label it misses (``write_hard_positives``)."""
+    ``hard_positives`` crops around each synthetic label it misses (``write_hard_positives``); ``small_share`` of
+    the synthetic images drawn small and seen enlarged, as exports and figures are (``marker_dataset._load``)."""
+    if not 0.0 <= small_share <= 1.0:
+        raise ValueError(f"the share of small synthetic images must be 0-1, not {small_share}")
     train, val = label_splits(labels_path, data_root)
     backgrounds = backgrounds_from_labels(train, data_root)
     detector = _miner(miner) if hard_negatives or hard_positives else None
     data = write_yolo_dataset(out, backgrounds, 0 if hard_positives else n_train, n_val,
-                              backgrounds_from_labels(val, data_root), seed=seed)
+                              backgrounds_from_labels(val, data_root), seed=seed, small_share=small_share)
     if detector and hard_positives:
-        n = write_hard_positives(out, backgrounds, n_train, detector, copies=hard_positives, seed=seed)
+        n = write_hard_positives(out, backgrounds, n_train, detector, copies=hard_positives, seed=seed,
+                                 small_share=small_share)
         log.info("hard positives: %d crops around synthetic labels %s misses", n, Path(detector.cfg.weights).name)
     if detector and hard_negatives:
         n = write_hard_negatives(out, train, data_root, detector, copies=hard_negatives, seed=seed)
@@ -129,10 +134,11 @@ def missed_labels(detector: "MarkerDetector", gray: np.ndarray, labels: Sequence
 
 def write_hard_positives(out: Path, backgrounds: Sequence[Background], n: int, detector: "MarkerDetector",
                          copies: int = 3, long_side: int = 1024, crop: int = 512, seed: int = 0,
-                         phantom_fraction: float = 0.1) -> int:
+                         phantom_fraction: float = 0.1, small_share: float = 0.0) -> int:
     """``n`` synthetic training images as ``write_yolo_dataset`` makes them, each also searched by ``detector`` as at
     inference: ``copies`` more crops hold, at random offsets, each label it misses (``missed_labels``), and one
-    crop of the 2048-px view its tiles search where that label is under 10 px high in the 1024-px view. A fresh
+    crop of the view its tiles search (``detector.tiled_side``: 2048 px, or the image's own size) where that label
+    is under 10 px high in the 1024-px view and the image is tiled. A fresh
     synthetic set teaches mostly what the detector already finds; these crops spend a CPU run's few epochs on what it
     does not. Each image has a generator of its own (``seed``, index). Returns the extra crops written."""
     from tqdm import tqdm
@@ -141,21 +147,23 @@ def write_hard_positives(out: Path, backgrounds: Sequence[Background], n: int, d
     written = 0
     for i in tqdm(range(n), desc="synthesizing train, mining misses", unit="img"):
         rng = np.random.default_rng([seed, i])
-        view, boxes, full = sample_any(backgrounds, rng, long_side, phantom_fraction)
+        view, boxes, full = sample_any(backgrounds, rng, long_side, phantom_fraction, small_share)
         for k, (x0, y0) in enumerate(training_crops(view, boxes, crop, rng)):
             write_tile(out, "train", f"train_{i:06d}_{k}", view, boxes, x0, y0, crop)
         scale = long_side / max(full.shape)
         in_full = [Placed(tuple(int(round(v / scale)) for v in p.xyxy), p.cls, p.text) for p in boxes]  # type: ignore[misc]
         missed = missed_labels(detector, full, in_full)
-        big: tuple[np.ndarray, list[Placed]] | None = None  # the 2048-px view and its labels, made once if needed
+        tiled = tiled_side(full.shape, long_side, detector.cfg.tile_long_side)
+        big: tuple[np.ndarray, list[Placed]] | None = None  # the tiles' view and its labels, made once if needed
         for j, p in enumerate(p for p, q in zip(boxes, in_full) if q in missed):
             for k in range(copies):
                 corner = crop_around(p.centre, view, crop, rng)
                 write_tile(out, "train", f"hardpos_{i:06d}_{j}_{k}", view, boxes, *corner, crop)
                 written += 1
-            if p.xyxy[3] - p.xyxy[1] < 10:
-                big = big or (detector_view(full, 2 * long_side)[0], [q.scaled(2) for q in boxes])
-                corner = crop_around((2 * p.centre[0], 2 * p.centre[1]), big[0], crop, rng)
+            if tiled and p.xyxy[3] - p.xyxy[1] < 10:
+                factor = tiled / long_side
+                big = big or (detector_view(full, tiled)[0], [q.scaled(factor) for q in boxes])
+                corner = crop_around((factor * p.centre[0], factor * p.centre[1]), big[0], crop, rng)
                 write_tile(out, "train", f"hardbig_{i:06d}_{j}", *big, *corner, crop)
                 written += 1
     return written

@@ -1889,7 +1889,8 @@ def test_hard_positives_are_crops_around_the_synthetic_labels_the_detector_misse
     """A label the miner's boxes (from its score threshold) cover less than half of is missed, and the training
     images get crops holding it: two per missed label here, and one of the 2048-px view for a label under 10 px high
     in the 1024-px view. Which labels are missed changes no image and none of the usual crops."""
-    from radiograph_deid.marker_dataset import Background, sample_any
+    from radiograph_deid.detector import tiled_side
+    from radiograph_deid.marker_dataset import Background, detector_view, sample_any
     from radiograph_deid.marker_synth import Placed
     from radiograph_deid.train import build_synthetic_dataset, missed_labels, write_hard_positives
 
@@ -1910,9 +1911,16 @@ def test_hard_positives_are_crops_around_the_synthetic_labels_the_detector_misse
     assert [f.read_bytes() for f in files("seen", "train_")] == [f.read_bytes() for f in files("blind", "train_")]
     assert written == len(files("blind", "hardpos_")) + len(files("blind", "hardbig_")) > 0
     for i in range(3):
-        view, boxes, _ = sample_any(phantoms, np.random.default_rng([5, i]), 1024)  # the image the run drew
-        small = [j for j, p in enumerate(boxes) if p.xyxy[3] - p.xyxy[1] < 10]
+        view, boxes, full = sample_any(phantoms, np.random.default_rng([5, i]), 1024)  # the image the run drew
+        tiled = tiled_side(full.shape, 1024, 2048)
+        small = [j for j, p in enumerate(boxes) if p.xyxy[3] - p.xyxy[1] < 10] if tiled else []
         assert [f.name for f in files("blind", f"hardbig_{i:06d}_")] == [f"hardbig_{i:06d}_{j}.png" for j in small]
+        for crop in files("blind", f"hardbig_{i:06d}_"):  # a crop of the view the tiles search, as at inference
+            tile = cv2.imread(str(crop), cv2.IMREAD_GRAYSCALE)
+            big = detector_view(full, tiled)[0]
+            ty, tx = np.unravel_index(np.argmin(cv2.matchTemplate(big, tile, cv2.TM_SQDIFF)), (big.shape[0] - 511,
+                                                                                                big.shape[1] - 511))
+            assert np.array_equal(big[ty : ty + 512, tx : tx + 512], tile)
         for j, p in enumerate(boxes):
             crops = files("blind", f"hardpos_{i:06d}_{j}_")
             assert len(crops) == 2
@@ -1931,6 +1939,33 @@ def test_hard_positives_are_crops_around_the_synthetic_labels_the_detector_misse
                                    hard_positives=2)
     names = {f.name.split("_")[0] for f in (data.parent / "images" / "train").iterdir()}
     assert len(list((data.parent / "images" / "val").iterdir())) >= 1 and names <= {"train", "hardpos", "hardbig"}
+
+
+def test_small_synthetic_images_are_drawn_small_and_seen_enlarged_and_mined_without_tiles(tmp_path: Path) -> None:
+    """``small_share`` of the synthetic images are drawn as a 500-1000 px export or figure is, and seen enlarged
+    to the 1024-px view with their labels on their markers; at 0 the draws are those of every earlier set. A small
+    image is not tiled at inference, so a miss on it gets no crop of a tiles' view."""
+    from radiograph_deid.detector import tiled_side
+    from radiograph_deid.marker_dataset import SMALL_SIDES, Background, sample_any
+    from radiograph_deid.train import write_hard_positives
+
+    phantoms = [Background("")]
+    for i in range(4):
+        view, boxes, full = sample_any(phantoms, np.random.default_rng([7, i]), 1024, small_share=1.0)
+        assert SMALL_SIDES[0] <= max(full.shape) < SMALL_SIDES[1] and max(view.shape) == 1024
+        assert tiled_side(full.shape, 1024, 2048) == 0
+        scale = 1024 / max(full.shape)
+        for p in boxes:  # each label, taken back to the drawn image, holds ink the view shows enlarged
+            x0, y0, x1, y1 = (int(round(v / scale)) for v in p.xyxy)
+            assert full[y0:y1, x0:x1].std() > 0
+        before = sample_any(phantoms, np.random.default_rng([7, i]), 1024)
+        assert all(np.array_equal(a, b) for a, b in zip(
+            (before[0], before[2]), sample_any(phantoms, np.random.default_rng([7, i]), 1024, small_share=0.0)[::2]))
+        assert max(before[2].shape) >= 1500
+    blind = _Miner(lambda w, h: [])
+    assert write_hard_positives(tmp_path, phantoms, 3, blind, copies=1, seed=7, small_share=1.0) > 0
+    assert not list((tmp_path / "images" / "train").glob("hardbig_*")) and list(
+        (tmp_path / "images" / "train").glob("hardpos_*"))
 
 
 def test_site_validation_tiles_keep_the_pixel_scale_training_sees(tmp_path: Path) -> None:

@@ -332,16 +332,7 @@ class HeaderDeidentifier:
         meta.ImplementationVersionName = f"RDEID_{__version__}"[:16]
 
     def methods(self, pixels_cleaned: bool) -> list[DeidMethodCode]:
-        codes = [DeidMethodCode.BASIC_PROFILE]
-        if pixels_cleaned:
-            codes.append(DeidMethodCode.CLEAN_PIXEL_DATA)
-        if self.cfg.clean_descriptors:
-            codes.append(DeidMethodCode.CLEAN_DESCRIPTORS)
-        if self.cfg.retain_longitudinal_modified_dates:
-            codes.append(DeidMethodCode.RETAIN_LONGITUDINAL_MODIFIED_DATES)
-        if self.cfg.retain_patient_characteristics:
-            codes.append(DeidMethodCode.RETAIN_PATIENT_CHARACTERISTICS)
-        return codes
+        return deid_methods(self.cfg, pixels_cleaned)
 
     def _stamp(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"
@@ -367,6 +358,20 @@ class HeaderDeidentifier:
             ds.BurnedInAnnotation = "NO"
         elif "BurnedInAnnotation" in ds:
             del ds.BurnedInAnnotation  # never trust, never carry over, the input's claim
+
+
+def deid_methods(cfg: HeaderConfig, pixels_cleaned: bool) -> list[DeidMethodCode]:
+    """The profile and options a header de-identified under ``cfg`` is stamped with (CID 7050)."""
+    codes = [DeidMethodCode.BASIC_PROFILE]
+    if pixels_cleaned:
+        codes.append(DeidMethodCode.CLEAN_PIXEL_DATA)
+    if cfg.clean_descriptors:
+        codes.append(DeidMethodCode.CLEAN_DESCRIPTORS)
+    if cfg.retain_longitudinal_modified_dates:
+        codes.append(DeidMethodCode.RETAIN_LONGITUDINAL_MODIFIED_DATES)
+    if cfg.retain_patient_characteristics:
+        codes.append(DeidMethodCode.RETAIN_PATIENT_CHARACTERISTICS)
+    return codes
 
 
 def profile_keywords_valid() -> Iterable[str]:

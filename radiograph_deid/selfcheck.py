@@ -105,6 +105,18 @@ def known_regions(cfg: Config) -> Check:
                  + ", ".join(r.name for r in rules))
 
 
+def header(cfg: Config) -> Check:
+    """What the header stage does under this configuration: the profile and options each output is stamped with
+    (for the site's privacy officer, before any file is read)."""
+    from .dicom_profile import deid_methods
+
+    codes = deid_methods(cfg.header, pixels_cleaned=True)
+    detail = "PS3.15 " + ", ".join(f"{c.meaning} ({c.value_code})" for c in codes)
+    if cfg.header.retain_patient_characteristics:
+        detail += f"; ages over {cfg.header.age_top_code_years} years written as {cfg.header.age_top_code_years}"
+    return Check("header", CheckStatus.OK, detail)
+
+
 def codecs(cfg: Config) -> Check:
     """The compressed transfer syntaxes the installed pydicom handlers decode; files in the others are
     quarantined with the reason (a warning, not a failure: a site may have none of them). No setting bears on it."""
@@ -270,7 +282,7 @@ def _faults(src: Path, dst: Path, ink: dict[str, np.ndarray], keep_marker: bool)
 
 CHECKS: tuple[tuple[str, Callable[[Config], Check]], ...] = (
     ("software", environment), ("tesseract", tesseract), ("weights", weights), ("known regions", known_regions),
-    ("codecs", codecs), ("key", key), ("end to end", end_to_end))
+    ("header", header), ("codecs", codecs), ("key", key), ("end to end", end_to_end))
 
 
 def check(cfg: Config, output: Path | None = None) -> list[Check]:

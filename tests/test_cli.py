@@ -91,10 +91,12 @@ def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_mis
     monkeypatch.delenv("RADIOGRAPH_DEID_KEY", raising=False)
     assert main(["check", "--set", f"header.key_file={key}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == ["ok"] * 7, lines
+    assert [line.split()[0] for line in lines] == ["ok"] * 8, lines
     assert "3 generated radiographs de-identified" in lines[-1] and "L kept" in lines[-1]
-    assert "is absent: the first run creates it" in lines[5] and not key.exists()
+    assert "is absent: the first run creates it" in lines[6] and not key.exists()
     assert "known regions" in lines[3] and "none" in lines[3]
+    assert lines[4].split()[1] == "header" and "Basic Application Confidentiality Profile (113100)" in lines[4]
+    assert "Retain" not in lines[4]  # every option off by default
 
     assert main(["check", "--set", f"header.key_file={key}", "--set", "detector.name=ruler",
                  "--set", "verify.enabled=false"]) == 1
@@ -114,6 +116,25 @@ def test_check_runs_the_data_flow_on_generated_radiographs_and_names_what_is_mis
     monkeypatch.setenv("RADIOGRAPH_DEID_KEY", "not hex")
     main(["check"])
     assert "FAIL  key" in capsys.readouterr().out
+
+
+def test_check_names_the_header_options_a_run_stamps_its_outputs_with() -> None:
+    """What `check` says of the header stage is what the stage writes into DeidentificationMethodCodeSequence."""
+    from radiograph_deid.config import load_config
+    from radiograph_deid.dicom_profile import HeaderDeidentifier
+    from radiograph_deid.pseudonym import Pseudonymizer
+    from radiograph_deid.selfcheck import header
+    from radiograph_deid.synthetic import sample_radiograph
+
+    cfg = load_config(None, ["header.retain_patient_characteristics=true", "header.clean_descriptors=true"])
+    ds, _ = sample_radiograph(32, 32)
+    deidentifier = HeaderDeidentifier(cfg.header, Pseudonymizer(bytes(32)))
+    deidentifier(ds)
+    deidentifier.stamp_methods(ds, pixels_cleaned=True)
+    line = header(cfg).line()
+    stamped = [f"{item.CodeMeaning} ({item.CodeValue})" for item in ds.DeidentificationMethodCodeSequence]
+    assert line.split()[:2] == ["ok", "header"] and all(code in line for code in stamped) and len(stamped) == 4
+    assert "Retain Patient Characteristics Option (113108)" in line and "ages over 90 years written as 90" in line
 
 
 def test_check_of_the_output_folder_makes_nothing_and_names_a_case_blind_one(tmp_path: Path, monkeypatch) -> None:

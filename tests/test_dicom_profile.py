@@ -236,3 +236,18 @@ def test_an_age_from_dates_is_top_coded_and_a_stated_age_wins() -> None:
     ds.PatientAge = "61"  # no valid age: the dates' stands in its place
     deidentify(ds, retain_patient_characteristics=True)
     assert ds.PatientAge == "062Y"
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_a_weight_a_file_holds_as_no_number_is_removed_not_kept(tmp_path) -> None:
+    """Real headers hold what pydicom would refuse to set (a DS of "ab"): read from the file, the option finds it
+    no number and removes it (X), as the Basic Profile does."""
+    ds, _ = sample_radiograph(32, 32)
+    ds.PatientWeight = "70"
+    raw = _to_bytes(ds)
+    at = raw.find(b"\x10\x00\x30\x10DS\x02\x0070")  # (0010,1030) DS, 2 bytes, explicit VR little endian
+    assert at > 0
+    read = pydicom.dcmread(pydicom.filebase.DicomBytesIO(raw[: at + 8] + b"ab" + raw[at + 10 :]))
+    _, report = deidentify(read, retain_patient_characteristics=True)
+    assert "PatientWeight" not in read
+    assert {"tag": "(0010,1030)", "keyword": "PatientWeight", "action": "X"} in report.as_records()

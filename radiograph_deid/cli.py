@@ -24,9 +24,7 @@ def _parser() -> argparse.ArgumentParser:
                        "a rerun resumes and skips finished files.")
     r.add_argument("input", type=Path, help="a folder (searched recursively) or one file")
     r.add_argument("output", type=Path, help="destination folder; the relative tree of INPUT is kept")
-    r.add_argument("--config", type=Path, help="YAML configuration (see configs/redact.yaml)")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one setting, e.g. --set header.retain_longitudinal_modified_dates=true")
+    _settings(r, CONFIG_HELP, "override one setting, e.g. --set header.retain_longitudinal_modified_dates=true")
     r.add_argument("--quarantine", type=Path, help="quarantine folder (outside OUTPUT)")
     r.add_argument("--key-file", help="secret key for pseudonyms and UIDs (created if absent; never written out)")
     r.add_argument("--workers", type=int, default=0, metavar="N",
@@ -41,9 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                        "generated radiographs)", description="Checks what a run needs on this machine, offline, and "
                        "de-identifies generated radiographs (invented names only; the key is not created). Exit 0 "
                        "when nothing failed, 1 otherwise.")
-    c.add_argument("--config", type=Path, help="YAML configuration (see configs/redact.yaml)")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one setting")
+    _settings(c, CONFIG_HELP, "override one setting")
     c.add_argument("--output", type=Path, help="also check the folder a run would write to (nothing is made there): "
                    "write access, letter case, room")
     _pseudonym_parser(sub)
@@ -68,10 +64,24 @@ def _pseudonym_parser(sub) -> None:  # type: ignore[no-untyped-def]
                    help="more PatientIDs, one per line ('-': standard input)")
     s.add_argument("--uid", action="append", default=[], metavar="UID",
                    help="a study, series or instance UID of the input headers (repeatable)")
-    s.add_argument("--config", type=Path, help="the YAML configuration the runs used")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a setting the runs were given")
+    _settings(s, "the YAML configuration the runs used", "a setting the runs were given")
     s.add_argument("--key-file", help="the key the runs used (default: header.key_file, or RADIOGRAPH_DEID_KEY)")
+
+
+CONFIG_HELP = "YAML configuration (see configs/redact.yaml)"
+
+
+def _settings(parser: argparse.ArgumentParser, config_help: str | None = None, set_help: str | None = None) -> None:
+    """``--config FILE`` and ``--set SECTION.KEY=VALUE`` (repeatable, into ``overrides``): how every command that
+    reads the configuration is given it."""
+    parser.add_argument("--config", type=Path, help=config_help)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=set_help)
+
+
+def _key_file_override(args: argparse.Namespace) -> list[str]:
+    """``--key-file`` as the setting it stands for, where given."""
+    return [f"header.key_file={args.key_file}"] if args.key_file else []
 
 
 LABELS = Path("data/real_markers.jsonl")  # the hand-checked real markers shipped in the repository
@@ -93,8 +103,7 @@ def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--split", default="val", help="which labelled split to score: val | train | all")
     e.add_argument("--synthetic", type=int, default=0, metavar="N", help="also score N held-out synthetic images")
     e.add_argument("--seed", type=int, default=1000, help="seed of the synthetic held-out stream")
-    e.add_argument("--config", type=Path)
-    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _settings(e)
     e.add_argument("--report", type=Path, help="write per-image scores and metrics as JSON here")
     e.add_argument("--verify", action="store_true", help="also run the safety net (verify.engine) on each redacted "
                    "image: images it would let through with a marker left, clean images it would quarantine")
@@ -134,9 +143,8 @@ def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
                    help="draw this share of the synthetic images as small images (500-1000 px: exports, figures), "
                    "which the detector sees enlarged (0: every one at 1500-3200 px, reduced)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar of each epoch")
-    t.add_argument("--config", type=Path, help="with --site-labels: the redaction settings the validation images are "
-                   "redacted with, before and after (see configs/redact.yaml)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    _settings(t, "with --site-labels: the redaction settings the validation images are redacted with, before and "
+              "after (see configs/redact.yaml)")
 
 
 def _train_glyphs_parser(sub) -> None:  # type: ignore[no-untyped-def]
@@ -187,7 +195,7 @@ def _check(args: argparse.Namespace) -> int:
 def _pseudonym(args: argparse.Namespace) -> int:
     from .pseudonym import Pseudonymizer, existing_key
 
-    cfg = load_config(args.config, [*args.overrides, *([f"header.key_file={args.key_file}"] if args.key_file else [])])
+    cfg = load_config(args.config, [*args.overrides, *_key_file_override(args)])
     key = existing_key(cfg.header.key_file)
     if key is None:
         raise FileNotFoundError(f"no key at {cfg.header.key_file} and no RADIOGRAPH_DEID_KEY: a pseudonym is the "
@@ -315,9 +323,7 @@ def _train_glyphs(args: argparse.Namespace) -> int:
 
 def _redact(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # Tesseract's OpenMP only slows it down on small machines
-    overrides = list(args.overrides)
-    if args.key_file:
-        overrides.append(f"header.key_file={args.key_file}")
+    overrides = [*args.overrides, *_key_file_override(args)]
     if args.prune:
         overrides.append("output.prune=true")
     try:

@@ -331,9 +331,6 @@ class HeaderDeidentifier:
                 delattr(meta, kw)
         meta.ImplementationVersionName = f"RDEID_{__version__}"[:16]
 
-    def methods(self, pixels_cleaned: bool) -> list[DeidMethodCode]:
-        return deid_methods(self.cfg, pixels_cleaned)
-
     def _stamp(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"
         ds.PatientID = self._pseudonym
@@ -344,7 +341,7 @@ class HeaderDeidentifier:
 
     def stamp_methods(self, ds: Dataset, pixels_cleaned: bool) -> None:
         """Set DeidentificationMethod and its code sequence; BurnedInAnnotation=NO only once pixels are clean."""
-        codes = self.methods(pixels_cleaned)
+        codes = deid_methods(self.cfg, pixels_cleaned)
         ds.DeidentificationMethod = f"radiograph-deid {__version__}: PS3.15 " + "+".join(c.value_code for c in codes)
         seq = Sequence()
         for c in codes:

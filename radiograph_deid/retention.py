@@ -528,8 +528,9 @@ class LateralityRetainer:
 
     def _word(self, crop: np.ndarray, read: int = 0) -> str:
         """A laterality word of the vocabulary (LT, DX, I, ...), from the crop as it is or from its letters alone.
-        A sure upright reading decides (a panel letter "a" is not turned until it reads G); otherwise any sure
-        reading in another placement does (an S mirrored reads 2, so the surest placement cannot decide). The
+        A sure upright reading of every letter decides (a panel letter "a" is not turned until it reads G);
+        otherwise any sure reading in another placement does (an S mirrored reads 2, so the surest placement
+        cannot decide): an "RT" running down the image read "R" upright, surely, and was filled. The
         word must explain as many letters as the crop holds (not the D of "ID"), and as many as the detector
         stage ``read`` in its box: a doubted box on "DOE" cut through the O, read "DO", held one whole letter,
         and its D was kept as the word for right (droite, derecha)."""
@@ -546,8 +547,9 @@ class LateralityRetainer:
         if uprights[0][1] >= self.cfg.min_confidence and _initials(uprights[0][0]):
             return ""  # "D.X", "S.X.": initials, though their letters alone (stops are specks) read DX, SX
         for view, upright in zip(views, uprights):
-            readings = [upright] if upright[1] >= self.cfg.min_confidence else self.reader().batch(
-                [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)])
+            decides = upright[1] >= self.cfg.min_confidence and len(normalized_token(upright[0])) >= least
+            readings = [upright] + ([] if decides else self.reader().batch(
+                [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in orientations(view)]))
             sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
             if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:
                 return ""  # its placements read both sides (a lit tile's edge "D", its dark letter "L"): no guess

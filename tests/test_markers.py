@@ -682,6 +682,20 @@ def test_laterality_words_in_frames_and_rings_are_read_from_their_letters() -> N
         assert decided(text, "none", 0)[0] is BoxAction.REDACTED, text
 
 
+def test_a_word_whose_upright_reading_misses_letters_is_read_in_its_other_placements() -> None:
+    """A sure upright reading of fewer letters than the box holds decides nothing: an "LT" running up the image
+    read "5" upright at 0.99 (a "LEFT", "5" at 0.98) and was filled without being read any other way round; on
+    the synthetic set a turned "RT" read "R" upright, surely, and was filled as well."""
+    retainer = LateralityRetainer(RetentionConfig())
+    for text in ("LT", "LEFT"):
+        view = (burn(np.full((200, 300), 0.3, np.float32), [Burn(text, 60, 70, 40, 0.9, 4)]) * 255).astype(np.uint8)
+        view = np.ascontiguousarray(np.rot90(view))
+        upright, confidence = retainer.reader().batch([cv2.cvtColor(view[10:-10, 10:-10], cv2.COLOR_GRAY2BGR)])[0]
+        assert confidence >= retainer.cfg.min_confidence and len(upright) < len(text), (text, upright)
+        res = retainer(view, [Box(10, 10, view.shape[1] - 10, view.shape[0] - 10)])[0]
+        assert (res.action, res.box.text) == (BoxAction.KEPT_LATERALITY, text)
+
+
 def test_a_kept_laterality_word_keeps_its_letters_not_the_ground_or_tile_around_them() -> None:
     """A kept word keeps its letters' pixels and fills the rest of its box, as a kept letter does. Otsu's minority
     side, kept whole, was the ground between a bold "DX"'s letters and the tile under a dark "G" (synthetic

@@ -37,7 +37,7 @@ from .retention import (LateralityRetainer, RetentionResult, laterality_mismatch
                         whole_glyph)
 from .rulers import SOURCE as RULER
 from .stacked_lines import stacked_lines
-from .text_lines import bridged_doubts, continued, spanning_unread, with_cut_strokes
+from .text_lines import bridged_doubts, continued, joined_lines, spanning_unread, with_cut_strokes
 from .verify import VerifierTimeout, build_verifier
 
 log = logging.getLogger("radiograph_deid")
@@ -228,6 +228,9 @@ class MarkerDecider:
         if self.cfg.detector.stacked_lines:
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for line in self._stacked(gray, decided)]
+        if self.cfg.detector.complete_lines:
+            decided += [Decided(gap, BoxAction.REDACTED, gap, None) for gap in joined_lines(
+                gray, [(d.box, d.fill) for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)])]
         return rejected, _glyphs_spared(_inside_kept_dropped(_one_side_each(decided)))
 
     def _stacked(self, gray: np.ndarray, decided: list[Decided]) -> list[Box]:

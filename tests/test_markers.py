@@ -18,7 +18,7 @@ from radiograph_deid.boxes import Box
 from radiograph_deid.cli import main
 from radiograph_deid.config import RetentionConfig, load_config
 from radiograph_deid.enums import BoxAction, BoxClass
-from radiograph_deid.evaluate import ImageScore, average_precision, redacted_view, score_image, summarise
+from radiograph_deid.evaluate import ImageScore, average_precision, filled_mask, redacted_view, score_image, summarise
 from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component
 from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
 from radiograph_deid.marker_synth import _render_hershey, _render_ttf, _tight, font_files, synthesize
@@ -1674,6 +1674,54 @@ def test_a_speck_boxed_alone_is_not_filled_but_a_pair_of_dots_and_a_small_letter
              Box(545, 76, 555, 84, 0.9, BoxClass.OTHER_MARKER, text=".", source="rapidocr-text")]
 
     _assert_spared(view, boxes, 2, (slice(70, 90), slice(15, 160)))  # the specks and the ground around them stay
+
+
+def test_two_fills_end_to_end_on_one_text_line_are_joined_across_the_stretch_between_them() -> None:
+    """A dark "12.03.2024 14:27 Radiologie 2" runs from bright ground across a dark band: the detectors boxed its
+    two ends on the bright ground, and the middle, dark on dark, is too faint beside them to follow as strokes;
+    it stayed readable ("3.2024 14:27", a font never trained on, bench_fonts; the recognizer did not read it,
+    so no line was grown to it: here the lines stacked and grown on readings are off). Two fills on one text
+    line, at most JOIN_GAP of their height apart, are filled with the stretch between them, read or not; with
+    line completion off they are not."""
+    from radiograph_deid.text_lines import JOIN_GAP, joined_lines
+
+    ground = np.full((200, 560), 0.8, np.float32)
+    ground[:, 140:340] = 0.15
+    burned = Burn("12.03.2024 14:27 Radiologie 2", 40, 90, 20, 0.05, 2)
+    view = (burn(ground, [burned]) * 255).astype(np.uint8)
+    x0, y0, x1, y1 = burned.extent()
+    ends = [Box(x0, y0, x0 + 90, y1, 0.9), Box(360, y0, x1, y1, 0.9)]
+    middle = np.s_[y0:y1, 160:320]
+    assert (view[middle] < 30).any(), "the middle's text is there, dark on the dark band"
+    unread = ["detector.stacked_lines=false"]
+    assert filled_mask(view.shape, _decided_on(view, ends, unread)[1])[y0:y1, x0:x1].all()
+    off = filled_mask(view.shape, _decided_on(view, ends, unread + ["detector.complete_lines=false"])[1])
+    assert not off[middle].any()
+
+    h = 20  # the rule's geometry: (box, fill) pairs on flat ground, then with strokes between them
+    flat = np.full((300, 900), 100, np.uint8)
+    a = Box(0, 100, 60, 100 + h)
+
+    def joined(gray: np.ndarray, *boxes: Box) -> list:
+        return joined_lines(gray, [(b, b) for b in boxes])
+
+    word = Box(60 + 2 * h, 102, 300, 102 + h)  # a word space away
+    assert joined(flat, word, a) == [Box(60, 100, word.x0, 102 + h, 0.0, source="joined")]
+    far = replace(word, x0=60 + 4 * h)
+    assert joined(flat, a, far) == []  # bare ground between them
+    strokes, crossing = flat.copy(), flat.copy()
+    strokes[104:118, 60:far.x0:6] = 30  # a line's upright strokes, within its band
+    crossing[:, 60:far.x0:6] = 30  # ... and edges crossing the band (a rib, a wire)
+    assert joined(strokes, a, far) == [Box(60, 100, far.x0, 102 + h, 0.0, source="joined")]
+    assert joined(crossing, a, far) == []
+    too_far = replace(word, x0=60 + int(JOIN_GAP * h) + 1, x1=900)
+    strokes[104:118, 60:too_far.x0:6] = 30
+    assert joined(strokes, a, too_far) == []
+    assert joined(flat, a, replace(word, y0=word.y0 - h, y1=word.y1 + h)) == []  # three times as tall: no line
+    assert joined(flat, a, replace(word, y0=word.y0 + h, y1=word.y1 + h)) == []  # the line below
+    assert joined(flat, a, Box(word.x0, 100, word.x0 + h, 100 + h)) == []  # a square: a character or a tile
+    up = joined(flat, Box(100, 0, 100 + h, 60), Box(100, 60 + 2 * h, 100 + h, 300))  # a line running up the image
+    assert up == [Box(100, 60, 100 + h, 60 + 2 * h, 0.0, source="joined")]
 
 
 def test_doubted_boxes_on_a_redacted_box_line_are_filled_with_it_and_a_lone_letter_beside_it_is_kept() -> None:

@@ -229,8 +229,8 @@ class MarkerDecider:
             decided += [self._filled(gray, RetentionResult(line, BoxAction.REDACTED, None), unread)
                         for line in self._stacked(gray, decided)]
         if self.cfg.detector.complete_lines:
-            decided += [Decided(gap, BoxAction.REDACTED, gap, None) for gap in joined_lines(
-                gray, [(d.box, d.fill) for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)])]
+            lines = [(d.box, d.fill) for d in decided if d.action is BoxAction.REDACTED and not d.box.found_by(RULER)]
+            decided += [Decided(gap, BoxAction.REDACTED, gap, None) for gap in joined_lines(gray, lines)]
         return rejected, _glyphs_spared(_inside_kept_dropped(_one_side_each(decided)))
 
     def _stacked(self, gray: np.ndarray, decided: list[Decided]) -> list[Box]:

@@ -103,17 +103,12 @@ def _along(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, max_gap: float,
     """The horizontal case: new (x0, x1) for the box [x0, x1) x [y0, y1). Columns are judged in steps of a
     quarter line height: a step continues the line when its strokes are at least a third as dense as the box's
     and do not run as much above and below the line."""
-    rows, cols = gray.shape
+    cols = gray.shape[1]
     h = y1 - y0
     reach = max(x1 - x0, 4 * h)
     lo, hi = max(0, x0 - reach), min(cols, x1 + reach)
-    pad = max(2, h // 2)
-    ya, yb = max(0, y0 - pad), min(rows, y1 + pad)
-    ink = stroke_strength(np.ascontiguousarray(gray[ya:yb, lo:hi]), max(3, h // 2))
-    line = ink[y0 - ya : y1 - ya]
-    threshold = _stroke_threshold(line[:, x0 - lo : x1 - lo], min_contrast)
-    on_line = (line > threshold).sum(axis=0).astype(float)
-    off_line = ((ink[: y0 - ya] > threshold).sum(axis=0) + (ink[y1 - ya :] > threshold).sum(axis=0)) * h / max(1, 2 * pad)
+    on_line, off_line = _strokes_on_band(gray, lo, y0, hi, y1,
+                                         lambda line: _stroke_threshold(line[:, x0 - lo : x1 - lo], min_contrast))
     density = on_line[x0 - lo : x1 - lo].mean()
     if density == 0:
         return x0, x1
@@ -127,6 +122,23 @@ def _along(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int, max_gap: float,
     left = _walk([(a, a + step) for a in range(x0 - step, lo - 1, -step)], text, gap, x0, lambda a, b: a)
     right = _walk([(b - step, b) for b in range(x1 + step, hi + 1, step)], text, gap, x1, lambda a, b: b)
     return left, right
+
+
+def _strokes_on_band(gray: np.ndarray, x0: int, y0: int, x1: int, y1: int,
+                     threshold_of: Callable[[np.ndarray], float]) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of [x0, x1): how many pixels of the band [y0, y1) are strokes (``stroke_strength`` over
+    ``threshold_of`` the band's strengths), and how many of the rows half the band's height above and below it,
+    scaled to the band's height: a line's strokes lie on its band, an edge crossing it runs above and below too."""
+    rows = gray.shape[0]
+    h = y1 - y0
+    pad = max(2, h // 2)
+    ya, yb = max(0, y0 - pad), min(rows, y1 + pad)
+    ink = stroke_strength(np.ascontiguousarray(gray[ya:yb, x0:x1]), max(3, h // 2))
+    line = ink[y0 - ya : y1 - ya]
+    threshold = threshold_of(line)
+    on_line = (line > threshold).sum(axis=0).astype(float)
+    off_line = ((ink[: y0 - ya] > threshold).sum(axis=0) + (ink[y1 - ya :] > threshold).sum(axis=0)) * h / max(1, 2 * pad)
+    return on_line, off_line
 
 
 def _walk(steps: list[tuple[int, int]], text, gap: int, start: int, edge) -> int:  # type: ignore[no-untyped-def]
@@ -235,16 +247,9 @@ def _holds_strokes(gray: np.ndarray, gap: Box, min_contrast: int, least: float =
     ``min_contrast``: the text there is fainter than in the boxes either side (dark text crossing a dark band).
     Measured: the stretches of lines joined held strokes in 42-80 % of their steps, blank for 3.3 heights at
     most; those between two fields of a generated overlay on one row, over lung, in 0-17 %, blank for 4.2-6."""
-    rows = gray.shape[0]
     h = gap.height
-    pad = max(2, h // 2)
-    ya, yb = max(0, gap.y0 - pad), min(rows, gap.y1 + pad)
-    ink = stroke_strength(np.ascontiguousarray(gray[ya:yb, gap.x0 : gap.x1]), max(3, h // 2))
-    line = ink[gap.y0 - ya : gap.y1 - ya]
-    threshold = _stroke_threshold(line, min_contrast)
-    on_line = (line > threshold).sum(axis=0).astype(float)
-    off_line = ((ink[: gap.y0 - ya] > threshold).sum(axis=0) + (ink[gap.y1 - ya :] > threshold).sum(axis=0)) * h / max(
-        1, 2 * pad)
+    on_line, off_line = _strokes_on_band(gray, gap.x0, gap.y0, gap.x1, gap.y1,
+                                         lambda line: _stroke_threshold(line, min_contrast))
     step = max(2, h // 4)
     text = [on_line[a : a + step].mean() > 0 and off_line[a : a + step].mean() <= on_line[a : a + step].mean() / 2
             for a in range(0, gap.width, step)]

@@ -80,6 +80,11 @@ class Box:
         return replace(self, x0=self.x0 + int(xs.min()), y0=self.y0 + int(ys.min()), x1=self.x0 + int(xs.max()) + 1,
                        y1=self.y0 + int(ys.max()) + 1)
 
+    def transposed(self) -> "Box":
+        """This box with rows and columns exchanged (this box's fields otherwise): what a box found on a view
+        searched transposed (a line or ruler running up the image) is in the image, and back again."""
+        return replace(self, x0=self.y0, y0=self.x0, x1=self.y1, y1=self.x1)
+
     def gap(self, other: "Box") -> int:
         """Chebyshev distance in pixels between the two rectangles (0 when they touch or overlap)."""
         dx = max(other.x0 - self.x1, self.x0 - other.x1, 0)

@@ -65,7 +65,7 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
 
 def _transposed(boxes: list[Box], turned: bool) -> list[Box]:
     """Boxes found on a view searched transposed (``turned``) put back into the image's coordinates."""
-    return [Box(b.y0, b.x0, b.y1, b.x1, b.score, source=b.source) for b in boxes] if turned else boxes
+    return [b.transposed() for b in boxes] if turned else boxes
 
 
 def find_rulers_any_size(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), coarse_from: int = 2048

@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     decider = MarkerDecider(load_config())
     by_font: dict[str, dict[str, float]] = {}
-    tally: dict[str, list[int]] = {}  # "8px" / "bitmap" / "dark" ...: [removed, lines]
+    tally: dict[str, list[int]] = {"all": [0, 0]}  # "all" / "8px" / "bitmap" / "dark" ...: [removed, lines]
     missed: list[dict] = []
     skipped: dict[str, str] = {}
     kinds = set()
@@ -124,15 +124,17 @@ def main() -> None:
                 kinds.add(kind)
                 filled = filled_mask(view.shape, decider.decide(view)[1])
                 for line, (x0, y0, x1, y1) in enumerate(boxes):
-                    gone = bool(filled[y0:y1, x0:x1].mean() >= 0.85)
+                    share = float(filled[y0:y1, x0:x1].mean())
+                    gone = share >= 0.85
                     removed, total = removed + gone, total + 1
-                    for key in (f"{cap}px", "bitmap" if bitmap else "anti-aliased", "dark" if dark else "bright"):
+                    groups = (f"{cap}px", "bitmap" if bitmap else "anti-aliased", "dark" if dark else "bright")
+                    for key in ("all", *groups):
                         tally.setdefault(key, [0, 0])
                         tally[key][0] += gone
                         tally[key][1] += 1
                     if not gone:
                         missed.append({"font": name, "cap_px": cap, "line": line, "dark": dark, "bitmap": bitmap,
-                                       "filled": round(float(filled[y0:y1, x0:x1].mean()), 3)})
+                                       "filled": round(share, 3)})
                         if args.keep:
                             _keep(args.keep / f"{Path(name).stem}-{cap}px-{k}-{line}.png", view, filled, boxes[line])
             by_font.setdefault(name, {})[f"{cap}px"] = round(removed / total, 3)
@@ -140,10 +142,8 @@ def main() -> None:
     if kinds == {"phantom"}:
         print(f"bench_fonts: no radiographs in {HANNOVER_PNG}: phantoms stand in (set RADIOGRAPH_DEID_SHARED_DATA)",
               file=sys.stderr)
-    lines = sum(t for _, t in tally.values()) // 3
-    report = {"backgrounds": sorted(kinds), "lines": lines,
-              "removed_share": round(sum(r for r, _ in (tally[f"{c}px"] for c in CAP_HEIGHTS if f"{c}px" in tally))
-                                     / max(1, lines), 3),
+    all_removed, lines = tally.pop("all")
+    report = {"backgrounds": sorted(kinds), "lines": lines, "removed_share": round(all_removed / max(1, lines), 3),
               "removed_share_by": {k: round(r / t, 3) for k, (r, t) in tally.items()},
               "removed_share_by_font": by_font, "missed_lines": missed, "skipped": skipped,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"}

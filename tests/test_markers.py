@@ -1681,8 +1681,8 @@ def test_two_fills_end_to_end_on_one_text_line_are_joined_across_the_stretch_bet
     two ends on the bright ground, and the middle, dark on dark, is too faint beside them to follow as strokes;
     it stayed readable ("3.2024 14:27", a font never trained on, bench_fonts; the recognizer did not read it,
     so no line was grown to it: here the lines stacked and grown on readings are off). Two fills on one text
-    line, at most JOIN_GAP of their height apart, are filled with the stretch between them, read or not; with
-    line completion off they are not."""
+    line are filled with the stretch between them, read or not, where it is a word space, or up to JOIN_GAP of
+    their height where it holds a line's strokes; with line completion off they are not."""
     from radiograph_deid.text_lines import JOIN_GAP, joined_lines
 
     ground = np.full((200, 560), 0.8, np.float32)

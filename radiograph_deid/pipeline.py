@@ -111,8 +111,8 @@ def _inside_kept_dropped(decided: list[Decided]) -> list[Decided]:
     return out
 
 
-def _unkept_in(decided: list[Decided], known: Sequence[Box]) -> list[Decided]:
-    """A marker kept on a known region is filled with it: the site said nothing there stays."""
+def unkept_on_known(decided: list[Decided], known: Sequence[Box]) -> list[Decided]:
+    """A marker kept on a known region (``known_regions``) is filled with it: the site said nothing there stays."""
     return [replace(d, action=BoxAction.REDACTED, keep=None)
             if d.action is BoxAction.KEPT_LATERALITY and any(d.box.intersection(k) > 0 for k in known) else d
             for d in decided]
@@ -361,7 +361,7 @@ class Redactor:
         for name, view in frame_views(px, self.cfg.verify.max_frames):
             rejected, decided = self.markers.decide(view, retain=not multi, modality=modality)
             records += [box_record(b, a, name if multi else "") for b, a in rejected]
-            for d in _unkept_in(decided, known):
+            for d in unkept_on_known(decided, known):
                 if d.action is BoxAction.KEPT_LATERALITY:
                     kept.append(d.box)
                 fills.append(d.fill)

@@ -17,13 +17,15 @@ from typing import Any, Sequence
 import cv2
 
 from .active_learning import UncertaintyScorer
+from .boxes import Box
 from .config import Config
 from .enums import BoxAction, Decision
 from .fileio import read_view
+from .known_regions import SOURCE as KNOWN_SOURCE, KnownRegions
 from .labels import LabelledBox, LabelledImage, LabelError, parse_boxes
 from .markups import PixelGeometry, roi_markups
 from .model_store import ModelStore, ModelVersion
-from .pipeline import MarkerDecider, Redactor
+from .pipeline import MarkerDecider, Redactor, unkept_on_known
 from .records import ImageRecord
 from .worker_pool import IsolatedRedactor
 
@@ -51,32 +53,40 @@ class Markers:
 
 
 class MarkerFinder:
-    """Detect -> retain on one file's first frame, for review: nothing is written."""
+    """Detect -> retain on one file's first frame, for review: nothing is written. The site's known regions
+    (``detector.known_regions``) that match the file are listed too, as ``redact`` fills them (a marker kept on
+    one filled with it), so the reviewer sees every fill; their source names the rule."""
 
-    def __init__(self, cfg: Config, model: ModelVersion | None = None, decider: MarkerDecider | None = None) -> None:
+    def __init__(self, cfg: Config, model: ModelVersion | None = None, decider: MarkerDecider | None = None,
+                 known: KnownRegions | None = None) -> None:
         self.cfg = cfg
         self.model = model.name if model else "configured"
         self.decider = decider or MarkerDecider(cfg)
+        self.known = known if known is not None else KnownRegions.configured(cfg.detector.known_regions)
         self.scorer = UncertaintyScorer(cfg.detector)
 
     def __call__(self, path: Path) -> Markers:
         view, ds = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
-        _, decided = self.decider.decide(view, modality=str(ds.get("Modality", "") or "") if ds is not None else "")
-        boxes = []
-        for d in decided:
-            kept = d.action is BoxAction.KEPT_LATERALITY
-            box = {"xyxy": d.box.as_list(), "cls": "laterality" if kept else "text",
-                   "score": round(float(d.box.score), 4), "action": d.action.value, "source": d.box.source,
-                   "detector_class": d.box.label.value}
-            if kept:
-                box["glyph"] = d.box.text
-            boxes.append(box)
         h, w = view.shape[:2]
+        known = self.known.boxes(self.known.values(ds), h, w)
+        _, decided = self.decider.decide(view, modality=str(ds.get("Modality", "") or "") if ds is not None else "")
+        boxes = [_review_box(b, BoxAction.REDACTED) for b in known]
+        boxes += [_review_box(d.box, d.action) for d in unkept_on_known(decided, known)]
         return Markers(w, h, boxes, self.scorer(view), self.model, PixelGeometry.from_dataset(ds))
 
     def uncertainty(self, path: Path) -> float:
         view, _ = read_view(path, self.cfg.input.max_pixels_per_frame, self.cfg.input.max_frames)
         return self.scorer(view)
+
+
+def _review_box(box: Box, action: BoxAction) -> dict[str, Any]:
+    """One box of the review in the label format (``cls`` laterality for a kept marker, else text)."""
+    kept = action is BoxAction.KEPT_LATERALITY
+    out = {"xyxy": box.as_list(), "cls": "laterality" if kept else "text", "score": round(float(box.score), 4),
+           "action": action.value, "source": box.source, "detector_class": box.label.value}
+    if kept:
+        out["glyph"] = box.text
+    return out
 
 
 class IsolatedMarkerFinder:
@@ -97,7 +107,7 @@ class IsolatedMarkerFinder:
 @cache
 def _finder(redactor: Redactor) -> MarkerFinder:
     """In a redactor's process: the review's finder, on the redactor's models, built once."""
-    return MarkerFinder(redactor.cfg, decider=redactor.markers)
+    return MarkerFinder(redactor.cfg, decider=redactor.markers, known=redactor.known)
 
 
 def _markers_of(redactor: Redactor, path: Path) -> Markers:
@@ -206,14 +216,20 @@ def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, c
 
 
 def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:
-    """A saved label: JSON with ``boxes`` ([{"xyxy", "cls"}]), as ``markers`` returns it; raises LabelError."""
+    """A saved label: JSON with ``boxes`` ([{"xyxy", "cls"}]), as ``markers`` returns it; raises LabelError. The
+    review's known regions (their ``source`` a known-region rule's) are left out: a rule's rectangle, a banner or
+    a corner, is where a device writes, not a marker's box for the detector to learn."""
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LabelError(f"{where}: not JSON ({exc.__class__.__name__}); send {{\"boxes\": [...]}}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("boxes"), list):
         raise LabelError(f"{where}: a label is a JSON object with a 'boxes' list")
-    return parse_boxes(doc["boxes"], where)
+    return parse_boxes([b for b in doc["boxes"] if not _from_known_region(b)], where)
+
+
+def _from_known_region(box: object) -> bool:
+    return isinstance(box, dict) and str(box.get("source", "")).startswith(f"{KNOWN_SOURCE}:")
 
 
 class Served:

@@ -80,6 +80,28 @@ def test_a_rule_for_another_device_leaves_the_image_as_the_detectors_decide(cat_
     assert sha256(out / "dx.dcm") == sha256(Path(f"{out.parent / 'plain'}") / "dx.dcm")
 
 
+def test_the_review_shows_the_known_regions_redact_fills_and_labels_leave_them_out(cat_runs, tmp_path: Path,
+                                                                                  key_overrides: list[str]) -> None:
+    """The review (MONAI Label's /infer/markers) lists a matching rule's region as redact fills it, the R under it
+    no longer kept; a label sent back as the review gave it teaches the detector no rule's rectangle."""
+    from radiograph_deid.workflows import MarkerFinder, parse_box_label
+
+    src = cat_runs["inp"] / "dx.dcm"
+    reviews = {}
+    for maker in ("Agfa", "Philips.*"):
+        rules = _rules(tmp_path, f"- name: plate-corner\n  match:\n    Manufacturer: {maker}\n    Modality: DX\n"
+                                 f"  fill:\n    - {cat_runs['region']}\n")
+        reviews[maker] = MarkerFinder(load_config(overrides=[*key_overrides, f"detector.known_regions={rules}"]))(src)
+    region = [b for b in reviews["Agfa"].boxes if b["source"] == "known-region:plate-corner"]
+    assert [(b["xyxy"], b["action"], b["cls"]) for b in region] == [(cat_runs["region"], "redacted", "text")]
+    assert not [b for b in reviews["Agfa"].boxes if b["action"] == "kept_laterality"]
+    other = reviews["Philips.*"].boxes  # another maker's rule: the detectors' boxes alone, the R kept
+    assert [b["glyph"] for b in other if b["action"] == "kept_laterality"] == ["R"]
+    assert not [b for b in other if b["source"].startswith("known-region")]
+    sent = parse_box_label(json.dumps(reviews["Agfa"].to_json()), "review")
+    assert [list(b.xyxy) for b in sent] == [b["xyxy"] for b in reviews["Agfa"].boxes if b not in region]
+
+
 def test_rows_and_columns_alone_match_an_image_file_with_edges_counted_back(tmp_path: Path,
                                                                            key_overrides: list[str]) -> None:
     inp = tmp_path / "in"

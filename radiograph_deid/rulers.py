@@ -42,6 +42,11 @@ class RulerGeometry:
     lineless_tick: int = 6  # ... each at least this long ...
     lineless_cover: float = 0.6  # ... standing at this share or more of the places the spacing gives
 
+    @property
+    def stroke_kernel(self) -> int:
+        """The top-hat's reach across a stroke: odd, so that the kernel is centred, and beyond ``max_thickness``."""
+        return (self.max_thickness | 1) + 2
+
 
 def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lineless: bool = True) -> list[Box]:
     """Boxes over each ruler's line, ticks and label band, horizontal and vertical, bright or dark on the image;
@@ -52,10 +57,15 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
     g = replace(geometry, min_contrast=max(geometry.min_contrast, floor))
     lined: list[Box] = []
     ticks: list[Box] = []
+    side = g.stroke_kernel
     for polarity in (gray, 255 - gray):  # bright strokes and dark
-        for view, turned in ((polarity, False), (polarity.T, True)):  # along the rows and along the columns
-            upright = _strokes(view, (g.max_thickness + 2, 1), g.min_contrast)  # thin along the rows: ticks
-            lined += _transposed(_horizontal(view, upright, g), turned)
+        # strokes thin along the rows (ticks of a ruler along them) and thin along the columns (its line); the
+        # view turned a quarter has the same two, exchanged and transposed: each top-hat is taken once
+        thin_x = _strokes(polarity, (side, 1), g.min_contrast)
+        thin_y = _strokes(polarity, (1, side), g.min_contrast)
+        for view, upright, across, turned in ((polarity, thin_x, thin_y, False),
+                                              (polarity.T, thin_y.T, thin_x.T, True)):
+            lined += _transposed(_horizontal(view, upright, across, g), turned)
             if lineless:
                 ticks += _transposed(_lineless(upright, g), turned)
     # the ticks of a ruler found with its line are not found again
@@ -91,13 +101,14 @@ def _strokes(gray: np.ndarray, kernel: tuple[int, int], min_contrast: int) -> np
     return cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, k) >= min_contrast
 
 
-def _horizontal(gray: np.ndarray, upright: np.ndarray, g: RulerGeometry) -> list[Box]:
-    """Rulers whose line runs along the rows of ``gray`` (bright strokes); ``upright``: its strokes thin along
-    the rows (``_strokes`` with a kernel ``max_thickness + 2`` wide), where the ticks are."""
+def _horizontal(gray: np.ndarray, upright: np.ndarray, across: np.ndarray, g: RulerGeometry) -> list[Box]:
+    """Rulers whose line runs along the rows of ``gray`` (bright strokes); ``upright`` and ``across``: its strokes
+    thin along the rows, where the ticks are, and thin along the columns, where the line is (``_strokes`` with a
+    kernel ``stroke_kernel`` wide, and as tall)."""
     k = g.max_thickness | 1
-    across = _strokes(gray, (1, k + 2), g.min_contrast).astype(np.uint8)  # thin in y: the line
-    # bridged where a tick crosses it (there the stroke is not thin in y), then only long runs kept
-    across = cv2.morphologyEx(across, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k + 2, 1)))
+    # the line bridged where a tick crosses it (there the stroke is not thin in y), then only long runs kept
+    across = cv2.morphologyEx(np.ascontiguousarray(across, dtype=np.uint8), cv2.MORPH_CLOSE,
+                              cv2.getStructuringElement(cv2.MORPH_RECT, (g.stroke_kernel, 1)))
     lines = cv2.morphologyEx(across, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (g.min_length, 1)))
     contours, _ = cv2.findContours(lines, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     # the ticks are read off the whole view's top-hat (a row's top-hat does not depend on the rows around it; each
@@ -135,7 +146,7 @@ def _lineless(upright: np.ndarray, g: RulerGeometry) -> list[Box]:
     pixel, evenly spaced, a tick missing here and there. Letters' stems stand level too, but not eight of them
     evenly spaced, apart from a line of text, which is redacted either way. ``upright``: the view's strokes thin
     along its rows (as for ``_horizontal``)."""
-    _, _, stats, _ = cv2.connectedComponentsWithStats(upright.astype(np.uint8), connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(upright, dtype=np.uint8), connectivity=8)
     x, y, w, h = (stats[1:, i] for i in range(4))
     ticks = np.flatnonzero((w <= g.max_thickness) & (h >= np.maximum(g.lineless_tick, 2 * w)) & (h <= g.max_tick))
     centers = x[ticks] + w[ticks] / 2
@@ -229,7 +240,7 @@ def _lineless_box(shape: tuple[int, ...], x: np.ndarray, y: np.ndarray, w: np.nd
 
 def _ticked(upright: np.ndarray, x: int, y: int, w: int, h: int, side: int, g: RulerGeometry) -> Box | None:
     """The ruler's box if evenly spaced ticks stand on the line [x, x+w) x [y, y+h) on ``side`` (-1 above);
-    ``upright``: the view's strokes thin along its rows (``_strokes`` with a kernel ``max_thickness + 2`` wide)."""
+    ``upright``: the view's strokes thin along its rows (``_strokes`` with a kernel ``stroke_kernel`` wide)."""
     rows, cols = upright.shape
     reach = g.max_thickness + 2  # an end tick crosses the line's last columns, where the line is not found
     ya, yb = (max(0, y - g.max_tick - 1), y) if side < 0 else (y + h, min(rows, y + h + g.max_tick + 1))

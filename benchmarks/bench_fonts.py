@@ -30,9 +30,8 @@ from radiograph_deid.evaluate import filled_mask
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.synthetic import phantom
 
-from data_paths import HANNOVER_PNG  # beside this script
+from data_paths import HANNOVER_PNG, font_path  # beside this script
 
-FONT_ROOT = Path("/usr/share/fonts")
 FONTS = {  # file name: Debian package (none of them in the training fonts)
     "LiberationSans-Regular.ttf": "fonts-liberation2",  # Arial's metrics: most viewers' overlay font
     "LiberationSans-Bold.ttf": "fonts-liberation2",
@@ -50,10 +49,6 @@ CAP_HEIGHTS = (8, 11, 16, 24)
 SIDE = 2400
 
 
-def _font_path(name: str) -> Path | None:
-    return next(FONT_ROOT.rglob(name), None) if FONT_ROOT.is_dir() else None
-
-
 def _background(seed: int) -> tuple[np.ndarray, str]:
     """A real chest radiograph upsampled to SIDE rows (a phantom where the shared data is absent), 8-bit."""
     pngs = sorted(HANNOVER_PNG.glob("*.png")) if HANNOVER_PNG.is_dir() else []
@@ -64,7 +59,7 @@ def _background(seed: int) -> tuple[np.ndarray, str]:
     return cv2.resize(src, (cols, SIDE), interpolation=cv2.INTER_CUBIC), "hannover"
 
 
-def _page(font_path: Path, cap: int, seed: int, dark: bool, bitmap: bool
+def _page(font_file: Path, cap: int, seed: int, dark: bool, bitmap: bool
           ) -> tuple[np.ndarray, list[tuple[int, int, int, int]], str]:
     """The three lines burned at capital height ``cap`` into a background, one per third of the image, near its
     left or right edge as overlays stand; their boxes."""
@@ -72,8 +67,8 @@ def _page(font_path: Path, cap: int, seed: int, dark: bool, bitmap: bool
 
     rng = np.random.default_rng(seed)
     gray, kind = _background(seed)
-    probe = ImageFont.truetype(str(font_path), 100).getbbox("H")
-    font = ImageFont.truetype(str(font_path), max(4, round(100 * cap / (probe[3] - probe[1]))))
+    probe = ImageFont.truetype(str(font_file), 100).getbbox("H")
+    font = ImageFont.truetype(str(font_file), max(4, round(100 * cap / (probe[3] - probe[1]))))
     img = Image.fromarray(gray)
     draw = ImageDraw.Draw(img)
     draw.fontmode = "1" if bitmap else "L"
@@ -111,8 +106,9 @@ def main() -> None:
     missed: list[dict] = []
     skipped: dict[str, str] = {}
     kinds = set()
-    for f, name in enumerate(args.fonts):
-        path = _font_path(name)
+    for name in args.fonts:
+        f = list(FONTS).index(name)  # its pages as in a run of every font: a run of a few is comparable
+        path = font_path(name)
         if path is None:
             skipped[name] = f"not installed (Debian: {FONTS[name]})"
             print(name, "skipped:", skipped[name], flush=True)

@@ -22,9 +22,11 @@ import numpy as np
 
 from radiograph_deid.config import load_config
 from radiograph_deid.evaluate import filled_mask
-from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, font_files
+from radiograph_deid.marker_synth import font_files
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.synthetic import phantom
+
+from data_paths import font_path  # beside this script
 
 DEJAVU = "DejaVuSans.ttf"  # matplotlib's copy or Debian's fonts-dejavu
 SCRIPTS = {  # script: (font file name, its Debian package, three lines)
@@ -43,21 +45,13 @@ SCRIPTS = {  # script: (font file name, its Debian package, three lines)
 }
 
 
-def _font_path(name: str) -> Path | None:
-    """The font file ``name`` among the training fonts, else among the system's fonts; None if not installed."""
-    found = next((p for p in font_files() if p.name == name), None)
-    if found is None and SYSTEM_FONT_DIR.is_dir():
-        found = next(SYSTEM_FONT_DIR.rglob(name), None)
-    return found
-
-
-def _page(lines: tuple[str, ...], font_path: Path, size: int, seed: int,
+def _page(lines: tuple[str, ...], font_file: Path, size: int, seed: int,
           dark: bool) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     from PIL import Image, ImageDraw, ImageFont
 
     rng = np.random.default_rng(seed)
     img = Image.fromarray((phantom(2000, 1700, seed) * 255).astype(np.uint8))
-    draw, font = ImageDraw.Draw(img), ImageFont.truetype(str(font_path), size)
+    draw, font = ImageDraw.Draw(img), ImageFont.truetype(str(font_file), size)
     boxes = []
     for k, text in enumerate(lines):
         x, y = int(rng.integers(40, 900)), 80 + k * 600 + int(rng.integers(0, 300))
@@ -77,15 +71,15 @@ def main() -> None:
     skipped: dict[str, str] = {}
     for name in args.scripts:
         font_name, package, lines = SCRIPTS[name]
-        font_path = _font_path(font_name)
-        if font_path is None:
+        path = font_path(font_name, font_files())
+        if path is None:
             skipped[name] = f"{font_name} not installed (Debian: {package})"
             print(name, "skipped:", skipped[name], flush=True)
             continue
         for size in (16, 24, 36):
             removed = total = 0
             for seed, dark in ((1, False), (2, True)):
-                view, boxes = _page(lines, font_path, size, seed, dark)
+                view, boxes = _page(lines, path, size, seed, dark)
                 filled = filled_mask(view.shape, decider.decide(view)[1])
                 removed += sum(filled[y0:y1, x0:x1].mean() >= 0.85 for x0, y0, x1, y1 in boxes)
                 total += len(boxes)

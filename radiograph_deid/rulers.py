@@ -57,12 +57,11 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
     g = replace(geometry, min_contrast=max(geometry.min_contrast, floor))
     lined: list[Box] = []
     ticks: list[Box] = []
-    side = g.stroke_kernel
     for polarity in (gray, 255 - gray):  # bright strokes and dark
         # strokes thin along the rows (ticks of a ruler along them) and thin along the columns (its line); the
         # view turned a quarter has the same two, exchanged and transposed: each top-hat is taken once
-        thin_x = _strokes(polarity, (side, 1), g.min_contrast)
-        thin_y = _strokes(polarity, (1, side), g.min_contrast)
+        thin_x = _strokes(polarity, (g.stroke_kernel, 1), g.min_contrast)
+        thin_y = _strokes(polarity, (1, g.stroke_kernel), g.min_contrast)
         for view, upright, across, turned in ((polarity, thin_x, thin_y, False),
                                               (polarity.T, thin_y.T, thin_x.T, True)):
             lined += _transposed(_horizontal(view, upright, across, g), turned)

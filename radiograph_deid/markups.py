@@ -11,9 +11,12 @@ from typing import Any, Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
+from .known_regions import SOURCE as KNOWN_SOURCE
+
 MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                   "Schema/markups-schema-v1.0.3.json#")
 COLOURS = {"laterality": [0.2, 0.9, 0.3], "text": [1.0, 0.3, 0.2]}
+KNOWN_COLOUR = [0.6, 0.6, 0.6]  # a site's known region: filled by its rule, shown locked, never read back as a label
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def roi_markups(boxes: Sequence[dict[str, Any]], geometry: PixelGeometry) -> dic
     """A ``.mrk.json`` document with one ROI per box ``{"xyxy": [x0, y0, x1, y1], "cls", ...}``.
 
     Boxes are half-open pixel rectangles, so a box covers pixel centres x0 .. x1-1: its edges lie half a pixel
-    outside them.
+    outside them. A site's known region (its ``source`` a known-region rule's) is an ROI of its own name, locked:
+    the reviewer sees it filled, and ``boxes_from_markups`` never reads it back as a marker's box.
     """
     r, c = np.asarray(geometry.row_direction), np.asarray(geometry.column_direction)
     normal = np.cross(r, c)
@@ -75,23 +79,29 @@ def roi_markups(boxes: Sequence[dict[str, Any]], geometry: PixelGeometry) -> dic
         centre = geometry.to_lps((x0 + x1) / 2 - 0.5, (y0 + y1) / 2 - 0.5).tolist()
         size = [(x1 - x0) * geometry.spacing[1], (y1 - y0) * geometry.spacing[0], 1.0]
         cls = str(b.get("cls", "text"))
+        source = str(b.get("source", ""))
+        known = source.startswith(f"{KNOWN_SOURCE}:")
+        name = f"{KNOWN_SOURCE}-{i}" if known else f"{cls}-{i}"
         markups.append({
-            "type": "ROI", "name": f"{cls}-{i}", "coordinateSystem": "LPS", "coordinateUnits": "mm",
+            "type": "ROI", "name": name, "coordinateSystem": "LPS", "coordinateUnits": "mm", "locked": known,
             "roiType": "Box", "insideOut": False, "center": centre, "orientation": orientation, "size": size,
-            "controlPoints": [{"id": "1", "label": f"{cls}-{i}", "position": centre,
-                               "description": f"score {float(b.get('score', 1.0)):.3f}"}],
-            "display": {"selectedColor": COLOURS.get(cls, [1.0, 1.0, 0.0]), "fillOpacity": 0.1},
+            "controlPoints": [{"id": "1", "label": name, "position": centre,
+                               "description": f"{source}: the site's rule fills it" if known
+                               else f"score {float(b.get('score', 1.0)):.3f}"}],
+            "display": {"selectedColor": KNOWN_COLOUR if known else COLOURS.get(cls, [1.0, 1.0, 0.0]),
+                        "fillOpacity": 0.1},
         })
     return {"@schema": MARKUPS_SCHEMA, "markups": markups}
 
 
 def boxes_from_markups(doc: dict[str, Any], geometry: PixelGeometry) -> list[dict[str, Any]]:
-    """The inverse of :func:`roi_markups` for ROIs edited in Slicer (class from the name before its '-')."""
+    """The inverse of :func:`roi_markups` for ROIs edited in Slicer (class from the name before its '-'); a site's
+    known regions are left out (a rule's rectangle is no marker's box to learn)."""
     r, c = np.asarray(geometry.row_direction), np.asarray(geometry.column_direction)
     origin = np.asarray(geometry.origin)
     out = []
     for m in doc.get("markups", []):
-        if m.get("type") != "ROI":
+        if m.get("type") != "ROI" or str(m.get("name", "")).startswith(f"{KNOWN_SOURCE}-"):
             continue
         centre = np.asarray(m.get("center") or m["controlPoints"][0]["position"], float)
         if m.get("coordinateSystem", "LPS") == "RAS":

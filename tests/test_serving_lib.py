@@ -36,6 +36,20 @@ def test_roi_markups_place_boxes_in_lps_and_read_back() -> None:
     assert back == [{"xyxy": b["xyxy"], "cls": b["cls"]} for b in boxes]
 
 
+def test_a_known_region_is_a_locked_roi_of_its_own_never_read_back_as_a_label() -> None:
+    """The review lists a site's known regions as redact fills them; in Slicer each is an ROI named for what it is,
+    locked, and a document edited there and sent back teaches the detector no rule's rectangle."""
+    geo = PixelGeometry()
+    boxes = [{"xyxy": [0, 0, 800, 56], "cls": "text", "source": "known-region:us-banner"},
+             {"xyxy": [10, 20, 50, 40], "cls": "laterality", "source": "marker-yolo"}]
+    doc = roi_markups(boxes, geo)
+    region, marker = doc["markups"]
+    assert region["name"].startswith("known-region") and region["locked"] is True
+    assert "known-region:us-banner" in region["controlPoints"][0]["description"]
+    assert marker["name"] == "laterality-2" and marker["locked"] is False
+    assert boxes_from_markups(json.loads(json.dumps(doc)), geo) == [{"xyxy": [10, 20, 50, 40], "cls": "laterality"}]
+
+
 def test_geometry_falls_back_when_tags_are_missing_or_wrong() -> None:
     ds = pydicom.dcmread(pydicom_data("RG1_UNCR.dcm"), stop_before_pixels=True)  # real CR: no position, 0 spacing
     geo = PixelGeometry.from_dataset(ds)

@@ -36,6 +36,12 @@ from .config import ConfigError
 SOURCE = "known-region"  # Box.source of a known region's fill (followed by ":" and the rule's name)
 FRAME_KEYWORDS = ("Rows", "Columns")  # taken from the decoded frame, so images without a header match them too
 
+def from_rule(source: str) -> bool:
+    """Whether a box's ``source`` is a known region's (a rule's rectangle, filled whatever is detected), not a
+    detector's: the review shows such a box, and a label sent back teaches the detector none."""
+    return source.startswith(f"{SOURCE}:")
+
+
 Bound = int | None  # a coordinate of a region: negative counts back from the far edge, None is the far edge
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .known_regions import SOURCE as KNOWN_SOURCE
+from .known_regions import SOURCE as KNOWN_SOURCE, from_rule
 
 MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                   "Schema/markups-schema-v1.0.3.json#")
@@ -80,7 +80,7 @@ def roi_markups(boxes: Sequence[dict[str, Any]], geometry: PixelGeometry) -> dic
         size = [(x1 - x0) * geometry.spacing[1], (y1 - y0) * geometry.spacing[0], 1.0]
         cls = str(b.get("cls", "text"))
         source = str(b.get("source", ""))
-        known = source.startswith(f"{KNOWN_SOURCE}:")
+        known = from_rule(source)
         name = f"{KNOWN_SOURCE}-{i}" if known else f"{cls}-{i}"
         markups.append({
             "type": "ROI", "name": name, "coordinateSystem": "LPS", "coordinateUnits": "mm", "locked": known,

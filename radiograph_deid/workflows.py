@@ -21,7 +21,7 @@ from .boxes import Box
 from .config import Config
 from .enums import BoxAction, Decision
 from .fileio import read_view
-from .known_regions import SOURCE as KNOWN_SOURCE, KnownRegions
+from .known_regions import KnownRegions, from_rule
 from .labels import LabelledBox, LabelledImage, LabelError, parse_boxes
 from .markups import PixelGeometry, roi_markups
 from .model_store import ModelStore, ModelVersion
@@ -229,7 +229,7 @@ def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:
 
 
 def _from_known_region(box: object) -> bool:
-    return isinstance(box, dict) and str(box.get("source", "")).startswith(f"{KNOWN_SOURCE}:")
+    return isinstance(box, dict) and from_rule(str(box.get("source", "")))
 
 
 class Served:

@@ -97,7 +97,8 @@ def _labelled_set(parser: argparse.ArgumentParser) -> None:
 def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e = sub.add_parser("evaluate", help="the paper's metrics for the configured detector and retention",
                        description="De-identification accuracy, false-positive rate, retention accuracy, AUPRC and "
-                       "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic).")
+                       "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic). The "
+                       "known regions configured (detector.known_regions) are filled as redact fills them.")
     e.add_argument("--labels", type=Path, help="label JSONL (e.g. data/real_markers.jsonl)")
     e.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder the label paths are under")
     e.add_argument("--split", default="val", help="which labelled split to score: val | train | all")
@@ -220,6 +221,7 @@ def _pseudonym(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, labelled_items, synthetic_items, write_report
+    from .known_regions import KnownRegions, file_values
     from .labels import read_labels
     from .marker_dataset import backgrounds_from_labels
     from .pipeline import MarkerDecider
@@ -246,8 +248,10 @@ def _evaluate(args: argparse.Namespace) -> int:
                                       args.data_root) if images else []
         sets.append((f"synthetic held-out ({args.synthetic} images, seed {args.seed})",
                      synthetic_items(bgs, args.synthetic, args.seed)))
+    keywords = KnownRegions.configured(cfg.detector.known_regions).keywords  # the header values rules match on
+    values = {im.file: file_values(args.data_root / im.file, keywords) for im in chosen} if keywords else None
     for title, items in sets:
-        metrics, scores = evaluate(decider, items, verifier)
+        metrics, scores = evaluate(decider, items, verifier, values)
         print(f"== {title}\n{metrics.table()}\n")
         report[title] = (metrics, scores)
     if args.report:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -242,17 +242,24 @@ def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: i
 
 
 def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]],  # type: ignore[no-untyped-def]
-             verifier=None) -> tuple[Metrics, list[ImageScore]]:
-    """Run ``redactor.decide`` on each (name, display view, labels) and score it against the redactor's
-    laterality vocabulary; with a ``verifier`` (``verify.build_verifier``), also its verdict on the result."""
+             verifier=None, values: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Metrics, list[ImageScore]]:
+    """Run ``redactor.decide`` on each (name, display view, labels), fill the configured known regions that
+    match it as ``redact`` does (``values``: each name's header values, for rules that match on them), and score
+    it against the redactor's laterality vocabulary; with a ``verifier`` (``verify.build_verifier``), also its
+    verdict on the result."""
     import time
+
+    from .known_regions import KnownRegions
+    from .pipeline import with_known
 
     retention = redactor.cfg.retention
     vocabulary = tuple(retention.vocabulary) if retention.enabled else ()
+    known = KnownRegions.configured(redactor.cfg.detector.known_regions)
     scores, detections = [], []
     for name, view, labels in items:
         t = time.perf_counter()
         _, decided = redactor.decide(view)
+        decided = with_known(decided, known.boxes((values or {}).get(name, {}), *view.shape[:2]))
         preds = [(d.box, d.box.score) for d in decided]
         score = score_image(name, view.shape[:2], labels, decided, vocabulary=vocabulary)
         score.seconds = time.perf_counter() - t

@@ -125,23 +125,43 @@ class KnownRegions:
     def values(self, ds: Any | None) -> dict[str, str]:
         """The header values the rules match on (``ds``: a pydicom Dataset, or None for an image file); read
         before the header stage removes or replaces them."""
-        if ds is None:
-            return {}
-        out = {}
-        for keyword in self.keywords:
-            try:
-                value = ds.get(keyword, None)
-            except Exception:  # a malformed element: no value to match, so no rule that needs it applies
-                continue
-            if value is not None and value != "":
-                out[keyword] = "\\".join(str(v) for v in value) if _multi(value) else str(value)
-        return out
+        return {} if ds is None else header_values(ds, self.keywords)
 
     def boxes(self, values: Mapping[str, str], rows: int, columns: int) -> list[Box]:
         """The regions of every rule that matches these values on a frame of this size."""
         frame = {**values, "Rows": str(rows), "Columns": str(columns)}
         return [box for rule in self.rules if rule.applies(frame)
                 for region in rule.regions if (box := region.on(rows, columns, rule.name)) is not None]
+
+
+def header_values(ds: Any, keywords: Iterable[str]) -> dict[str, str]:
+    """The values of ``keywords`` that ``ds`` (a pydicom Dataset) holds, as strings (multiple values joined by a
+    backslash, as stored); a malformed element has no value, so no rule that needs it applies."""
+    out = {}
+    for keyword in keywords:
+        try:
+            value = ds.get(keyword, None)
+        except Exception:
+            continue
+        if value is not None and value != "":
+            out[keyword] = "\\".join(str(v) for v in value) if _multi(value) else str(value)
+    return out
+
+
+def file_values(path: Path, keywords: Iterable[str]) -> dict[str, str]:
+    """The values of ``keywords`` in the header of the file at ``path``; none for an image file, or for a DICOM
+    file whose header cannot be read (its pixels are not read)."""
+    import pydicom
+
+    from .fileio import is_dicom
+
+    keywords = list(keywords)
+    if not keywords or not is_dicom(path):
+        return {}
+    try:
+        return header_values(pydicom.dcmread(str(path), stop_before_pixels=True, force=True), keywords)
+    except Exception:  # unreadable: matched on no header value, as redact's reader would quarantine it
+        return {}
 
 
 def _multi(value: Any) -> bool:

@@ -118,6 +118,11 @@ def unkept_on_known(decided: list[Decided], known: Sequence[Box]) -> list[Decide
             for d in decided]
 
 
+def with_known(decided: list[Decided], known: Sequence[Box]) -> list[Decided]:
+    """The decisions with the ``known`` regions filled as well, and no marker kept on them (``unkept_on_known``)."""
+    return [Decided(k, BoxAction.REDACTED, k, None) for k in known] + unkept_on_known(decided, known)
+
+
 def _one_side_each(decided: list[Decided]) -> list[Decided]:
     """A marker kept twice, a box inside its tile's box, whose two readings name opposite sides (a framed G,
     gauche, read "G" and its frame around it read "D", droite) is recorded on one reading: the longer word (RIGHT

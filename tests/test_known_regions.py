@@ -14,7 +14,9 @@ import pytest
 from radiograph_deid.cli import main as cli_main
 from radiograph_deid.config import ConfigError, load_config
 from radiograph_deid.folder_run import run, settings_digest
+from radiograph_deid.enums import BoxClass
 from radiograph_deid.known_regions import load_rules
+from radiograph_deid.labels import LabelledBox, LabelledImage, write_labels
 from radiograph_deid.synthetic import phantom
 
 from .conftest import deid_data, sha256, tree_hashes
@@ -172,3 +174,23 @@ def test_the_shipped_example_rules_load() -> None:
     assert [b.as_list() for b in known.boxes({"Modality": "US", "Manufacturer": "example medical"}, 600, 800)] == \
         [[0, 0, 800, 56]]
     assert known.boxes({"Modality": "US", "Manufacturer": "Other"}, 600, 800) == []
+
+
+def test_evaluate_fills_the_configured_regions_as_redact_does(tmp_path: Path, key_overrides: list[str]) -> None:
+    """A label on plain anatomy that no detector can find is de-identified only by a rule for the image's maker,
+    read from its DICOM header; the old evaluate scored the detectors alone."""
+    root = tmp_path / "data"
+    root.mkdir()
+    shutil.copy(deid_data("animals/cat.dcm"), root / "dx.dcm")
+    write_labels(tmp_path / "labels.jsonl", [LabelledImage("dx.dcm", 3072, 2614, (
+        LabelledBox((1500, 1200, 1700, 1240), BoxClass.OTHER_MARKER, "nothing drawn here"),))])
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- name: agfa-middle\n  match:\n    Manufacturer: Agfa\n  fill:\n    - [1490, 1190, 1710, 1250]\n")
+    reports = {}
+    for name, extra in (("plain", []), ("rules", ["--set", f"detector.known_regions={rules}"])):
+        reports[name] = tmp_path / f"{name}.json"
+        assert cli_main(["evaluate", "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(root),
+                         "--split", "all", "--report", str(reports[name]), *extra]) == 0
+    plain, ruled = (json.loads(reports[k].read_text())["images"][0] for k in ("plain", "rules"))
+    assert not plain["deidentified"] and ruled["deidentified"]
+    assert ruled["boxes"] == plain["boxes"] + 1

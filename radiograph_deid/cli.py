@@ -1,4 +1,4 @@
-"""Command line: ``radiograph-deid redact | check | pseudonym | evaluate | train | train-glyphs`` (thin: the library's functions underneath)."""
+"""Command line: ``radiograph-deid redact | check | pseudonym | evaluate | regions | train | train-glyphs`` (thin: the library's functions underneath)."""
 from __future__ import annotations
 
 import argparse
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
                    "write access, letter case, room")
     _pseudonym_parser(sub)
     _evaluate_parser(sub)
+    _regions_parser(sub)
     _train_parser(sub)
     _train_glyphs_parser(sub)
     return p
@@ -111,6 +112,26 @@ def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("-v", "--verbose", action="store_true")
 
 
+def _regions_parser(sub) -> None:  # type: ignore[no-untyped-def]
+    g = sub.add_parser("regions", help="propose known burned-in regions from a site's labelled images",
+                       description="Where text labels lie in the same place on one device's images (the same "
+                       "header values, else the same image size), propose a rules file for detector.known_regions: "
+                       "each region filled in every image its rule matches, whatever the detectors find. Read it "
+                       "before use: each region notes in how many images text lay there and how many laterality "
+                       "markers it would have filled.")
+    g.add_argument("out", type=Path, help="the rules file to write (YAML; an existing file is not replaced)")
+    g.add_argument("--labels", type=Path, required=True, help="the site's labelled images (label JSONL)")
+    g.add_argument("--data-root", type=Path, default=Path("."), help="folder the label paths are under (for the "
+                   "DICOM headers; image files need not be there)")
+    g.add_argument("--keywords", nargs="*", default=None, metavar="KEYWORD",
+                   help="header keywords that tell one device's images from another's (default: Manufacturer "
+                   "ManufacturerModelName)")
+    g.add_argument("--min-share", type=float, default=0.5, help="share of a device's images text must lie in")
+    g.add_argument("--min-images", type=int, default=3, help="fewest images of a device, and with text in a region")
+    g.add_argument("--any-size", action="store_true", help="images without header values (PNG, JPEG, TIFF): match "
+                   "every such image, not only the sizes labelled (a folder of one site's exports)")
+
+
 def _train_parser(sub) -> None:  # type: ignore[no-untyped-def]
     t = sub.add_parser("train", help="train or fine-tune the marker detector (needs the train extra)",
                        description="Synthesize markers on the train-split backgrounds of --labels and train from "
@@ -168,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "regions":
+            return _regions(args)
         if args.command == "train":
             return _train(args)
         if args.command == "train-glyphs":
@@ -180,6 +203,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"radiograph-deid {args.command}: {exc}", file=sys.stderr)
         return 2
     return _redact(args)
+
+
+def _regions(args: argparse.Namespace) -> int:
+    from .fileio import write_bytes_atomic
+    from .known_regions import file_values, load_rules
+    from .labels import read_labels
+    from .region_proposals import KEYWORDS, propose_rules, rules_yaml
+
+    if args.out.exists():
+        raise ValueError(f"{args.out} exists: it is not replaced (a rules file may hold hand edits); choose another "
+                         "path or remove it")
+    images = read_labels(args.labels)
+    keywords = KEYWORDS if args.keywords is None else tuple(args.keywords)
+    values = {im.file: file_values(args.data_root / im.file, keywords) for im in images}
+    rules = propose_rules(images, values, keywords, args.min_share, args.min_images, args.any_size)
+    if not rules:
+        print(f"radiograph-deid regions: no region: text lies in no place on {args.min_share:.0%} of a device's "
+              f"images (and {args.min_images} or more); nothing written", file=sys.stderr)
+        return 1
+    write_bytes_atomic(args.out, rules_yaml(rules, f"{len(images)} labelled images").encode())
+    try:
+        load_rules(args.out)  # what is written must load as detector.known_regions loads it
+    except ConfigError:
+        args.out.unlink()
+        raise
+    for rule in rules:
+        print(f"{rule.name}: {rule.images} images, {len(rule.regions)} region(s), laterality markers inside: "
+              f"{sum(r.laterality for r in rule.regions)}")
+    print(f"wrote {args.out}; use it with --set detector.known_regions={args.out}")
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

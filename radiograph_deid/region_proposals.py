@@ -78,8 +78,13 @@ def propose_rules(images: Sequence[LabelledImage], values: Mapping[str, Mapping[
     with ``min_images`` images or more, filling where text labels lie in ``min_share`` of its images or more.
     A rule matches each frame size all its images share; images without header values match on the sizes seen,
     or with ``any_size`` on any size (every image without those values: a folder of one site's exports)."""
+    from pydicom.datadict import tag_for_keyword
+
     if not 0 < min_share <= 1:
         raise ValueError(f"min_share must be in (0, 1], not {min_share}")
+    unknown = [k for k in keywords if tag_for_keyword(k) is None]
+    if unknown:
+        raise ValueError(f"not DICOM keywords: {', '.join(unknown)} (spelled as in PS3.6, e.g. ManufacturerModelName)")
     groups: dict[tuple[tuple[str, str], ...], list[LabelledImage]] = {}
     for im in images:
         header = (values or {}).get(im.file, {})

@@ -134,4 +134,8 @@ def test_regions_command_reads_the_maker_from_dicom_headers_and_never_replaces_a
     digest = sha256(out)
     assert cli_main(["regions", str(out), "--labels", str(labels), "--data-root", str(root)]) == 2
     assert "exists" in capsys.readouterr().err and sha256(out) == digest
+    misspelt = tmp_path / "misspelt.yaml"
+    assert cli_main(["regions", str(misspelt), "--labels", str(labels), "--data-root", str(root),
+                     "--keywords", "Manufacturer", "ModelName"]) == 2
+    assert "ModelName" in capsys.readouterr().err and not misspelt.exists()
 

@@ -21,6 +21,11 @@ de-identification accuracy, false boxes, retention, AUPRC and mAP50 with the shi
 ones, and with those in use after the run (the fine-tuned where exported, else the shipped). Needs the train extra
 (``bash scripts/setup.sh --train``) and ../shared/data (the labelled backgrounds); about 8 minutes per site on
 2 CPU cores.
+
+The other way to adapt to a site, known regions proposed from the same 20 labelled images
+(``radiograph-deid regions --any-size``: where text lies in the same place on half of them or more; the images are
+PNGs, so the rule matches every image), is scored too, with the shipped weights (``regions``; the rules written
+beside the site's images, ``regions.yaml``).
 """
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ from radiograph_deid.evaluate import evaluate, labelled_items
 from radiograph_deid.labels import LabelledBox, LabelledImage, read_labels, write_labels
 from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, _render_ttf, _tight, font_files
 from radiograph_deid.pipeline import MarkerDecider
+from radiograph_deid.region_proposals import propose_rules, rules_yaml
 from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
 
 from data_paths import SHARED_DATA  # beside this script
@@ -176,10 +182,21 @@ def site_images(out: Path, name: str, style: HouseStyle, sources: list[LabelledI
     return images
 
 
-def score(weights: str, images: list[LabelledImage], root: Path) -> dict:
-    cfg = load_config(None, [f"detector.weights={weights}"] if weights else [])
-    metrics, _ = evaluate(MarkerDecider(cfg), labelled_items(images, root))
+def score(weights: str, images: list[LabelledImage], root: Path, rules: Path | None = None) -> dict:
+    overrides = ([f"detector.weights={weights}"] if weights else []) + ([f"detector.known_regions={rules}"] if rules
+                                                                         else [])
+    metrics, _ = evaluate(MarkerDecider(load_config(None, overrides)), labelled_items(images, root))
     return {k: v for k, v in asdict(metrics).items() if k not in ("seconds_per_image",)}
+
+
+def regions(train: list[LabelledImage], root: Path) -> tuple[Path, list[dict]]:
+    """The known regions proposed from the site's training images (as ``radiograph-deid regions --any-size``),
+    written to ``root``, and what each rests on."""
+    rules = propose_rules(train, any_size=True)
+    path = root / "regions.yaml"
+    path.write_text(rules_yaml(rules, f"{len(train)} labelled images of the site"))
+    return path, [{"region": [r.region.x0, r.region.y0, r.region.x1, r.region.y1], "images": r.images,
+                   "of": rule.images, "laterality_inside": r.laterality} for rule in rules for r in rule.regions]
 
 
 def main() -> None:
@@ -221,8 +238,10 @@ def main() -> None:
         for split, images in sets.items():
             write_labels(root / f"{split}.jsonl", images)
         before = score("", sets["test"], root)
+        rules, proposed = regions(sets["train"], root)
         head = {"site": site, "style": {**asdict(style), "font": Path(style.font).name},
-                "images": {k: len(v) for k, v in sets.items()}}
+                "images": {k: len(v) for k, v in sets.items()}, "regions_proposed": proposed,
+                "regions": score("", sets["test"], root, rules)}
         if args.shipped_only:
             results.append({**head, "shipped": before})
             print(json.dumps(results[-1]), flush=True)

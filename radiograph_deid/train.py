@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .boxes import iou
+from .boxes import Box, iou
 from .detector import tiled_side
 from .fileio import ReadError, read_view
 from .labels import LabelledImage, hannover_patients, patient_split, read_labels
@@ -120,13 +120,18 @@ def missed_labels(detector: "MarkerDetector", gray: np.ndarray, labels: Sequence
                   covered: float = 0.5) -> list[Placed]:
     """The ``labels`` (in ``gray``'s pixels) of which the detector's boxes scored from its ``score_threshold`` cover
     less than ``covered``: the text it would leave to the other detectors, or unfilled."""
-    rows = [r for r in detector.search(gray) if r[4] >= detector.cfg.score_threshold]
+    found = []
+    for *xyxy, score, _ in detector.search(gray):
+        bx0, by0, bx1, by1 = (int(v) for v in xyxy)
+        if score >= detector.cfg.score_threshold and bx1 > bx0 and by1 > by0:
+            found.append(Box(bx0, by0, bx1, by1))
     missed = []
     for label in labels:
         x0, y0, x1, y1 = label.xyxy
-        mask = np.zeros((max(1, y1 - y0), max(1, x1 - x0)), bool)
-        for bx0, by0, bx1, by1, *_ in rows:
-            mask[max(0, int(by0) - y0) : max(0, int(by1) - y0), max(0, int(bx0) - x0) : max(0, int(bx1) - x0)] = True
+        box = Box(x0, y0, max(x0 + 1, x1), max(y0 + 1, y1))  # a label scaled down to nothing is missed
+        mask = np.zeros((box.height, box.width), bool)
+        for common in filter(None, (box.common(f) for f in found)):
+            mask[common.within(box)] = True
         if mask.mean() < covered:
             missed.append(label)
     return missed
@@ -150,8 +155,7 @@ def write_hard_positives(out: Path, backgrounds: Sequence[Background], n: int, d
         view, boxes, full = sample_any(backgrounds, rng, long_side, phantom_fraction, small_share)
         for k, (x0, y0) in enumerate(training_crops(view, boxes, crop, rng)):
             write_tile(out, "train", f"train_{i:06d}_{k}", view, boxes, x0, y0, crop)
-        scale = long_side / max(full.shape)
-        in_full = [Placed(tuple(int(round(v / scale)) for v in p.xyxy), p.cls, p.text) for p in boxes]  # type: ignore[misc]
+        in_full = [p.scaled(max(full.shape) / long_side) for p in boxes]
         missed = missed_labels(detector, full, in_full)
         tiled = tiled_side(full.shape, long_side, detector.cfg.tile_long_side)
         big: tuple[np.ndarray, list[Placed]] | None = None  # the tiles' view and its labels, made once if needed

@@ -111,16 +111,21 @@ def _recurring(images: Sequence[LabelledImage], need: int) -> tuple[ProposedRegi
         for boxes in placed:
             seen = np.zeros(shape, bool)
             for p in (p for p in boxes if p.corner == corner):
-                seen[p.v0 // CELL : p.v1 // CELL + 1, p.u0 // CELL : p.u1 // CELL + 1] = True
+                seen[_cells(p)] = True
             count += seen
         n, cells = cv2.connectedComponents((count >= need).astype(np.uint8), connectivity=8)
-        spans = [_span([p for boxes in placed for p in boxes if p.corner == corner and (
-            cells[p.v0 // CELL : p.v1 // CELL + 1, p.u0 // CELL : p.u1 // CELL + 1] == k).any()]) for k in range(1, n)]
+        here = [p for boxes in placed for p in boxes if p.corner == corner]
+        spans = [_span([p for p in here if (cells[_cells(p)] == k).any()]) for k in range(1, n)]
         for span in _merged(spans):
             region = _region(span)
             out.append(ProposedRegion(region, sum(any(_meets(p, span) for p in boxes) for boxes in placed),
                                       _laterality_covered(region, images)))
     return tuple(out)
+
+
+def _cells(p: _Placed) -> tuple[slice, slice]:
+    """The cells of the recurrence map (``CELL`` pixels square) that the placed box touches."""
+    return slice(p.v0 // CELL, p.v1 // CELL + 1), slice(p.u0 // CELL, p.u1 // CELL + 1)
 
 
 def _span(boxes: Sequence[_Placed]) -> _Placed:

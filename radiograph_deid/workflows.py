@@ -20,13 +20,15 @@ from .active_learning import UncertaintyScorer
 from .boxes import Box
 from .config import Config
 from .enums import BoxAction, Decision
-from .fileio import read_view
-from .known_regions import KnownRegions, from_rule
+from .fileio import ReadError, read_view, write_bytes_atomic
+from .known_regions import KnownRegions, from_rule, header_values
 from .labels import LabelledBox, LabelledImage, LabelError, parse_boxes
 from .markups import PixelGeometry, roi_markups
 from .model_store import ModelStore, ModelVersion
 from .pipeline import MarkerDecider, Redactor, unkept_on_known
+from .pixels import PixelDataError
 from .records import ImageRecord
+from .region_proposals import KEYWORDS, propose_rules, rules_yaml
 from .worker_pool import IsolatedRedactor
 
 log = logging.getLogger(__name__)
@@ -213,6 +215,27 @@ def finetune_round(images: Sequence[SiteImage], store: ModelStore, work: Path, c
             "val_metrics": _last_metrics(plan.out), "val_redaction": {"started_from": asdict(tuned.start_score),
                                                                       "published": asdict(tuned.best_score)}}
     return store.publish(tuned.best, tuned.onnx, info)
+
+
+def propose_round_regions(images: Sequence[SiteImage], dest: Path, cfg: Config) -> dict[str, Any] | None:
+    """Known regions proposed from a round's corrected images (``region_proposals``: where text lies in the same
+    place on half of one device's images or more), written to ``dest`` for a person to read, and what they rest
+    on; None where there is no such place. Never applied here: a rules file takes effect only once configured
+    (``detector.known_regions``). An image that cannot be read is left out (the round itself refuses it)."""
+    labelled, values = [], {}
+    for im in images:
+        try:
+            view, ds = read_view(im.path, cfg.input.max_pixels_per_frame, cfg.input.max_frames)
+        except (ReadError, PixelDataError):
+            continue
+        labelled.append(LabelledImage(im.key, view.shape[1], view.shape[0], im.boxes))
+        values[im.key] = {} if ds is None else header_values(ds, KEYWORDS)
+    rules = propose_rules(labelled, values)
+    if not rules:
+        return None
+    write_bytes_atomic(dest, rules_yaml(rules, f"{len(labelled)} corrected images of a training round").encode())
+    return {"file": str(dest), "rules": [{"name": r.name, "images": r.images, "regions": len(r.regions),
+                                          "laterality_inside": sum(p.laterality for p in r.regions)} for r in rules]}
 
 
 def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:

@@ -325,6 +325,7 @@ def test_training_round_swaps_weights_and_a_failed_round_changes_nothing(server,
     assert r.status_code == 200, r.text
     version = json.loads(pointer.read_text())["version"]
     assert r.json()["published"] and r.json()["version"] == version
+    assert "regions_proposed" in r.json()  # a rules file where the labels put text in one place (none here)
     assert set(r.json()["val_images"]).isdisjoint(r.json()["train_images"])
     assert client.post("/infer/markers?image=cr_mono1&output=json").json()["model"] == version
     # a round that redacts them worse is not published, says why, and the served version stays

@@ -128,3 +128,34 @@ def test_a_round_scoring_below_the_served_weights_is_not_published(tmp_path: Pat
     assert store.current() == version and version.onnx.read_bytes() == SHIPPED_ONNX.read_bytes()
     assert version.info["val_redaction"]["started_from"]["deidentified"] == 0.5
     assert version.info["val_redaction"]["published"]["deidentified"] == 1.0
+
+
+def test_a_round_proposes_regions_where_its_labels_put_text_in_one_place(tmp_path: Path) -> None:
+    """A round's corrected images whose text lies in one corner on each give a rules file there (not applied), with
+    what it rests on; images whose text lies anywhere give none, and an image that cannot be read is left out."""
+    import cv2
+
+    from radiograph_deid.config import load_config
+    from radiograph_deid.known_regions import load_rules
+    from radiograph_deid.workflows import propose_round_regions
+
+    images = []
+    for i in range(4):  # a name at the bottom left of plates of two sizes, a lead marker at the top
+        h, w = (400, 360) if i % 2 else (380, 420)
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), np.full((h, w), 90, np.uint8))
+        boxes = (LabelledBox((12, h - 40, 120 + 10 * i, h - 28), BoxClass.OTHER_MARKER, "name"),
+                 LabelledBox((150, 10, 170, 34), BoxClass.LATERALITY, "L"))
+        images.append(SiteImage(f"im{i}", tmp_path / f"im{i}.png", boxes))
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    images.append(SiteImage("broken", tmp_path / "broken.png", images[0].boxes))
+    cfg = load_config(None, [])
+    found = propose_round_regions(images, tmp_path / "round" / "regions.yaml", cfg)
+    assert found == {"file": str(tmp_path / "round" / "regions.yaml"),
+                     "rules": [{"name": "site-1", "images": 4, "regions": 1, "laterality_inside": 0}]}
+    (rule,) = load_rules(found["file"]).rules
+    (region,) = rule.regions
+    assert region.y0 < 0 and region.x0 >= 0 and region.x1 >= 150  # from the bottom left, as long as the longest name
+    scattered = [SiteImage(im.key, im.path, (LabelledBox((30 + 90 * i, 60 * i + 100, 80 + 90 * i, 60 * i + 112),
+                                                         BoxClass.OTHER_MARKER, "note"),)) for i, im in enumerate(images[:4])]
+    assert propose_round_regions(scattered, tmp_path / "none.yaml", cfg) is None
+    assert not (tmp_path / "none.yaml").exists()

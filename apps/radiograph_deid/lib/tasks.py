@@ -30,7 +30,7 @@ from radiograph_deid.model_store import ModelStore
 from radiograph_deid.pixels import PixelDataError
 from radiograph_deid.worker_pool import NEXT_SERVED, ProcessEnded
 from radiograph_deid.workflows import (NotEnoughLabels, RedactionRefused, RoundNotBetter, Served, SiteImage,
-                                       finetune_round, parse_box_label, redact_file)
+                                       finetune_round, parse_box_label, propose_round_regions, redact_file)
 
 from .destinations import Destination
 from .errors import bad_request, not_found, unprocessable, unsupported
@@ -164,15 +164,18 @@ class MarkersTrainer(TrainTask):
         except (TypeError, ValueError) as exc:
             raise bad_request(f"max_epochs, val_fraction and seed must be numbers: {exc}") from exc
         work = self.store.root / "rounds" / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
+        # where the labels put text in one place on a device's images: a rules file to read, not applied
+        regions = propose_round_regions(images, work / "regions_proposed.yaml", self.cfg)
         try:
             version = finetune_round(images, self.store, work, self.cfg, epochs, self.device, seed, val_fraction)
         except NotEnoughLabels as exc:
             raise unprocessable(str(exc)) from exc
         except RoundNotBetter as exc:  # a round's outcome, not a failure: the served weights stay, and why is said
             log.warning("training round not published: %s", exc)
-            return {"published": False, "serving": self.store.current().name, "reason": str(exc)}
+            return {"published": False, "serving": self.store.current().name, "reason": str(exc),
+                    "regions_proposed": regions}
         self.served.get()  # this process serves the new weights at once; a server process on its next request
-        return {"published": True, "version": version.name, **version.info}
+        return {"published": True, "version": version.name, **version.info, "regions_proposed": regions}
 
 
 class UncertaintyCache:

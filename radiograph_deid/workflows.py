@@ -221,7 +221,10 @@ def propose_round_regions(images: Sequence[SiteImage], dest: Path, cfg: Config) 
     """Known regions proposed from a round's corrected images (``region_proposals``: where text lies in the same
     place on half of one device's images or more), written to ``dest`` for a person to read, and what they rest
     on; None where there is no such place. Never applied here: a rules file takes effect only once configured
-    (``detector.known_regions``). An image that cannot be read is left out (the round itself refuses it)."""
+    (``detector.known_regions``). An image that cannot be read is left out (the round itself refuses it); an
+    existing ``dest`` is not replaced (FileExistsError: it may hold a person's edits)."""
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists: not replaced (it may hold edits); remove it or choose another path")
     labelled, values = [], {}
     for im in images:
         try:

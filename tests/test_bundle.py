@@ -13,7 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from radiograph_deid.labels import write_labels
+from radiograph_deid.enums import BoxClass
+from radiograph_deid.labels import LabelledBox, LabelledImage, write_labels
 from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT
 
 from .conftest import crash_hook, deid_data, labelled_synthetic
@@ -130,3 +131,34 @@ def test_train_workflow_fine_tunes_and_publishes_beside_the_shipped_weights(tmp_
     wf = workflow("inference.json", bundle_root=str(BUNDLE), model_store={
         "_target_": "radiograph_deid.model_store.ModelStore", "root": str(tmp_path / "site")})
     assert wf.parser.get_parsed_content("detector_weights") == str(version.onnx)
+
+
+def test_regions_workflow_proposes_a_rules_file_from_a_label_file(tmp_path: Path) -> None:
+    """regions.json: the known regions a label file's images put text in one place on, written for a person to
+    read; an existing file is never replaced."""
+    import cv2
+
+    from radiograph_deid.known_regions import load_rules
+
+    images = []
+    for i in range(3):  # an ID stamped at the top right of plates of one size
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), np.full((500, 400), 80, np.uint8))
+        line = LabelledBox((300 - 12 * i, 20, 385, 36), BoxClass.OTHER_MARKER, "ID")
+        images.append(LabelledImage(f"im{i}.png", 400, 500, (line,)))
+    write_labels(tmp_path / "labels.jsonl", images)
+    out = tmp_path / "eval" / "proposed.yaml"
+    wf = workflow("regions.json", bundle_root=str(BUNDLE), labels=str(tmp_path / "labels.jsonl"), output=str(out))
+    wf.run()
+    assert wf.parser.get_parsed_content("proposed")["rules"][0]["images"] == 3
+    (rule,) = load_rules(out).rules
+    assert dict(rule.match) == {"Rows": 500.0, "Columns": 400.0}
+    (region,) = rule.regions
+    assert region.x0 < 0 and region.y0 >= 0 and region.x0 <= 288 - 400  # from the top right, the longest ID inside
+    before = out.read_bytes()
+    with pytest.raises(Exception) as refused:  # MONAI wraps it: the cause is the library's refusal
+        workflow("regions.json", bundle_root=str(BUNDLE), labels=str(tmp_path / "labels.jsonl"),
+                 output=str(out)).run()
+    causes = [refused.value]
+    while causes[-1].__cause__ or causes[-1].__context__:
+        causes.append(causes[-1].__cause__ or causes[-1].__context__)
+    assert any(isinstance(c, FileExistsError) for c in causes) and out.read_bytes() == before

@@ -194,3 +194,5 @@ def test_evaluate_fills_the_configured_regions_as_redact_does(tmp_path: Path, ke
     plain, ruled = (json.loads(reports[k].read_text())["images"][0] for k in ("plain", "rules"))
     assert not plain["deidentified"] and ruled["deidentified"]
     assert ruled["boxes"] == plain["boxes"] + 1
+    metrics = [json.loads(reports[k].read_text())["metrics"] for k in ("plain", "rules")]
+    assert metrics[0]["auprc"] == metrics[1]["auprc"]  # the detectors' precision: a rule's fill is no detection

@@ -98,8 +98,8 @@ def _labelled_set(parser: argparse.ArgumentParser) -> None:
 def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e = sub.add_parser("evaluate", help="the paper's metrics for the configured detector and retention",
                        description="De-identification accuracy, false-positive rate, retention accuracy, AUPRC and "
-                       "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic). The "
-                       "known regions configured (detector.known_regions) are filled as redact fills them.")
+                       "mAP50 on hand-labelled real images (--labels) and/or held-out synthetic images (--synthetic). "
+                       "The known regions configured (detector.known_regions) are filled as redact fills them.")
     e.add_argument("--labels", type=Path, help="label JSONL (e.g. data/real_markers.jsonl)")
     e.add_argument("--data-root", type=Path, default=DATA_ROOT, help="folder the label paths are under")
     e.add_argument("--split", default="val", help="which labelled split to score: val | train | all")

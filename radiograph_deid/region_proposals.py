@@ -131,8 +131,9 @@ def _cells(p: _Placed) -> tuple[slice, slice]:
 def _span(boxes: Sequence[_Placed]) -> _Placed:
     """The extent of the boxes (one corner's), grown by half their median height: a margin for a longer name."""
     margin = max(2, int(np.median([p.v1 - p.v0 for p in boxes])) // 2)
-    return _Placed(boxes[0].corner, max(0, min(p.u0 for p in boxes) - margin), max(0, min(p.v0 for p in boxes) - margin),
-                   max(p.u1 for p in boxes) + margin, max(p.v1 for p in boxes) + margin)
+    return _Placed(boxes[0].corner, max(0, min(p.u0 for p in boxes) - margin),
+                   max(0, min(p.v0 for p in boxes) - margin), max(p.u1 for p in boxes) + margin,
+                   max(p.v1 for p in boxes) + margin)
 
 
 def _meets(a: _Placed, b: _Placed) -> bool:
@@ -165,7 +166,7 @@ def _match(signature: tuple[tuple[str, str], ...], images: Sequence[LabelledImag
            ) -> tuple[tuple[str, str | int], ...]:
     """The header values exactly (as regular expressions), and each frame size all the images share; without
     header values, the sizes seen, or any (a rule must match on something)."""
-    match: list[tuple[str, str | int]] = [(k, re.escape(v)) for k, v in signature]
+    match: list[tuple[str, str | int]] = [(k, re.escape(v).replace("\\ ", " ")) for k, v in signature]  # readable
     for keyword, sizes in (("Rows", {im.height for im in images}), ("Columns", {im.width for im in images})):
         if len(sizes) == 1 and not (any_size and not signature):
             match.append((keyword, sizes.pop()))

@@ -80,7 +80,7 @@ def test_without_header_values_only_the_sizes_labelled_match_unless_any_size(tmp
     assert known.boxes({}, 3000, 2500) == []
 
 
-def test_each_device_gets_its_own_rule_from_its_own_images() -> None:
+def test_each_device_gets_its_own_rule_from_its_own_images(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     left, right, few = _site(6, rng, "bl"), _site(6, rng, "tr"), _site(2, rng, "br")
     values = {**{im.file: {"Manufacturer": "Acme Medical", "ManufacturerModelName": "X 1"} for im in left},
@@ -89,8 +89,12 @@ def test_each_device_gets_its_own_rule_from_its_own_images() -> None:
     rules = propose_rules(left + right + few, values)
     assert len(rules) == 2  # two images of the third device are too few
     by_maker = {dict(r.match)["Manufacturer"]: r for r in rules}
-    acme, other = by_maker[r"Acme\ Medical"], by_maker[r"Other\ \(R\)"]
-    assert dict(acme.match)["ManufacturerModelName"] == r"X\ 1" and "Rows" not in dict(acme.match)
+    acme, other = by_maker["Acme Medical"], by_maker[r"Other \(R\)"]  # spaces left as they are: a person reads it
+    assert dict(acme.match)["ManufacturerModelName"] == "X 1" and "Rows" not in dict(acme.match)
+    known = _load(tmp_path, rules)  # the patterns match the values they came from, and no other maker's
+    assert known.boxes({"Manufacturer": "Other (R)"}, 2000, 2400)
+    assert not known.boxes({"Manufacturer": "Other R"}, 2000, 2400)
+    assert len(known.boxes({"Manufacturer": "acme medical", "ManufacturerModelName": "X 1"}, 2000, 2400)) == 1
     (a,), (o,) = acme.regions, other.regions
     assert a.region.y0 < 0 <= a.region.x0 and o.region.x0 < 0 <= o.region.y0
 

@@ -113,16 +113,20 @@ def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
 
 
 def _regions_parser(sub) -> None:  # type: ignore[no-untyped-def]
-    g = sub.add_parser("regions", help="propose known burned-in regions from a site's labelled images",
-                       description="Where text labels lie in the same place on one device's images (the same "
-                       "header values, else the same image size), propose a rules file for detector.known_regions: "
-                       "each region filled in every image its rule matches, whatever the detectors find. Read it "
-                       "before use: each region notes in how many images text lay there and how many laterality "
-                       "markers it would have filled.")
+    g = sub.add_parser("regions", help="propose known burned-in regions from a site's labelled images, or from what "
+                       "a run found", description="Where text lies in the same place on one device's images (the same "
+                       "header values, else the same image size), by a site's labels or by what a redact run filled, "
+                       "propose a rules file for detector.known_regions: each region filled in every image its rule "
+                       "matches, whatever the detectors find. Read it before use: each region notes in how many "
+                       "images text lay there and how many laterality markers it would have filled.")
     g.add_argument("out", type=Path, help="the rules file to write (YAML; an existing file is not replaced)")
-    g.add_argument("--labels", type=Path, required=True, help="the site's labelled images (label JSONL)")
-    g.add_argument("--data-root", type=Path, default=Path("."), help="folder the label paths are under (for the "
-                   "DICOM headers; image files need not be there)")
+    source = g.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, help="the site's labelled images (label JSONL)")
+    source.add_argument("--records", type=Path, metavar="RECORDS_DIR",
+                        help="what a redact run found instead: its records folder (OUTPUT/.deid by default); "
+                        "needs no labels, and a region spans where its fills lie in a quarter of the images")
+    g.add_argument("--data-root", type=Path, default=Path("."), help="folder the label paths are under, or with "
+                   "--records the run's INPUT (for the DICOM headers; image files need not be there)")
     g.add_argument("--keywords", nargs="*", default=None, metavar="KEYWORD",
                    help="header keywords that tell one device's images from another's (default: Manufacturer "
                    "ManufacturerModelName)")
@@ -209,20 +213,22 @@ def _regions(args: argparse.Namespace) -> int:
     from .fileio import write_bytes_atomic
     from .known_regions import file_values, load_rules
     from .labels import read_labels
-    from .region_proposals import KEYWORDS, propose_rules, rules_yaml
+    from .region_proposals import KEYWORDS, RECORDS_EXTENT, propose_rules, records_as_labels, rules_yaml, run_records
 
     if args.out.exists():
         raise ValueError(f"{args.out} exists: it is not replaced (a rules file may hold hand edits); choose another "
                          "path or remove it")
-    images = read_labels(args.labels)
+    images = read_labels(args.labels) if args.labels else records_as_labels(run_records(args.records))
     keywords = KEYWORDS if args.keywords is None else tuple(args.keywords)
     values = {im.file: file_values(args.data_root / im.file, keywords) for im in images}
-    rules = propose_rules(images, values, keywords, args.min_share, args.min_images, args.any_size)
+    rules = propose_rules(images, values, keywords, args.min_share, args.min_images, args.any_size,
+                          None if args.labels else RECORDS_EXTENT)
     if not rules:
         print(f"radiograph-deid regions: no region: text lies in no place on {args.min_share:.0%} of a device's "
               f"images (and {args.min_images} or more); nothing written", file=sys.stderr)
         return 1
-    write_bytes_atomic(args.out, rules_yaml(rules, f"{len(images)} labelled images").encode())
+    found = "labelled images" if args.labels else "images of a redact run, by what it filled"
+    write_bytes_atomic(args.out, rules_yaml(rules, f"{len(images)} {found}").encode())
     try:
         load_rules(args.out)  # what is written must load as detector.known_regions loads it
     except ConfigError:

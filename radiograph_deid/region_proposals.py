@@ -15,17 +15,21 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
-from .enums import BoxClass
-from .known_regions import Region
+from .enums import BoxAction, BoxClass
+from .known_regions import Region, from_rule
 from .labels import LabelledBox, LabelledImage
+from .records import ImageRecord
 
 KEYWORDS = ("Manufacturer", "ManufacturerModelName")  # what tells one device's images from another's
 CELL = 4  # pixels per cell of the maps where recurrence is counted
+FOUND = {BoxAction.REDACTED.value, BoxAction.KEPT_LATERALITY.value}  # a run's boxes that are findings
+RECORDS_EXTENT = 0.25  # a region from a run's fills spans where they lie in a quarter of the images (bench_site)
 
 
 @dataclass(frozen=True)
@@ -73,9 +77,11 @@ def _region(p: _Placed) -> Region:
 
 def propose_rules(images: Sequence[LabelledImage], values: Mapping[str, Mapping[str, str]] | None = None,
                   keywords: Sequence[str] = KEYWORDS, min_share: float = 0.5, min_images: int = 3,
-                  any_size: bool = False) -> list[ProposedRule]:
+                  any_size: bool = False, extent_share: float | None = None) -> list[ProposedRule]:
     """One rule per device (``keywords``' values in ``values``, by file; images without them are one device)
     with ``min_images`` images or more, filling where text labels lie in ``min_share`` of its images or more.
+    A region spans every label reaching there (labels are drawn tight), or with ``extent_share`` where boxes lie
+    in that share of the images (at least 2): a run's fills are not (margins, a block's box, a false box).
     A rule matches each frame size all its images share; images without header values match on the sizes seen,
     or with ``any_size`` on any size (every image without those values: a folder of one site's exports)."""
     from pydicom.datadict import tag_for_keyword
@@ -94,15 +100,17 @@ def propose_rules(images: Sequence[LabelledImage], values: Mapping[str, Mapping[
         if len(members) < min_images:
             continue
         need = max(min_images, math.ceil(min_share * len(members)))
-        regions = _recurring(members, need)
+        loose = None if extent_share is None else min(need, max(2, math.ceil(extent_share * len(members))))
+        regions = _recurring(members, need, loose)
         if regions:
             rules.append(ProposedRule(f"site-{len(rules) + 1}", _match(signature, members, any_size), len(members),
                                       regions))
     return rules
 
 
-def _recurring(images: Sequence[LabelledImage], need: int) -> tuple[ProposedRegion, ...]:
-    """The regions where text lies in ``need`` of the images or more, each spanning every label reaching there."""
+def _recurring(images: Sequence[LabelledImage], need: int, loose: int | None) -> tuple[ProposedRegion, ...]:
+    """The regions where text lies in ``need`` of the images or more, each spanning every label reaching there,
+    or where boxes lie in ``loose`` of the images around there."""
     placed = [[_placed(b, im.width, im.height) for b in im.boxes if b.cls is BoxClass.OTHER_MARKER] for im in images]
     shape = (max(im.height for im in images) // CELL + 1, max(im.width for im in images) // CELL + 1)
     out = []
@@ -115,7 +123,8 @@ def _recurring(images: Sequence[LabelledImage], need: int) -> tuple[ProposedRegi
             count += seen
         n, cells = cv2.connectedComponents((count >= need).astype(np.uint8), connectivity=8)
         here = [p for boxes in placed for p in boxes if p.corner == corner]
-        spans = [_span([p for p in here if (cells[_cells(p)] == k).any()]) for k in range(1, n)]
+        spans = ([_span([p for p in here if (cells[_cells(p)] == k).any()]) for k in range(1, n)] if loose is None
+                 else _loose_spans(count >= loose, cells, n, corner))
         for span in _merged(spans):
             region = _region(span)
             out.append(ProposedRegion(region, sum(any(_meets(p, span) for p in boxes) for boxes in placed),
@@ -126,6 +135,17 @@ def _recurring(images: Sequence[LabelledImage], need: int) -> tuple[ProposedRegi
 def _cells(p: _Placed) -> tuple[slice, slice]:
     """The cells of the recurrence map (``CELL`` pixels square) that the placed box touches."""
     return slice(p.v0 // CELL, p.v1 // CELL + 1), slice(p.u0 // CELL, p.u1 // CELL + 1)
+
+
+def _loose_spans(loose: np.ndarray, cores: np.ndarray, n: int, corner: tuple[bool, bool]) -> list[_Placed]:
+    """For each of the ``n - 1`` cores, the extent of the ``loose`` cells joined to it (cells to pixels)."""
+    _, wide = cv2.connectedComponents(loose.astype(np.uint8), connectivity=8)
+    spans = []
+    for k in range(1, n):
+        ys, xs = np.nonzero(np.isin(wide, np.unique(wide[cores == k])))
+        spans.append(_Placed(corner, int(xs.min()) * CELL, int(ys.min()) * CELL, (int(xs.max()) + 1) * CELL,
+                             (int(ys.max()) + 1) * CELL))
+    return spans
 
 
 def _span(boxes: Sequence[_Placed]) -> _Placed:
@@ -175,13 +195,37 @@ def _match(signature: tuple[tuple[str, str], ...], images: Sequence[LabelledImag
     return tuple(match)
 
 
+def run_records(folder: Path) -> list[ImageRecord]:
+    """The image records of a redact run: ``folder`` is its records folder (OUTPUT/.deid by default), or the
+    OUTPUT holding it."""
+    found = next((f / "records" for f in (folder, folder / ".deid") if (f / "records").is_dir()), None)
+    if found is None:
+        raise FileNotFoundError(f"no records/ under {folder} or {folder / '.deid'}: give a redact run's records "
+                                "folder (OUTPUT/.deid by default, OUTPUT_deid with output.names=pseudonymous)")
+    return [ImageRecord.from_json(path.read_text(encoding="utf-8")) for path in sorted(found.rglob("*.json"))]
+
+
+def records_as_labels(records: Iterable[ImageRecord]) -> list[LabelledImage]:
+    """A run's records (``records.ImageRecord``) as labelled images: its fills as text, its kept markers as
+    laterality; a known region's fill is no finding (it would only find itself again)."""
+    labelled = []
+    for rec in records:
+        if rec.rows <= 0 or rec.columns <= 0:
+            continue  # not decoded: nothing was looked for
+        boxes = tuple(LabelledBox(tuple(b["box"]), BoxClass.LATERALITY if b["action"] == BoxAction.KEPT_LATERALITY.value
+                                  else BoxClass.OTHER_MARKER)
+                      for b in rec.boxes if b["action"] in FOUND and not from_rule(str(b.get("source", ""))))
+        labelled.append(LabelledImage(rec.input, rec.columns, rec.rows, boxes))
+    return labelled
+
+
 def rules_yaml(rules: Sequence[ProposedRule], source: str) -> str:
     """The rules as a ``detector.known_regions`` file, each region with what it rests on in a comment."""
     lines = [f"# Regions proposed by radiograph-deid regions from {source}.",
              "# Read before use: each region is filled in every image its rule matches, whatever the detectors find,",
              "# and a laterality marker inside it is filled too. Edit or delete what you do not want."]
     for rule in rules:
-        lines += [f"- name: {rule.name}                  # {rule.images} labelled images", "  match:"]
+        lines += [f"- name: {rule.name}                  # {rule.images} images", "  match:"]
         lines += [f"    {k}: {json.dumps(v)}" for k, v in rule.match]
         lines.append("  fill:")
         for p in rule.regions:

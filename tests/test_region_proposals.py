@@ -143,3 +143,51 @@ def test_regions_command_reads_the_maker_from_dicom_headers_and_never_replaces_a
                      "--keywords", "Manufacturer", "ModelName"]) == 2
     assert "ModelName" in capsys.readouterr().err and not misspelt.exists()
 
+
+
+def test_a_runs_records_are_read_as_findings_and_a_rules_fill_is_not_one() -> None:
+    from radiograph_deid.records import ImageRecord
+    from radiograph_deid.region_proposals import records_as_labels
+
+    def box(xyxy, action, source="marker-yolo"):  # type: ignore[no-untyped-def]
+        return {"box": list(xyxy), "class": "other_marker", "score": 0.9, "action": action, "source": source}
+
+    done = ImageRecord("a.dcm", 1, 1, rows=400, columns=300, boxes=[
+        box((10, 10, 90, 30), "redacted"), box((200, 20, 230, 60), "kept_laterality"),
+        box((100, 300, 200, 340), "rejected"), box((0, 0, 300, 50), "redacted", "known-region:banner")])
+    unread = ImageRecord("b.dcm", 1, 1)  # quarantined before decoding: nothing was looked for
+    (labelled,) = records_as_labels([done, unread])
+    assert (labelled.file, labelled.width, labelled.height) == ("a.dcm", 300, 400)
+    assert [(b.xyxy, b.cls) for b in labelled.boxes] == [((10, 10, 90, 30), TEXT), ((200, 20, 230, 60), LAT)]
+
+
+def test_regions_from_a_redact_run_need_no_labels(tmp_path: Path, key_overrides: list[str],
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """Four radiographs of one device whose name and date the detectors find at the top left: the run's records
+    give a region there, which covers that text on each of them; the L each one keeps is not in it."""
+    import cv2
+
+    from radiograph_deid.synthetic import Burn, burn, phantom
+
+    inp = tmp_path / "in"
+    inp.mkdir()
+    ends = []  # where each image's lines end
+    for i, (rows, cols) in enumerate([(900, 800), (900, 800), (860, 760), (900, 800)]):
+        h = 20
+        lines = [Burn(["DOE, JANE  MRN00482913", "ROE, RICHARD  MRN7712", "POE, EDGAR  MRN0042", "LOE, AN  MRN5"][i],
+                      30, 30, h), Burn(f"0{i + 1}/03/2024 14:2{i}", 30, 30 + 2 * h, h)]
+        ends.append(max(b.extent()[2] for b in lines))
+        img = burn(phantom(rows, cols, seed=i), [*lines, Burn("L", int(cols * 0.86), int(rows * 0.18), 40, 1.0, 5)])
+        cv2.imwrite(str(inp / f"im{i}.png"), (img * 255).astype(np.uint8))
+    out = tmp_path / "out"
+    assert cli_main(["redact", str(inp), str(out), "--no-progress", *[a for o in key_overrides for a in ("--set", o)]]) == 0
+    rules = tmp_path / "found.yaml"
+    assert cli_main(["regions", str(rules), "--records", str(out), "--any-size"]) == 0
+    assert "1 region(s), laterality markers inside: 0" in capsys.readouterr().out
+    (rule,) = load_rules(rules).rules
+    (region,) = rule.regions
+    assert region.x0 <= 30 and region.y0 <= 30 and region.x1 is not None and region.y1 is not None
+    assert sorted(ends)[1] <= region.x1 < 0.86 * 760  # as far as lines end in two images or more; not to the L
+    assert 30 + 3 * 20 <= region.y1 < 200  # both lines, not the plate below them
+    assert cli_main(["regions", str(tmp_path / "none.yaml"), "--records", str(inp)]) == 2  # no records there
+    assert "no records/" in capsys.readouterr().err

@@ -25,7 +25,8 @@ ones, and with those in use after the run (the fine-tuned where exported, else t
 The other way to adapt to a site, known regions proposed from the same 20 labelled images
 (``radiograph-deid regions --any-size``: where text lies in the same place on half of them or more; the images are
 PNGs, so the rule matches every image), is scored too, with the shipped weights (``regions``; the rules written
-beside the site's images, ``regions.yaml``).
+beside the site's images, ``regions.yaml``), and so are the regions proposed from what the shipped pipeline
+filled on those 20 images, no label used (``regions --records``: ``regions_found``, ``regions_found.yaml``).
 """
 from __future__ import annotations
 
@@ -45,10 +46,11 @@ from radiograph_deid.boxes import iou
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxClass
 from radiograph_deid.evaluate import evaluate, labelled_items
+from radiograph_deid.folder_run import run
 from radiograph_deid.labels import LabelledBox, LabelledImage, read_labels, write_labels
 from radiograph_deid.marker_synth import SYSTEM_FONT_DIR, _render_ttf, _tight, font_files
 from radiograph_deid.pipeline import MarkerDecider
-from radiograph_deid.region_proposals import propose_rules, rules_yaml
+from radiograph_deid.region_proposals import RECORDS_EXTENT, propose_rules, records_as_labels, rules_yaml, run_records
 from radiograph_deid.train import SHIPPED_ONNX, SHIPPED_PT, TrainPlan, build_site_dataset, fine_tune
 
 from data_paths import SHARED_DATA  # beside this script
@@ -189,12 +191,22 @@ def score(weights: str, images: list[LabelledImage], root: Path, rules: Path | N
     return {k: v for k, v in asdict(metrics).items() if k not in ("seconds_per_image",)}
 
 
-def regions(train: list[LabelledImage], root: Path) -> tuple[Path, list[dict]]:
+def regions(train: list[LabelledImage], root: Path, found: bool = False) -> tuple[Path, list[dict]]:
     """The known regions proposed from the site's training images (as ``radiograph-deid regions --any-size``),
-    written to ``root``, and what each rests on."""
-    rules = propose_rules(train, any_size=True)
-    path = root / "regions.yaml"
-    path.write_text(rules_yaml(rules, f"{len(train)} labelled images of the site"))
+    from their labels, or with ``found`` from what the shipped pipeline filled on them (``--records``), written
+    to ``root``, and what each rests on."""
+    if found:
+        inp = root / "train_only"
+        inp.mkdir(exist_ok=True)
+        for im in train:
+            if not (inp / im.file).exists():
+                (inp / im.file).symlink_to((root / im.file).resolve())
+        out = root / "train_run"
+        run(inp, out, load_config(None, [f"header.key_file={root / 'bench.key'}"]), progress=False)
+        train = records_as_labels(run_records(out))
+    rules = propose_rules(train, any_size=True, extent_share=RECORDS_EXTENT if found else None)
+    path = root / ("regions_found.yaml" if found else "regions.yaml")
+    path.write_text(rules_yaml(rules, f"{len(train)} images of the site"))
     return path, [{"region": [r.region.x0, r.region.y0, r.region.x1, r.region.y1], "images": r.images,
                    "of": rule.images, "laterality_inside": r.laterality} for rule in rules for r in rule.regions]
 
@@ -239,9 +251,11 @@ def main() -> None:
             write_labels(root / f"{split}.jsonl", images)
         before = score("", sets["test"], root)
         rules, proposed = regions(sets["train"], root)
+        found_rules, found = regions(sets["train"], root, found=True)
         head = {"site": site, "style": {**asdict(style), "font": Path(style.font).name},
                 "images": {k: len(v) for k, v in sets.items()}, "regions_proposed": proposed,
-                "regions": score("", sets["test"], root, rules)}
+                "regions": score("", sets["test"], root, rules), "regions_found_proposed": found,
+                "regions_found": score("", sets["test"], root, found_rules)}
         if args.shipped_only:
             results.append({**head, "shipped": before})
             print(json.dumps(results[-1]), flush=True)

@@ -6,8 +6,10 @@ fine-tuning the marker detector on 20 labelled images of it made redaction worse
 served by a rule that fills that place whatever the detectors find (``known_regions``). This finds such places:
 per device (the header values named, else the images' size), each text label is placed from the image corner
 nearest it, and where text lies in enough of the images, one region spans every label that reaches there, with a
-margin of half a line. The result is a rules file for a person to read before use: each region notes in how
-many of the images text lay there, and how many laterality markers it would have filled.
+margin of half a line. Without labels, what a redact run filled stands for them (``records_as_labels``); fills
+carry margins, at times a whole block's box or a false box, so such a region spans where fills lie in a share of
+the images (``extent_share``), not every fill. The result is a rules file for a person to read before use: each
+region notes in how many of the images text lay there, and how many laterality markers it would have filled.
 """
 from __future__ import annotations
 

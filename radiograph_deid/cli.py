@@ -210,14 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _regions(args: argparse.Namespace) -> int:
-    from .fileio import write_bytes_atomic
-    from .known_regions import file_values, load_rules
+    from .known_regions import file_values
     from .labels import read_labels
-    from .region_proposals import KEYWORDS, RECORDS_EXTENT, propose_rules, records_as_labels, rules_yaml, run_records
+    from .region_proposals import KEYWORDS, RECORDS_EXTENT, propose_rules, records_as_labels, run_records, write_rules
 
-    if args.out.exists():
-        raise ValueError(f"{args.out} exists: it is not replaced (a rules file may hold hand edits); choose another "
-                         "path or remove it")
     images = read_labels(args.labels) if args.labels else records_as_labels(run_records(args.records))
     keywords = KEYWORDS if args.keywords is None else tuple(args.keywords)
     values = {im.file: file_values(args.data_root / im.file, keywords) for im in images}
@@ -228,12 +224,10 @@ def _regions(args: argparse.Namespace) -> int:
               f"images (and {args.min_images} or more); nothing written", file=sys.stderr)
         return 1
     found = "labelled images" if args.labels else "images of a redact run, by what it filled"
-    write_bytes_atomic(args.out, rules_yaml(rules, f"{len(images)} {found}").encode())
     try:
-        load_rules(args.out)  # what is written must load as detector.known_regions loads it
-    except ConfigError:
-        args.out.unlink()
-        raise
+        write_rules(rules, args.out, f"{len(images)} {found}")
+    except FileExistsError as exc:
+        raise ValueError(str(exc)) from None
     for rule in rules:
         print(f"{rule.name}: {rule.images} images, {len(rule.regions)} region(s), laterality markers inside: "
               f"{sum(r.laterality for r in rule.regions)}")

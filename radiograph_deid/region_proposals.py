@@ -23,8 +23,10 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from .config import ConfigError
 from .enums import BoxAction, BoxClass
-from .known_regions import Region, from_rule
+from .fileio import write_bytes_atomic
+from .known_regions import Region, from_rule, load_rules
 from .labels import LabelledBox, LabelledImage
 from .records import ImageRecord
 
@@ -219,6 +221,20 @@ def records_as_labels(records: Iterable[ImageRecord]) -> list[LabelledImage]:
                       for b in rec.boxes if b["action"] in FOUND and not from_rule(str(b.get("source", ""))))
         labelled.append(LabelledImage(rec.input, rec.columns, rec.rows, boxes))
     return labelled
+
+
+def write_rules(rules: Sequence[ProposedRule], dest: Path, source: str) -> None:
+    """The rules written to ``dest`` (``rules_yaml``), never over an existing file (FileExistsError: it may hold a
+    person's edits), and loaded back as ``detector.known_regions`` loads them (a ConfigError removes the file)."""
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists: it is not replaced (a rules file may hold hand edits); choose another "
+                              "path or remove it")
+    write_bytes_atomic(dest, rules_yaml(rules, source).encode())
+    try:
+        load_rules(dest)
+    except ConfigError:
+        dest.unlink()
+        raise
 
 
 def rules_yaml(rules: Sequence[ProposedRule], source: str) -> str:

@@ -20,7 +20,7 @@ from .active_learning import UncertaintyScorer
 from .boxes import Box
 from .config import Config
 from .enums import BoxAction, Decision
-from .fileio import ReadError, read_view, write_bytes_atomic
+from .fileio import ReadError, read_view
 from .known_regions import KnownRegions, from_rule, header_values
 from .labels import LabelledBox, LabelledImage, LabelError, parse_boxes
 from .markups import PixelGeometry, roi_markups
@@ -28,7 +28,7 @@ from .model_store import ModelStore, ModelVersion
 from .pipeline import MarkerDecider, Redactor, unkept_on_known
 from .pixels import PixelDataError
 from .records import ImageRecord
-from .region_proposals import KEYWORDS, propose_rules, rules_yaml
+from .region_proposals import KEYWORDS, propose_rules, write_rules
 from .worker_pool import IsolatedRedactor
 
 log = logging.getLogger(__name__)
@@ -222,9 +222,7 @@ def propose_round_regions(images: Sequence[SiteImage], dest: Path, cfg: Config) 
     place on half of one device's images or more), written to ``dest`` for a person to read, and what they rest
     on; None where there is no such place. Never applied here: a rules file takes effect only once configured
     (``detector.known_regions``). An image that cannot be read is left out (the round itself refuses it); an
-    existing ``dest`` is not replaced (FileExistsError: it may hold a person's edits)."""
-    if dest.exists():
-        raise FileExistsError(f"{dest} exists: not replaced (it may hold edits); remove it or choose another path")
+    existing ``dest`` is not replaced (``region_proposals.write_rules``)."""
     labelled, values = [], {}
     for im in images:
         try:
@@ -236,7 +234,7 @@ def propose_round_regions(images: Sequence[SiteImage], dest: Path, cfg: Config) 
     rules = propose_rules(labelled, values)
     if not rules:
         return None
-    write_bytes_atomic(dest, rules_yaml(rules, f"{len(labelled)} corrected images of a training round").encode())
+    write_rules(rules, dest, f"{len(labelled)} corrected images of a training round")
     return {"file": str(dest), "rules": [{"name": r.name, "images": r.images, "regions": len(r.regions),
                                           "laterality_inside": sum(p.laterality for p in r.regions)} for r in rules]}
 

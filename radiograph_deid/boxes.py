@@ -101,6 +101,18 @@ def iou(a: Sequence[int], b: Sequence[int]) -> float:
     return inter / union if union else 0.0
 
 
+def joined(boxes: Sequence[Box]) -> list[Box]:
+    """The boxes with every overlapping pair joined into the box spanning both, until none overlaps: one thing
+    found as several overlapping pieces (a slightly tilted ruler's level runs, an icon cut at two levels)."""
+    out: list[Box] = []
+    for box in boxes:
+        while (other := next((o for o in out if o.intersection(box) > 0), None)) is not None:
+            out.remove(other)
+            box = box.spanning(other)
+        out.append(box)
+    return out
+
+
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, stop) of each run of True in a 1-D mask: the rows of a text line, the columns of a ruler's tick."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, bool).astype(np.int8), [0]])))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .boxes import Box, true_runs
+from .boxes import Box, joined, true_runs
 from .pixels.display import pixel_noise
 
 SOURCE = "ruler"  # Box.source of a ruler's box: a line of labels, never a laterality marker
@@ -69,7 +69,7 @@ def find_rulers(gray: np.ndarray, geometry: RulerGeometry = RulerGeometry(), lin
                 ticks += _transposed(_lineless(upright, g), turned)
     # the ticks of a ruler found with its line are not found again
     ticks = [b for b in ticks if not any(2 * f.intersection(b) > b.width * b.height for f in lined)]
-    return lined + _joined(ticks)
+    return lined + joined(ticks)  # a ruler tilted by a fraction of a degree: its tick ends level piecewise
 
 
 def _transposed(boxes: list[Box], turned: bool) -> list[Box]:
@@ -185,18 +185,6 @@ def _followed(chain: list[int], centers: np.ndarray, ends: np.ndarray, free: np.
             else:
                 break
     return chain
-
-
-def _joined(boxes: list[Box]) -> list[Box]:
-    """Overlapping boxes joined into one: a ruler tilted by a fraction of a degree has its tick ends level only
-    piecewise, so it is found as several overlapping runs."""
-    joined: list[Box] = []
-    for box in boxes:
-        for other in [j for j in joined if j.intersection(box) > 0]:
-            joined.remove(other)
-            box = box.spanning(other)
-        joined.append(box)
-    return joined
 
 
 def _even_chains(centers: np.ndarray, lengths: np.ndarray, widths: np.ndarray, g: RulerGeometry

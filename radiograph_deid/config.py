@@ -64,8 +64,9 @@ class HeaderConfig:
 class DetectorConfig:
     # registry name(s), see radiograph_deid.detector.DETECTORS; "a+b" redacts what either finds. The trained
     # marker detector finds markers and lone glyphs; the OCR text detector adds text it misses; "ruler" finds rulers
-    # by their ticks (their lone number labels escape both). Measured in the README.
-    name: str = "marker-yolo+rapidocr-text+ruler"
+    # by their ticks (their lone number labels escape both); "corner-icon" a device's pictogram stamped in a corner
+    # (too small and plain for either). Measured in the README.
+    name: str = "marker-yolo+rapidocr-text+ruler+corner-icon"
     long_side: int = 960  # rapidocr-text sees the image at this long side (marker-yolo: its model's input size) ...
     text_max_reduction: float = 2.5  # ... or, larger, at its own long side / this (small text on a photo); 0: off
     prob_threshold: float = 0.3

@@ -14,6 +14,7 @@ import numpy as np
 
 from .boxes import Box, iou
 from .config import DetectorConfig
+from .corner_icons import SOURCE as ICON
 from .dot_matrix import holds_dot_matrix
 from .enums import BoxAction, BoxClass
 
@@ -72,8 +73,12 @@ def _nested(a: Box, b: Box, share: float = 0.5) -> bool:
 
 
 def _same_marker(a: Box, b: Box) -> bool:
-    """Two detectors' boxes on one marker: the smaller mostly inside the larger, and of similar size."""
+    """Two detectors' boxes on one marker: the smaller mostly inside the larger, and of similar size. A corner
+    pictogram's box joins no box called laterality: retention fills a pictogram whole, and decides a lead marker's
+    tile in a corner on the marker detector's box alone."""
     small, large = sorted((a.width * a.height, b.width * b.height))
+    if any(x.found_by(ICON) and y.label is BoxClass.LATERALITY for x, y in ((a, b), (b, a))):
+        return False
     return _nested(a, b, 0.7) and large <= 3 * small
 
 
@@ -245,6 +250,23 @@ class RulerDetector:
 @register("ruler")
 def _ruler(cfg: DetectorConfig) -> Detector:
     return RulerDetector()
+
+
+class CornerIconDetector:
+    """Device pictograms in the image's corners, found by their shape (``corner_icons.find_corner_icons``): too
+    small and plain for the learned detector to find every time, and holding no text to read. No settings: what
+    counts as one is ``corner_icons.IconGeometry``."""
+
+    def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
+        from .corner_icons import find_corner_icons
+        from .pixels.display import to_gray
+
+        return [(box, BoxAction.REDACTED) for box in find_corner_icons(to_gray(view))]
+
+
+@register("corner-icon")
+def _corner_icon(cfg: DetectorConfig) -> Detector:
+    return CornerIconDetector()
 
 
 class MarkerDetector:

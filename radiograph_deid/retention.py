@@ -24,6 +24,7 @@ import numpy as np
 from . import tesseract
 from .boxes import Box
 from .config import RetentionConfig
+from .corner_icons import SOURCE as ICON
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
                      figure_side, glyph_components, ink_page, leading_glyph, letters_page, rotational_symmetry,
@@ -286,7 +287,10 @@ class LateralityRetainer:
         """The box decided whole; when it is not kept and holds a marker's letter with initials beside it, the
         letter kept and the initials redacted (the text detector boxes "R JS" as one line of text). A box kept
         that the detector stage did not read, or read as one letter, is read first (``_reading``), and decided on
-        that reading: the text detector read a "KG" as "G", its K on a band of shadow that Otsu took with it."""
+        that reading: the text detector read a "KG" as "G", its K on a band of shadow that Otsu took with it. A
+        corner pictogram's box (``corner_icons``) is filled whole: its tile's corner or a mark in it read as L."""
+        if box.found_by(ICON):
+            return [RetentionResult(box, BoxAction.REDACTED, None)]
         whole = self._decide(gray, box)
         if whole.action is BoxAction.KEPT_LATERALITY and len(normalized_token(box.text)) <= 1:
             reading = self._reading(gray[box.y0 : box.y1, box.x0 : box.x1])

@@ -2045,3 +2045,22 @@ def test_site_validation_tiles_keep_the_pixel_scale_training_sees(tmp_path: Path
     written = sorted({round(float(line.split()[4]) * 512) for t in tiles
                       for line in (tmp_path / "ds" / "labels" / "val" / f"{t.stem}.txt").read_text().split("\n") if line})
     assert set(written) <= {h + d for h in heights for d in (-1, 0, 1)} and written  # boxes at the view's own scale
+
+
+@pytest.mark.parametrize("drawn, misread, kept", [("RIGHT", "RIGET", "RIGHT"), ("LEFT", "LEFI", "LEFT"),
+                                                  ("RIGHT", "RIGID", ""), ("LT", "LI", "")])
+def test_a_long_laterality_word_read_one_letter_off_is_kept_short_ones_must_read_exactly(drawn: str, misread: str,
+                                                                                        kept: str) -> None:
+    """A black-face "RIGHT" on a tile whose R runs into its I read "RIGET" at 0.91 (synthetic, seed 1000) and
+    was filled. LEFT and RIGHT are known by a reading one letter off; two letters off, or one off a two-letter
+    word (any two letters are one off "LT"), is no laterality word."""
+    from radiograph_deid.retention import normalized_token
+
+    retainer = LateralityRetainer(RetentionConfig())
+    reader = retainer.reader()
+    batch = reader.batch
+    reader.batch = lambda crops, *a, **k: [(misread if normalized_token(text) == drawn else text, conf)  # type: ignore[method-assign]
+                                           for text, conf in batch(crops, *a, **k)]
+    view = (burn(np.full((160, 300), 0.3, np.float32), [Burn(drawn, 40, 55, 44, 0.9, 4)]) * 255).astype(np.uint8)
+    res = retainer(view, [Box(20, 20, 280, 140, 0.6, BoxClass.LATERALITY, source="marker-yolo")])[0]
+    assert (res.box.text if res.action is BoxAction.KEPT_LATERALITY else "") == kept

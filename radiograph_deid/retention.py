@@ -74,9 +74,6 @@ def laterality_mismatch(tag_values: Iterable[str], kept_words: Iterable[str]) ->
     return bool(tags and sides and not tags & sides)
 
 
-FUZZY_WORD = 4  # a laterality word this long or longer is known by a reading one letter off (LEFT, RIGHT)
-
-
 def _word_of(reading: str) -> str:
     """The folded reading, less marks at its ends when two or more letters remain ("RIGHT·" is RIGHT): exactly
     the word otherwise, so "g." is no G and "L.T" no LT."""
@@ -560,17 +557,7 @@ class LateralityRetainer:
             sure = [(conf, _word_of(text)) for text, conf in readings if conf >= self.cfg.min_confidence]
             if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:
                 return ""  # its placements read both sides (a lit tile's edge "D", its dark letter "L"): no guess
-            words = [(conf, self._spelled(w)) for conf, w in sure]
-            words = [(conf, w) for conf, w in words if w and len(w) >= least]
+            words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
             if words:
                 return max(words)[1]
         return ""
-
-    def _spelled(self, reading: str) -> str:
-        """The vocabulary word a sure reading is, or misreads by one letter where the word has four or more (a
-        black-face "RIGHT" whose R runs into its I read "RIGET"); "" for none. Short words must read exactly: one
-        letter off "LT" is any two letters."""
-        if reading in self.words:
-            return reading
-        near = [w for w in self.words if len(w) >= FUZZY_WORD and _edits(reading, w) == 1]
-        return near[0] if len(near) == 1 else ""

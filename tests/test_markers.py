@@ -2047,13 +2047,12 @@ def test_site_validation_tiles_keep_the_pixel_scale_training_sees(tmp_path: Path
     assert set(written) <= {h + d for h in heights for d in (-1, 0, 1)} and written  # boxes at the view's own scale
 
 
-@pytest.mark.parametrize("drawn, misread, kept", [("RIGHT", "RIGET", "RIGHT"), ("LEFT", "LEFI", "LEFT"),
-                                                  ("RIGHT", "RIGID", ""), ("LT", "LI", "")])
-def test_a_long_laterality_word_read_one_letter_off_is_kept_short_ones_must_read_exactly(drawn: str, misread: str,
-                                                                                        kept: str) -> None:
-    """A black-face "RIGHT" on a tile whose R runs into its I read "RIGET" at 0.91 (synthetic, seed 1000) and
-    was filled. LEFT and RIGHT are known by a reading one letter off; two letters off, or one off a two-letter
-    word (any two letters are one off "LT"), is no laterality word."""
+@pytest.mark.parametrize("drawn, misread", [("RIGHT", "WRIGHT"), ("LEFT", "LEFF"), ("RIGHT", "RIGET")])
+def test_a_reading_one_letter_off_a_laterality_word_is_no_laterality_word(drawn: str, misread: str) -> None:
+    """WRIGHT and LEFF are surnames one letter off RIGHT and LEFT: a name boxed alone and kept as a marker would
+    be PHI left in the image. So a word is kept only on a reading of the word itself, though a black-face RIGHT
+    whose R runs into its I, read "RIGET" (synthetic, seed 1000), is filled with them (thirty-ninth session:
+    tried and reverted)."""
     from radiograph_deid.retention import normalized_token
 
     retainer = LateralityRetainer(RetentionConfig())
@@ -2063,4 +2062,4 @@ def test_a_long_laterality_word_read_one_letter_off_is_kept_short_ones_must_read
                                            for text, conf in batch(crops, *a, **k)]
     view = (burn(np.full((160, 300), 0.3, np.float32), [Burn(drawn, 40, 55, 44, 0.9, 4)]) * 255).astype(np.uint8)
     res = retainer(view, [Box(20, 20, 280, 140, 0.6, BoxClass.LATERALITY, source="marker-yolo")])[0]
-    assert (res.box.text if res.action is BoxAction.KEPT_LATERALITY else "") == kept
+    assert res.action is BoxAction.REDACTED and res.keep_mask is None

@@ -167,6 +167,15 @@ def test_a_tilted_row_of_ticks_is_one_ruler() -> None:
     assert len(found) == 1 and found[0].contains(ticks)
 
 
+def test_overlapping_pieces_are_joined_until_none_overlaps() -> None:
+    """A piece joined to one it overlaps can then reach a third it did not touch: all three are one thing."""
+    from radiograph_deid.boxes import joined
+
+    left, low, top = Box(0, 0, 4, 25), Box(10, 20, 20, 30), Box(2, 0, 12, 5)  # top meets left; left+top meets low
+    assert [b.as_list() for b in joined([left, low, top])] == [[0, 0, 20, 30]]
+    assert len(joined([left, low])) == 2  # apart, they stay apart
+
+
 def test_ticks_that_stray_from_an_even_scale_or_are_too_few_make_no_ruler() -> None:
     img = _radiograph("RG1_UNCR.dcm").copy()
     _draw_tick_column(img, 400, 300, 45.5, 20, 235, stray=1 / 6)

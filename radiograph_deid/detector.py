@@ -14,7 +14,7 @@ import numpy as np
 
 from .boxes import Box, iou
 from .config import DetectorConfig
-from .corner_icons import SOURCE as ICON
+from .corner_icons import SOURCE as ICON, find_corner_icons
 from .dot_matrix import holds_dot_matrix
 from .enums import BoxAction, BoxClass
 
@@ -258,7 +258,6 @@ class CornerIconDetector:
     counts as one is ``corner_icons.IconGeometry``."""
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
-        from .corner_icons import find_corner_icons
         from .pixels.display import to_gray
 
         return [(box, BoxAction.REDACTED) for box in find_corner_icons(to_gray(view))]

@@ -10,6 +10,7 @@ from radiograph_deid.config import RetentionConfig, load_config
 from radiograph_deid.corner_icons import SOURCE, find_corner_icons
 from radiograph_deid.detector import merge_duplicates
 from radiograph_deid.enums import BoxAction, BoxClass
+from radiograph_deid.evaluate import filled_mask
 from radiograph_deid.fileio import read_frames
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.pixels import to_display
@@ -109,3 +110,21 @@ def test_the_default_pipeline_fills_a_corner_pictogram() -> None:
     assert any(d.fill.contains(Box(*icon)) for d in filled)
     without = MarkerDecider(load_config(overrides=["detector.name=marker-yolo+rapidocr-text+ruler"]))
     assert not any(d.box.found_by(SOURCE) for d in without.decide(img)[1])
+
+
+@pytest.mark.parametrize("letter, size", [("L", 60), ("R", 40)])
+def test_a_lead_marker_tile_in_a_corner_keeps_its_letter(letter: str, size: int) -> None:
+    """A dark letter on a bright tile in a corner is what a pictogram looks like, and the finder boxes it; the
+    marker detector's laterality box is decided apart from it, so the letter is kept and its pixels stay."""
+    img = _radiograph()
+    x0, y0, w = 6, 6, int(size * 0.8)
+    img[y0 : y0 + size, x0 : x0 + w] = 245
+    (tw, th), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, size / 33, size // 10)
+    cv2.putText(img, letter, (x0 + (w - tw) // 2, y0 + (size + th) // 2), cv2.FONT_HERSHEY_SIMPLEX, size / 33, 15,
+                size // 10)
+    glyph = np.zeros(img.shape, bool)
+    glyph[y0 : y0 + size, x0 : x0 + w] = img[y0 : y0 + size, x0 : x0 + w] < 100
+    assert find_corner_icons(img)  # the tile is taken for a pictogram ...
+    _, decided = MarkerDecider(load_config(overrides=[])).decide(img)
+    assert any(d.action is BoxAction.KEPT_LATERALITY and d.box.text == letter for d in decided)
+    assert not filled_mask(img.shape, decided)[glyph].any()  # ... and its letter is kept all the same

@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from .boxes import Box, joined
 from .config import ConfigError
 from .enums import BoxAction, BoxClass
 from .fileio import write_bytes_atomic
@@ -165,15 +166,11 @@ def _meets(a: _Placed, b: _Placed) -> bool:
 
 
 def _merged(spans: Sequence[_Placed]) -> list[_Placed]:
-    """The spans with those that overlap joined into one, until none does."""
-    out: list[_Placed] = []
-    for span in spans:
-        while (other := next((o for o in out if _meets(o, span)), None)) is not None:
-            out.remove(other)
-            span = _Placed(span.corner, min(span.u0, other.u0), min(span.v0, other.v0), max(span.u1, other.u1),
-                           max(span.v1, other.v1))
-        out.append(span)
-    return out
+    """The spans (of one corner) with those that overlap joined into one, until none does (``boxes.joined``)."""
+    if not spans:
+        return []
+    joined_boxes = joined([Box(p.u0, p.v0, p.u1, p.v1) for p in spans])
+    return [_Placed(spans[0].corner, b.x0, b.y0, b.x1, b.y1) for b in joined_boxes]
 
 
 def _laterality_covered(region: Region, images: Sequence[LabelledImage]) -> int:

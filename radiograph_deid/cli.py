@@ -230,7 +230,7 @@ def _regions(args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
     for rule in rules:
         print(f"{rule.name}: {rule.images} images, {len(rule.regions)} region(s), laterality markers inside: "
-              f"{sum(r.laterality for r in rule.regions)}")
+              f"{rule.laterality}")
     print(f"wrote {args.out}; use it with --set detector.known_regions={args.out}")
     return 0
 

@@ -51,6 +51,11 @@ class ProposedRule:
     images: int
     regions: tuple[ProposedRegion, ...]
 
+    @property
+    def laterality(self) -> int:
+        """Laterality labels its regions cover: markers the rule would fill."""
+        return sum(r.laterality for r in self.regions)
+
 
 @dataclass(frozen=True)
 class _Placed:

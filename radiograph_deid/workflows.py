@@ -236,7 +236,7 @@ def propose_round_regions(images: Sequence[SiteImage], dest: Path, cfg: Config) 
         return None
     write_rules(rules, dest, f"{len(labelled)} corrected images of a training round")
     return {"file": str(dest), "rules": [{"name": r.name, "images": r.images, "regions": len(r.regions),
-                                          "laterality_inside": sum(p.laterality for p in r.regions)} for r in rules]}
+                                          "laterality_inside": r.laterality} for r in rules]}
 
 
 def parse_box_label(data: bytes | str, where: str) -> tuple[LabelledBox, ...]:

@@ -34,6 +34,7 @@ from .rulers import SOURCE as RULER
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
 WORD_LENGTH = 1.2  # a capital's most width over its height, spacing included (a bold W; an L or T is 0.7)
+MIRRORED_ALIKE = frozenset("DI")  # one-letter words that are their own mirror image: read in two placements
 INITIALS = 4  # letters and digits stamped beside a marker's letter ("R JS"); more is a word or a name
 DOUBT_GROWTH = 0.2  # of a doubted box's longer side, the box is grown by to hold a glyph it cuts (``sure_letter``)
 
@@ -537,7 +538,10 @@ class LateralityRetainer:
         cannot decide): an "RT" running down the image read "R" upright, surely, and was filled. The
         word must explain as many letters as the crop holds (not the D of "ID"), and as many as the detector
         stage ``read`` in its box: a doubted box on "DOE" cut through the O, read "DO", held one whole letter,
-        and its D was kept as the word for right (droite, derecha)."""
+        and its D was kept as the word for right (droite, derecha). A D or an I (``MIRRORED_ALIKE``) not read
+        upright must read surely in two placements or more, as its mirror image is itself: a ring round an italic
+        "LEFT", the lung dark inside it below the word, read D turned a quarter (0.94) and in no other placement
+        surely, and the LEFT was kept as right; real turned D markers read D in two (0.96-0.99)."""
         if not self.words:
             return ""
         from .detector import orientations
@@ -558,6 +562,10 @@ class LateralityRetainer:
             if len({side_of(w) for _, w in sure if w in self.cfg.vocabulary} - {""}) > 1:
                 return ""  # its placements read both sides (a lit tile's edge "D", its dark letter "L"): no guess
             words = [(conf, w) for conf, w in sure if w in self.words and len(w) >= least]
-            if words:
-                return max(words)[1]
+            if not words:
+                continue
+            word = max(words)[1]
+            if word in MIRRORED_ALIKE and not decides and sum(w == word for _, w in sure) < 2:
+                continue  # one such letter read surely in one placement only: no letter, by its symmetry
+            return word
         return ""

@@ -19,7 +19,7 @@ from radiograph_deid.cli import main
 from radiograph_deid.config import RetentionConfig, load_config
 from radiograph_deid.enums import BoxAction, BoxClass
 from radiograph_deid.evaluate import ImageScore, average_precision, filled_mask, redacted_view, score_image, summarise
-from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component
+from radiograph_deid.glyphs import GLYPH_CLASSES, GlyphClassifier, dominant_component, letters_page
 from radiograph_deid.labels import LabelError, LabelledBox, LabelledImage, patient_split, read_labels, write_labels
 from radiograph_deid.marker_synth import _render_hershey, _render_ttf, _tight, font_files, synthesize
 from radiograph_deid.pipeline import Decided, MarkerDecider
@@ -777,7 +777,6 @@ def test_a_laterality_word_whose_letters_broke_into_pieces_is_kept() -> None:
     no four-letter reading could explain them and the marker was filled (synthetic held-out set). Pieces standing
     over one another across the line are one letter, any way round; letters side by side stay letters ("ID" is
     still two, so its D is no marker)."""
-    from radiograph_deid.glyphs import letters_page
 
     retainer = LateralityRetainer(RetentionConfig())
 
@@ -802,7 +801,6 @@ def test_a_blurred_laterality_word_read_by_the_detector_stage_is_kept_beside_its
     thin as a hair are no letters, and the detector stage's sure reading stands when the box's letters are no
     more and no longer than the word's; not when initials stand beside it ("LT JS", its letters run together
     too)."""
-    from radiograph_deid.glyphs import letters_page
 
     def tile(text: str) -> np.ndarray:
         view = burn(np.full((90, 230), 0.3, np.float32), [Burn(text, 22, 25, 30, 0.85, 9)])
@@ -1592,7 +1590,40 @@ def test_a_word_read_as_both_sides_in_different_placements_is_not_kept() -> None
     retain = LateralityRetainer(RetentionConfig())
     retain._recognizer = Recorded(turned)
     assert retain._word(crop) == ""
-    retain._recognizer = Recorded([r if r[0] != "L" else ("L", 0.5) for r in turned])
+    retain._recognizer = Recorded([r if r[0] != "L" else ("D", 0.9) for r in turned])  # a D, in two placements
+    assert retain._word(crop) == "D"
+
+
+def test_a_d_read_turned_in_one_placement_only_is_no_laterality_word() -> None:
+    """A ring round an italic "LEFT", the lung dark inside it below the word (synthetic, seed 1000): turned a
+    quarter, the crop read "D" (0.94), in no other placement surely, and its letters alone (the dark half disc)
+    read "9" and "e": the LEFT was kept as a right-side marker. A D is its own mirror image, so a real one, turned,
+    reads D in two placements (0.96-0.99 on the synthetic sets' turned D markers); one placement alone is no D.
+    (The readings are the recognizer's, recorded on that crop, in the order ``_word`` asks for them; the image is
+    not shipped: a ring and a dark half disc stand in for it.)"""
+    crop = np.full((130, 150), 150, np.uint8)
+    cv2.circle(crop, (75, 65), 60, 60, -1)
+    crop[:55] = 150
+    cv2.circle(crop, (75, 65), 72, 235, 9)
+    uprights = [("", 0.0), ("C", 0.26)]  # the crop, its letters alone
+    crop_turned = [("D", 0.94), ("", 0.0), ("", 0.0), ("", 0.0), ("C", 0.76), ("建", 0.38), ("D", 0.69)]
+    page_turned = [("の", 0.15), ("o", 0.16), ("e", 0.83), ("C", 0.34), ("e.", 0.71), ("9", 0.99), ("'", 0.40)]
+
+    class Recorded:
+        def __init__(self, *answers: list) -> None:
+            self.answers = list(answers)
+
+        def batch(self, crops: list) -> list:
+            answer = self.answers.pop(0)
+            assert len(answer) == len(crops)
+            return answer
+
+    retain = LateralityRetainer(RetentionConfig())
+    assert letters_page(crop) is not None
+    retain._recognizer = Recorded(uprights, crop_turned, page_turned)
+    assert retain._word(crop) == ""
+    twice = [r if r[0] != "C" else ("D", 0.96) for r in crop_turned]  # as a real D turned reads
+    retain._recognizer = Recorded(uprights, twice)
     assert retain._word(crop) == "D"
 
 

@@ -301,10 +301,11 @@ def _evaluate(args: argparse.Namespace) -> int:
                                       args.data_root) if images else []
         sets.append((f"synthetic held-out ({args.synthetic} images, seed {args.seed})",
                      synthetic_items(bgs, args.synthetic, args.seed)))
-    keywords = KnownRegions.configured(cfg.detector.known_regions).keywords  # the header values rules match on
+    known = KnownRegions.configured(cfg.detector.known_regions)  # read once: rules and the header values they match
+    keywords = known.keywords
     values = {im.file: file_values(args.data_root / im.file, keywords) for im in chosen} if keywords else None
     for title, items in sets:
-        metrics, scores = evaluate(decider, items, verifier, values)
+        metrics, scores = evaluate(decider, items, verifier, values, known)
         print(f"== {title}\n{metrics.table()}\n")
         report[title] = (metrics, scores)
     if args.report:

@@ -32,6 +32,7 @@ import numpy as np
 
 from .boxes import Box, iou
 from .enums import BoxAction, BoxClass
+from .known_regions import KnownRegions
 from .labels import LabelledBox, LabelledImage
 from .retention import normalized_token, side_of
 
@@ -243,19 +244,20 @@ def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: i
 
 
 def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]],  # type: ignore[no-untyped-def]
-             verifier=None, values: Mapping[str, Mapping[str, str]] | None = None) -> tuple[Metrics, list[ImageScore]]:
-    """Run ``redactor.decide`` on each (name, display view, labels), fill the configured known regions that
-    match it as ``redact`` does (``values``: each name's header values, for rules that match on them), and score
-    it against the redactor's laterality vocabulary; with a ``verifier`` (``verify.build_verifier``), also its
-    verdict on the result."""
+             verifier=None, values: Mapping[str, Mapping[str, str]] | None = None,
+             known: KnownRegions | None = None) -> tuple[Metrics, list[ImageScore]]:
+    """Run ``redactor.decide`` on each (name, display view, labels), fill the known regions (``known``, else the
+    configured ones) that match it as ``redact`` does (``values``: each name's header values, for rules that
+    match on them), and score it against the redactor's laterality vocabulary; with a ``verifier``
+    (``verify.build_verifier``), also its verdict on the result."""
     import time
 
-    from .known_regions import KnownRegions, from_rule
+    from .known_regions import from_rule
     from .pipeline import with_known
 
     retention = redactor.cfg.retention
     vocabulary = tuple(retention.vocabulary) if retention.enabled else ()
-    known = KnownRegions.configured(redactor.cfg.detector.known_regions)
+    known = known if known is not None else KnownRegions.configured(redactor.cfg.detector.known_regions)
     scores, detections = [], []
     for name, view, labels in items:
         t = time.perf_counter()

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import cv2
 import numpy as np
 
 from .boxes import Box, iou
@@ -51,6 +52,8 @@ class ImageScore:
     filled_share: float = 0.0  # of the image's pixels, filled black
     excess_share: float = 0.0  # of the image's pixels, filled outside every labelled marker
     wrong_side: int = 0  # kept markers on a laterality label, read as the other side
+    left_labels: list[int] = field(default_factory=list)  # indices of the labels left readable ...
+    unkept_labels: list[int] = field(default_factory=list)  # ... and of the laterality labels not kept
 
 
 @dataclass
@@ -133,7 +136,8 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     words retention keeps (None: every laterality label is one to keep)."""
     filled = filled_mask(shape, decided)
     deid, missed, lat_total, lat_kept, wrong = True, [], 0, 0, 0
-    for lab in labels:
+    left, unkept = [], []
+    for i, lab in enumerate(labels):
         x0, y0, x1, y1 = lab.xyxy
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
         if lab.cls is BoxClass.LATERALITY and _in_vocabulary(lab.text, vocabulary):
@@ -142,10 +146,13 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
                     and _survives(d, filled)]
             if any(_reads_as(d.box.text, lab.text) for d in kept):
                 lat_kept += 1
+            else:
+                unkept.append(i)
             wrong += sum(_other_side(d.box.text, lab.text) for d in kept)
         elif frac < cover:
             deid = False
             missed.append("text")
+            left.append(i)
     false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
                           for lab in labels) for d in decided)
     marked = np.zeros(shape, bool)
@@ -153,7 +160,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
         marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
     return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed,
                       filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()),
-                      wrong_side=wrong)
+                      wrong_side=wrong, left_labels=left, unkept_labels=unkept)
 
 
 def _kept_in(kept, xyxy: Sequence[int]) -> float:  # type: ignore[no-untyped-def]
@@ -245,11 +252,12 @@ def redacted_view(view: np.ndarray, decided: Sequence) -> np.ndarray:  # type: i
 
 def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledBox]]],  # type: ignore[no-untyped-def]
              verifier=None, values: Mapping[str, Mapping[str, str]] | None = None,
-             known: KnownRegions | None = None) -> tuple[Metrics, list[ImageScore]]:
+             known: KnownRegions | None = None, misses: Path | None = None) -> tuple[Metrics, list[ImageScore]]:
     """Run ``redactor.decide`` on each (name, display view, labels), fill the known regions (``known``, else the
     configured ones) that match it as ``redact`` does (``values``: each name's header values, for rules that
     match on them), and score it against the redactor's laterality vocabulary; with a ``verifier``
-    (``verify.build_verifier``), also its verdict on the result."""
+    (``verify.build_verifier``), also its verdict on the result; with ``misses``, each label left readable and
+    each laterality label not kept written there as a before/after crop (``write_misses``)."""
     import time
 
     from .known_regions import from_rule
@@ -269,9 +277,49 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
         if verifier is not None:
             kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
             score.quarantined = bool(verifier(redacted_view(view, decided), kept))
+        if misses is not None:
+            write_misses(misses, name, view, decided, labels, score)
         scores.append(score)
         detections.append((labels, preds))
     return summarise(scores, detections), scores
+
+
+def write_misses(folder: Path, name: str, view: np.ndarray, decided: Sequence, labels: Sequence[LabelledBox],  # type: ignore[type-arg]
+                 score: ImageScore) -> list[Path]:
+    """Each label the image's score lists as left readable (``-left``) or as a laterality marker not kept
+    (``-unkept``), as a PNG under ``folder``: the image around the label before and after the fills, side by
+    side, the label outlined in red. What a site looks at before it trusts the figures: the crops show the text
+    left, so they belong where the images are."""
+    redacted = redacted_view(view, decided)
+    stem = name.replace("/", "__").replace("\\", "__")
+    written = []
+    for kind, indices in (("left", score.left_labels), ("unkept", score.unkept_labels)):
+        for i in indices:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{stem}-{i}-{kind}.png"
+            cv2.imwrite(str(path), before_after(view, redacted, labels[i].xyxy))
+            written.append(path)
+    return written
+
+
+def before_after(view: np.ndarray, redacted: np.ndarray, xyxy: Sequence[int], least: int = 240) -> np.ndarray:
+    """The two views around ``xyxy`` (a margin of the label's longer side, at least 30 px), side by side, the label
+    outlined in red on both, enlarged to ``least`` px high where smaller (BGR, for ``cv2.imwrite``)."""
+    x0, y0, x1, y1 = (int(v) for v in xyxy)
+    m = max(30, x1 - x0, y1 - y0)
+    h, w = view.shape[:2]
+    cx0, cy0, cx1, cy1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
+    panels = []
+    for v in (view, redacted):
+        crop = np.ascontiguousarray(v[cy0:cy1, cx0:cx1])
+        crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR) if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+        scale = max(1, int(np.ceil(least / max(1, crop.shape[0]))))
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        cv2.rectangle(crop, ((x0 - cx0) * scale, (y0 - cy0) * scale), ((x1 - cx0) * scale - 1, (y1 - cy0) * scale - 1),
+                      (0, 0, 255), 1)
+        panels.append(crop)
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+    return np.concatenate([panels[0], gap, panels[1]], axis=1)
 
 
 def labelled_items(images: Sequence[LabelledImage], root: Path) -> Iterator[tuple[str, np.ndarray, Sequence[LabelledBox]]]:

@@ -1435,6 +1435,38 @@ def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: py
     assert main(["evaluate", "--labels", str(tmp_path / "missing.jsonl")]) == 2
 
 
+def test_evaluate_writes_each_marker_left_or_not_kept_as_a_before_after_crop(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture) -> None:
+    """A site scoring its own labelled images wants to see what the figures count, not only the counts (every
+    session looked at its misses crop by crop with a script of its own). ``--misses DIR`` writes each label left
+    readable (``-left``) and each laterality label not kept (``-unkept``) as a before/after crop, the label
+    outlined in red; the report lists the same labels by index. Two labels on bare phantom, which nothing drawn
+    can match, are a text left and a marker not kept."""
+    images = labelled_synthetic(tmp_path, "im", 1200, 1000, range(2), np.random.default_rng(3))
+    free = next((x, 1100) for x in range(40, 900, 60) if all(
+        b.xyxy[2] < x or b.xyxy[0] > x + 100 or b.xyxy[3] < 1060 or b.xyxy[1] > 1160 for b in images[0].boxes))
+    x, y = free
+    fake = (LabelledBox((x, y - 40, x + 60, y - 10), BoxClass.OTHER_MARKER, "nothing drawn here"),
+            LabelledBox((x, y, x + 30, y + 40), BoxClass.LATERALITY, "L"))
+    images[0] = replace(images[0], boxes=images[0].boxes + fake)
+    write_labels(tmp_path / "labels.jsonl", images)
+    report, misses = tmp_path / "report.json", tmp_path / "misses"
+    assert main(["evaluate", "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(tmp_path),
+                 "--split", "all", "--report", str(report), "--misses", str(misses)]) == 0
+    scored = {s["file"]: s for s in json.loads(report.read_text())["images"]}
+    n = len(images[0].boxes)
+    assert n - 2 in scored["im0.png"]["left_labels"] and n - 1 in scored["im0.png"]["unkept_labels"]
+    listed = {f"{f}-{i}-{kind}.png" for f, s in scored.items()
+              for kind in ("left", "unkept") for i in s[f"{kind}_labels"]}
+    assert {p.name for p in misses.iterdir()} == listed
+    crop = cv2.imread(str(misses / f"im0.png-{n - 2}-left.png"))
+    half = (crop.shape[1] - 6) // 2
+    assert crop.shape[0] >= 240 and crop.shape[1] == 2 * half + 6
+    red = (crop[..., 2] == 255) & (crop[..., 1] == 0) & (crop[..., 0] == 0)
+    assert red[:, :half].any() and red[:, half + 6 :].any()  # the label outlined before and after
+    assert f"{len(listed)} markers left or not kept, as crops in {misses}" in capsys.readouterr().out
+
+
 def test_fine_tuning_refuses_to_validate_on_its_training_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     labels = tmp_path / "site.jsonl"
     write_labels(labels, [LabelledImage("a.png", 10, 10)])

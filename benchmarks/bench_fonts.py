@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from radiograph_deid.config import load_config
-from radiograph_deid.evaluate import filled_mask
+from radiograph_deid.evaluate import before_after, filled_mask
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.synthetic import phantom
 
@@ -84,13 +84,10 @@ def _page(font_file: Path, cap: int, seed: int, dark: bool, bitmap: bool
 
 
 def _keep(path: Path, view: np.ndarray, filled: np.ndarray, box: tuple[int, int, int, int]) -> None:
-    """The line and a margin around it, before (top) and after (bottom) the fill."""
-    x0, y0, x1, y1 = box
-    m = 2 * (y1 - y0)
-    window = np.s_[max(0, y0 - m) : y1 + m, max(0, x0 - m) : x1 + m]
-    after = np.where(filled, 0, view)
+    """The line and a margin around it, before and after the fill (``evaluate.before_after``, as ``evaluate
+    --misses`` writes them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.concatenate([view[window], after[window]]))
+    cv2.imwrite(str(path), before_after(view, np.where(filled, 0, view), box))
 
 
 def main() -> None:

@@ -109,9 +109,9 @@ def _evaluate_parser(sub) -> None:  # type: ignore[no-untyped-def]
     e.add_argument("--report", type=Path, help="write per-image scores and metrics as JSON here")
     e.add_argument("--verify", action="store_true", help="also run the safety net (verify.engine) on each redacted "
                    "image: images it would let through with a marker left, clean images it would quarantine")
-    e.add_argument("--misses", type=Path, metavar="DIR", help="write each marker left readable and each laterality "
-                   "marker not kept here, as a before/after crop (they show the text left: keep them where the "
-                   "images are)")
+    e.add_argument("--misses", type=Path, metavar="DIR", help="write each marker left readable, each laterality "
+                   "marker not kept and each false box here, as a before/after crop (they show the text left: keep "
+                   "them where the images are)")
     e.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -309,8 +309,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     values = {im.file: file_values(args.data_root / im.file, keywords) for im in chosen} if keywords else None
     for title, items in sets:
         metrics, scores = evaluate(decider, items, verifier, values, known, args.misses)
-        crops = sum(len(s.left_labels) + len(s.unkept_labels) for s in scores)
-        where = f"\n{crops} markers left or not kept, as crops in {args.misses}" if args.misses else ""
+        crops = sum(len(s.left_labels) + len(s.unkept_labels) + len(s.false_box_xyxy) for s in scores)
+        where = f"\n{crops} markers left or not kept and false boxes, as crops in {args.misses}" if args.misses else ""
         print(f"== {title}\n{metrics.table()}{where}\n")
         report[title] = (metrics, scores)
     if args.report:

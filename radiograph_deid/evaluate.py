@@ -54,6 +54,7 @@ class ImageScore:
     wrong_side: int = 0  # kept markers on a laterality label, read as the other side
     left_labels: list[int] = field(default_factory=list)  # indices of the labels left readable ...
     unkept_labels: list[int] = field(default_factory=list)  # ... and of the laterality labels not kept
+    false_box_xyxy: list[list[int]] = field(default_factory=list)  # the false boxes (no label under them)
 
 
 @dataclass
@@ -153,14 +154,14 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
             deid = False
             missed.append("text")
             left.append(i)
-    false_boxes = sum(all(_overlap(d.box.as_list(), lab.xyxy) < 0.1 and _overlap(lab.xyxy, d.box.as_list()) < 0.1
-                          for lab in labels) for d in decided)
+    false = [d.box.as_list() for d in decided if all(_overlap(d.box.as_list(), lab.xyxy) < 0.1
+                                                     and _overlap(lab.xyxy, d.box.as_list()) < 0.1 for lab in labels)]
     marked = np.zeros(shape, bool)
     for lab in labels:
         marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
-    return ImageScore(file, deid, false_boxes, len(decided), lat_total, lat_kept, missed,
+    return ImageScore(file, deid, len(false), len(decided), lat_total, lat_kept, missed,
                       filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()),
-                      wrong_side=wrong, left_labels=left, unkept_labels=unkept)
+                      wrong_side=wrong, left_labels=left, unkept_labels=unkept, false_box_xyxy=false)
 
 
 def _kept_in(kept, xyxy: Sequence[int]) -> float:  # type: ignore[no-untyped-def]
@@ -287,18 +288,20 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
 def write_misses(folder: Path, name: str, view: np.ndarray, decided: Sequence, labels: Sequence[LabelledBox],  # type: ignore[type-arg]
                  score: ImageScore) -> list[Path]:
     """Each label the image's score lists as left readable (``-left``) or as a laterality marker not kept
-    (``-unkept``), as a PNG under ``folder``: the image around the label before and after the fills, side by
-    side, the label outlined in red. What a site looks at before it trusts the figures: the crops show the text
-    left, so they belong where the images are."""
+    (``-unkept``), and each false box (``-false``, numbered in the image), as a PNG under ``folder``: the image
+    around the label or box before and after the fills, side by side, it outlined in red. What a site looks at
+    before it trusts the figures: the crops show the text left, so they belong where the images are."""
     redacted = redacted_view(view, decided)
     stem = name.replace("/", "__").replace("\\", "__")
+    crops = [(f"{i}-{kind}", labels[i].xyxy) for kind, indices in (("left", score.left_labels),
+                                                                  ("unkept", score.unkept_labels)) for i in indices]
+    crops += [(f"{k}-false", xyxy) for k, xyxy in enumerate(score.false_box_xyxy)]
     written = []
-    for kind, indices in (("left", score.left_labels), ("unkept", score.unkept_labels)):
-        for i in indices:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{stem}-{i}-{kind}.png"
-            cv2.imwrite(str(path), before_after(view, redacted, labels[i].xyxy))
-            written.append(path)
+    for suffix, xyxy in crops:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}-{suffix}.png"
+        cv2.imwrite(str(path), before_after(view, redacted, xyxy))
+        written.append(path)
     return written
 
 

@@ -1435,13 +1435,14 @@ def test_evaluate_command_on_a_generated_labelled_set(tmp_path: Path, capsys: py
     assert main(["evaluate", "--labels", str(tmp_path / "missing.jsonl")]) == 2
 
 
-def test_evaluate_writes_each_marker_left_or_not_kept_as_a_before_after_crop(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_writes_each_marker_left_or_not_kept_and_each_false_box_as_a_before_after_crop(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A site scoring its own labelled images wants to see what the figures count, not only the counts (every
     session looked at its misses crop by crop with a script of its own). ``--misses DIR`` writes each label left
-    readable (``-left``) and each laterality label not kept (``-unkept``) as a before/after crop, the label
-    outlined in red; the report lists the same labels by index. Two labels on bare phantom, which nothing drawn
-    can match, are a text left and a marker not kept."""
+    readable (``-left``), each laterality label not kept (``-unkept``) and each false box (``-false``) as a
+    before/after crop, outlined in red; the report lists the same labels by index and the false boxes by their
+    corners. Two labels on bare phantom, which nothing drawn can match, are a text left and a marker not kept;
+    the largest text of the other image, its label dropped, is boxed where no label is: a false box."""
     images = labelled_synthetic(tmp_path, "im", 1200, 1000, range(2), np.random.default_rng(3))
     free = next((x, 1100) for x in range(40, 900, 60) if all(
         b.xyxy[2] < x or b.xyxy[0] > x + 100 or b.xyxy[3] < 1060 or b.xyxy[1] > 1160 for b in images[0].boxes))
@@ -1449,6 +1450,9 @@ def test_evaluate_writes_each_marker_left_or_not_kept_as_a_before_after_crop(tmp
     fake = (LabelledBox((x, y - 40, x + 60, y - 10), BoxClass.OTHER_MARKER, "nothing drawn here"),
             LabelledBox((x, y, x + 30, y + 40), BoxClass.LATERALITY, "L"))
     images[0] = replace(images[0], boxes=images[0].boxes + fake)
+    texts = [b for b in images[1].boxes if b.cls is BoxClass.OTHER_MARKER]
+    dropped = max(texts, key=lambda b: (b.xyxy[2] - b.xyxy[0]) * (b.xyxy[3] - b.xyxy[1]))
+    images[1] = replace(images[1], boxes=tuple(b for b in images[1].boxes if b is not dropped))
     write_labels(tmp_path / "labels.jsonl", images)
     report, misses = tmp_path / "report.json", tmp_path / "misses"
     assert main(["evaluate", "--labels", str(tmp_path / "labels.jsonl"), "--data-root", str(tmp_path),
@@ -1456,15 +1460,20 @@ def test_evaluate_writes_each_marker_left_or_not_kept_as_a_before_after_crop(tmp
     scored = {s["file"]: s for s in json.loads(report.read_text())["images"]}
     n = len(images[0].boxes)
     assert n - 2 in scored["im0.png"]["left_labels"] and n - 1 in scored["im0.png"]["unkept_labels"]
+    falses = scored["im1.png"]["false_box_xyxy"]
+    x0, y0, x1, y1 = dropped.xyxy
+    assert len(falses) == scored["im1.png"]["false_boxes"]
+    assert any(min(b[2], x1) > max(b[0], x0) and min(b[3], y1) > max(b[1], y0) for b in falses)  # on the text
     listed = {f"{f}-{i}-{kind}.png" for f, s in scored.items()
               for kind in ("left", "unkept") for i in s[f"{kind}_labels"]}
+    listed |= {f"{f}-{k}-false.png" for f, s in scored.items() for k in range(len(s["false_box_xyxy"]))}
     assert {p.name for p in misses.iterdir()} == listed
     crop = cv2.imread(str(misses / f"im0.png-{n - 2}-left.png"))
     half = (crop.shape[1] - 6) // 2
     assert crop.shape[0] >= 240 and crop.shape[1] == 2 * half + 6
     red = (crop[..., 2] == 255) & (crop[..., 1] == 0) & (crop[..., 0] == 0)
     assert red[:, :half].any() and red[:, half + 6 :].any()  # the label outlined before and after
-    assert f"{len(listed)} markers left or not kept, as crops in {misses}" in capsys.readouterr().out
+    assert f"{len(listed)} markers left or not kept and false boxes, as crops in {misses}" in capsys.readouterr().out
 
 
 def test_fine_tuning_refuses_to_validate_on_its_training_images(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

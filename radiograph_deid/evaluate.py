@@ -136,8 +136,7 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
     """Score one image's decisions (``pipeline.Decided``) against its labels; ``vocabulary``: the laterality
     words retention keeps (None: every laterality label is one to keep)."""
     filled = filled_mask(shape, decided)
-    deid, missed, lat_total, lat_kept, wrong = True, [], 0, 0, 0
-    left, unkept = [], []
+    lat_total, wrong, left, unkept = 0, 0, [], []
     for i, lab in enumerate(labels):
         x0, y0, x1, y1 = lab.xyxy
         frac = float(filled[y0:y1, x0:x1].mean()) if (y1 > y0 and x1 > x0) else 1.0
@@ -145,23 +144,20 @@ def score_image(file: str, shape: tuple[int, int], labels: Sequence[LabelledBox]
             lat_total += 1
             kept = [d for d in decided if d.action is BoxAction.KEPT_LATERALITY and _kept_in(d, lab.xyxy) > 0.5
                     and _survives(d, filled)]
-            if any(_reads_as(d.box.text, lab.text) for d in kept):
-                lat_kept += 1
-            else:
+            if not any(_reads_as(d.box.text, lab.text) for d in kept):
                 unkept.append(i)
             wrong += sum(_other_side(d.box.text, lab.text) for d in kept)
         elif frac < cover:
-            deid = False
-            missed.append("text")
             left.append(i)
     false = [d.box.as_list() for d in decided if all(_overlap(d.box.as_list(), lab.xyxy) < 0.1
                                                      and _overlap(lab.xyxy, d.box.as_list()) < 0.1 for lab in labels)]
     marked = np.zeros(shape, bool)
     for lab in labels:
         marked[lab.xyxy[1] : lab.xyxy[3], lab.xyxy[0] : lab.xyxy[2]] = True
-    return ImageScore(file, deid, len(false), len(decided), lat_total, lat_kept, missed,
-                      filled_share=float(filled.mean()), excess_share=float((filled & ~marked).mean()),
-                      wrong_side=wrong, left_labels=left, unkept_labels=unkept, false_box_xyxy=false)
+    return ImageScore(file, not left, len(false), len(decided), lat_total, lat_total - len(unkept),
+                      ["text"] * len(left), filled_share=float(filled.mean()),
+                      excess_share=float((filled & ~marked).mean()), wrong_side=wrong, left_labels=left,
+                      unkept_labels=unkept, false_box_xyxy=false)
 
 
 def _kept_in(kept, xyxy: Sequence[int]) -> float:  # type: ignore[no-untyped-def]
@@ -257,8 +253,8 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
     """Run ``redactor.decide`` on each (name, display view, labels), fill the known regions (``known``, else the
     configured ones) that match it as ``redact`` does (``values``: each name's header values, for rules that
     match on them), and score it against the redactor's laterality vocabulary; with a ``verifier``
-    (``verify.build_verifier``), also its verdict on the result; with ``misses``, each label left readable and
-    each laterality label not kept written there as a before/after crop (``write_misses``)."""
+    (``verify.build_verifier``), also its verdict on the result; with ``misses``, each label left readable, each
+    laterality label not kept and each false box written there as a before/after crop (``write_misses``)."""
     import time
 
     from .known_regions import from_rule
@@ -275,30 +271,32 @@ def evaluate(redactor, items: Iterable[tuple[str, np.ndarray, Sequence[LabelledB
         preds = [(d.box, d.box.score) for d in decided if not from_rule(d.box.source)]  # the detectors' own boxes
         score = score_image(name, view.shape[:2], labels, decided, vocabulary=vocabulary)
         score.seconds = time.perf_counter() - t
+        redacted = redacted_view(view, decided) if verifier is not None or misses is not None else None
         if verifier is not None:
             kept = [d.box for d in decided if d.action is BoxAction.KEPT_LATERALITY]
-            score.quarantined = bool(verifier(redacted_view(view, decided), kept))
+            score.quarantined = bool(verifier(redacted, kept))
         if misses is not None:
-            write_misses(misses, name, view, decided, labels, score)
+            write_misses(misses, name, view, redacted, labels, score)
         scores.append(score)
         detections.append((labels, preds))
     return summarise(scores, detections), scores
 
 
-def write_misses(folder: Path, name: str, view: np.ndarray, decided: Sequence, labels: Sequence[LabelledBox],  # type: ignore[type-arg]
+def write_misses(folder: Path, name: str, view: np.ndarray, redacted: np.ndarray, labels: Sequence[LabelledBox],
                  score: ImageScore) -> list[Path]:
     """Each label the image's score lists as left readable (``-left``) or as a laterality marker not kept
     (``-unkept``), and each false box (``-false``, numbered in the image), as a PNG under ``folder``: the image
-    around the label or box before and after the fills, side by side, it outlined in red. What a site looks at
-    before it trusts the figures: the crops show the text left, so they belong where the images are."""
-    redacted = redacted_view(view, decided)
+    around the label or box before and after the fills (``redacted``: ``redacted_view``), side by side, it
+    outlined in red. What a site looks at before it trusts the figures: the crops show the text left, so they
+    belong where the images are."""
     stem = name.replace("/", "__").replace("\\", "__")
     crops = [(f"{i}-{kind}", labels[i].xyxy) for kind, indices in (("left", score.left_labels),
                                                                   ("unkept", score.unkept_labels)) for i in indices]
     crops += [(f"{k}-false", xyxy) for k, xyxy in enumerate(score.false_box_xyxy)]
+    if crops:
+        folder.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, xyxy in crops:
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stem}-{suffix}.png"
         cv2.imwrite(str(path), before_after(view, redacted, xyxy))
         written.append(path)

@@ -54,6 +54,38 @@ def to_display(px: PixelFrames, index: int = 0) -> np.ndarray:
     return 255 - view if px.inverse_display else view
 
 
+COLOUR_CHROMA = 64  # a pixel's brightest channel over its darkest: a stroke of colour, not tinted grey or JPEG noise
+COLOUR_STROKE_PX = 9  # coloured areas an opening this wide leaves are an image's own (a Doppler map, a photograph)
+BROAD_COLOUR_SHARE = 0.001  # a view with more of them than this is a colour image: its fragments are no lettering
+GROUND_PX = 31  # the window a stroke's ground is measured over
+
+
+def colour_strokes_shown(view: np.ndarray) -> np.ndarray:
+    """The view with thin strokes of colour on grey ground (a viewer's yellow or cyan overlay, a red annotation on
+    a secondary capture) set to black or white, whichever stands further from their ground.
+
+    The detectors and the safety net look at luminance, where a cyan line on a lung of the same brightness does not
+    show (measured: an 11-px cyan date on a radiograph neither filled nor seen by the safety net). Broad colour (a
+    Doppler map, a colour bar, a photograph) makes a colour image, whose thin fragments of colour are no lettering
+    (a Doppler map's fringes turned white): such views, and grey ones, are returned as they are."""
+    if view.ndim != 3:
+        return view
+    rgb = view[..., :3]
+    coloured = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)) >= COLOUR_CHROMA
+    if not coloured.any():
+        return view
+    kernel = np.ones((COLOUR_STROKE_PX, COLOUR_STROKE_PX), np.uint8)
+    if cv2.morphologyEx(coloured.astype(np.uint8), cv2.MORPH_OPEN, kernel).mean() > BROAD_COLOUR_SHARE:
+        return view
+    grey = (~coloured).astype(np.float32)
+    lum = to_gray(view).astype(np.float32)
+    window = (GROUND_PX, GROUND_PX)
+    ground = cv2.blur(lum * grey, window) / np.maximum(cv2.blur(grey, window), 1e-3)
+    shown = view.copy()
+    shown[coloured] = np.where(ground[coloured] >= 128, 0, 255)[:, None].astype(view.dtype)
+    return shown
+
+
 def to_gray(view: np.ndarray) -> np.ndarray:
     """Luminance of a display view (a no-op for monochrome)."""
     if view.ndim == 2:

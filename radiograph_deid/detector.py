@@ -241,10 +241,10 @@ class RulerDetector:
     detectors. It has no settings: what counts as a ruler is ``rulers.RulerGeometry``."""
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
-        from .pixels.display import to_gray
+        from .pixels.display import detector_gray
         from .rulers import find_rulers_any_size
 
-        return [(box, BoxAction.REDACTED) for box in find_rulers_any_size(to_gray(view))]
+        return [(box, BoxAction.REDACTED) for box in find_rulers_any_size(detector_gray(view))]
 
 
 @register("ruler")
@@ -258,9 +258,9 @@ class CornerIconDetector:
     counts as one is ``corner_icons.IconGeometry``."""
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
-        from .pixels.display import to_gray
+        from .pixels.display import detector_gray
 
-        return [(box, BoxAction.REDACTED) for box in find_corner_icons(to_gray(view))]
+        return [(box, BoxAction.REDACTED) for box in find_corner_icons(detector_gray(view))]
 
 
 @register("corner-icon")
@@ -297,9 +297,9 @@ class MarkerDetector:
         self.recognizer = None  # loaded when an unsure box first needs reading
 
     def __call__(self, view: np.ndarray) -> list[tuple[Box, BoxAction]]:
-        from .pixels.display import to_gray
+        from .pixels.display import detector_gray
 
-        gray = to_gray(view)
+        gray = detector_gray(view)
         rows = self.search(gray)
         h, w = view.shape[:2]
         boxes: list[Box] = []

@@ -30,7 +30,7 @@ from .glyphs import lone_disc, lone_ring
 from .known_regions import KnownRegions
 from .output_names import OutputNamer
 from .pixels import NoPixelData, PixelDataError, PixelFrames, decode_dataset, fill_boxes, frames_from_array, to_display
-from .pixels.display import colour_strokes_shown, to_gray
+from .pixels.display import detector_gray
 from .pseudonym import Pseudonymizer, load_or_create_key
 from .records import ImageRecord, box_record
 from .retention import (LateralityRetainer, RetentionResult, laterality_mismatch, normalized_token, side_of,
@@ -212,8 +212,7 @@ class MarkerDecider:
         ``detector.doubt_threshold`` (filled when read)."""
         if modality.strip().upper() in self.cfg.detector.doubt_modalities:
             return self._doubter().decide(view, retain)
-        view = colour_strokes_shown(view)
-        gray = to_gray(view)
+        gray = detector_gray(view)
         found = self._rings_spared(gray, self.detector(view))
         rejected = [(b, a) for b, a in found if a is BoxAction.REJECTED]
         text = [b for b, a in found if a is not BoxAction.REJECTED]

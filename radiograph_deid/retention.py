@@ -29,7 +29,7 @@ from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
                      figure_side, glyph_components, ink_page, leading_glyph, letters_page, rotational_symmetry,
                      stroke_components, word_inks, word_letter_at)
-from .pixels.display import to_gray
+from .pixels.display import detector_gray
 from .rulers import SOURCE as RULER
 
 SYMMETRIC = 0.92  # rotational symmetry from which a glyph is a shape, not a letter (glyphs.rotational_symmetry)
@@ -209,7 +209,7 @@ class LateralityRetainer:
 
     def __call__(self, view: np.ndarray, boxes: Sequence[Box]) -> list[RetentionResult]:
         """Decide each detected box: keep an isolated laterality glyph, redact everything else."""
-        gray = to_gray(view)
+        gray = detector_gray(view)
         return self._isolated(gray, self._marker_sized([res for box in boxes for res in self._decided(gray, box)],
                                                        gray.shape[:2]))
 

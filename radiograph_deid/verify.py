@@ -16,7 +16,7 @@ import numpy as np
 from . import tesseract
 from .boxes import Box
 from .config import VerifyConfig
-from .pixels.display import colour_strokes_shown, to_gray
+from .pixels.display import detector_gray
 
 
 class VerifierUnavailable(RuntimeError):
@@ -46,7 +46,7 @@ class TesseractVerifier:
         self.cfg = cfg
 
     def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
-        gray = to_gray(colour_strokes_shown(view)).copy()
+        gray = detector_gray(view).copy()
         for box in kept:  # a kept marker is allowed to stay readable
             gray[box.y0 : box.y1, box.x0 : box.x1] = 0
         h, w = gray.shape
@@ -104,7 +104,7 @@ class RapidOCRVerifier:
     def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
         from .detector import read_any_orientation
 
-        gray = to_gray(colour_strokes_shown(view)).copy()
+        gray = detector_gray(view).copy()
         for box in kept:
             gray[box.y0 : box.y1, box.x0 : box.x1] = 0
         h, w = gray.shape

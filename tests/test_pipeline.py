@@ -1004,8 +1004,8 @@ def _in_colour_alone(scale: float, size: int) -> tuple[np.ndarray, np.ndarray, n
 
 def test_text_in_colour_alone_is_filled() -> None:
     """A cyan line as bright as the lung under it: the marker detector sees luminance and the OCR detector a view
-    reduced 2.5 times, and neither filled it (13-16 px on a 2400-px export). Thin colour on grey ground is now shown
-    to them black or white, whichever stands out from it (``pixels.display.colour_strokes_shown``)."""
+    reduced 2.5 times, and neither filled it (13-16 px on a 2400-px export). Thin colour on grey ground now shows
+    black or white, whichever stands out from it, in the grey view they see (``pixels.display.detector_gray``)."""
     from radiograph_deid.evaluate import filled_mask
     from radiograph_deid.pipeline import MarkerDecider
 

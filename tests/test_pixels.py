@@ -105,22 +105,22 @@ def test_ybr_jpeg_baseline_is_converted_to_rgb() -> None:
 
 
 def test_thin_colour_on_grey_is_shown_black_or_white_and_broad_colour_as_it_is() -> None:
-    """What the detectors and the safety net see of colour: a viewer's teal "SIEMENS" on the black margin of an
-    ultrasound shown white, and nothing else of that image changed; an echo with a Doppler map and a colour bar
-    (broad colour, whose thin fringes are no lettering) and a grey view left as they are."""
+    """The grey view the luminance detectors and the safety net see of a colour image: a viewer's teal "SIEMENS"
+    on the black margin of an ultrasound shows white, and nothing else differs from its luminance; an echo with a
+    Doppler map and a colour bar (broad colour, whose thin fringes are no lettering) is its luminance as it is."""
     from radiograph_deid.fileio import read_view
-    from radiograph_deid.pixels.display import colour_strokes_shown
+    from radiograph_deid.pixels.display import detector_gray, to_gray
 
     view, _ = read_view(deid_data("ultrasounds/RGB_IMAGE.dcm"))
     rgb = view.astype(int)
     teal = (rgb.max(axis=2) - rgb.min(axis=2)) >= 64
-    shown = colour_strokes_shown(view)
-    assert teal.sum() > 300 and (shown[teal] == 255).all()
-    assert np.array_equal(shown[~teal], view[~teal])
+    gray = detector_gray(view)
+    assert teal.sum() > 300 and (gray[teal] == 255).all() and (to_gray(view)[teal] < 255).all()
+    assert np.array_equal(gray[~teal], to_gray(view)[~teal])
     echo, _ = read_view(deid_data("ultrasounds/ultrasound-multiframe.dcm"), 10**8, 100)
-    assert colour_strokes_shown(echo) is echo
+    assert np.array_equal(detector_gray(echo), to_gray(echo))
     grey = echo[..., 1].copy()
-    assert colour_strokes_shown(grey) is grey
+    assert detector_gray(grey) is grey
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))

@@ -60,34 +60,46 @@ BROAD_COLOUR_SHARE = 0.001  # a view with more of them than this is a colour ima
 GROUND_PX = 31  # the window a stroke's ground is measured over
 
 
-def colour_strokes_shown(view: np.ndarray) -> np.ndarray:
-    """The view with thin strokes of colour on grey ground (a viewer's yellow or cyan overlay, a red annotation on
-    a secondary capture) set to black or white, whichever stands further from their ground.
+def detector_gray(view: np.ndarray) -> np.ndarray:
+    """The grey view the luminance detectors, retention and the safety net look at: the view's luminance
+    (``to_gray``), where in a colour view thin strokes of colour on grey ground (a viewer's yellow or cyan overlay,
+    a red annotation on a secondary capture) show black or white, whichever stands further from their ground.
 
-    The detectors and the safety net look at luminance, where a cyan line on a lung of the same brightness does not
-    show (measured: an 11-px cyan date on a radiograph neither filled nor seen by the safety net). Broad colour (a
-    Doppler map, a colour bar, a photograph) makes a colour image, whose thin fragments of colour are no lettering
-    (a Doppler map's fringes turned white): such views, and grey ones, are returned as they are."""
-    if view.ndim != 3:
-        return view
-    rgb = view[..., :3]
-    coloured = (rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)) >= COLOUR_CHROMA
-    if not coloured.any():
-        return view
-    kernel = np.ones((COLOUR_STROKE_PX, COLOUR_STROKE_PX), np.uint8)
-    if cv2.morphologyEx(coloured.astype(np.uint8), cv2.MORPH_OPEN, kernel).mean() > BROAD_COLOUR_SHARE:
-        return view
-    grey = (~coloured).astype(np.float32)
-    lum = to_gray(view).astype(np.float32)
-    window = (GROUND_PX, GROUND_PX)
-    ground = cv2.blur(lum * grey, window) / np.maximum(cv2.blur(grey, window), 1e-3)
-    shown = view.copy()
-    shown[coloured] = np.where(ground[coloured] >= 128, 0, 255)[:, None].astype(view.dtype)
+    In luminance alone a cyan line on a lung of the same brightness is not there (measured: an 11-px cyan date on
+    a radiograph neither filled nor seen by the safety net). Broad colour (a Doppler map, a colour bar, a
+    photograph) makes a colour image, whose thin fragments of colour are no lettering (a Doppler map's fringes
+    turned white): such views get their luminance as it is. The OCR text detector, an RGB network, sees the colours
+    themselves."""
+    gray = to_gray(view)
+    strokes = _thin_colour(view) if view.ndim == 3 else None
+    if strokes is None:
+        return gray
+    window = (GROUND_PX, GROUND_PX)  # the ground: the mean of the grey pixels around, the strokes left out
+    summed = cv2.blur(np.where(strokes, 0, gray).astype(np.uint8), window)[strokes].astype(np.float32)
+    share = cv2.blur(np.where(strokes, 0, 255).astype(np.uint8), window)[strokes].astype(np.float32)
+    ground = 255 * summed / np.maximum(share, 1)
+    shown = gray.copy()
+    shown[strokes] = np.where(ground >= 128, 0, 255).astype(np.uint8)
     return shown
 
 
+def _thin_colour(view: np.ndarray) -> np.ndarray | None:
+    """The mask of a colour view's coloured pixels when they are all thin strokes (none broad over
+    ``BROAD_COLOUR_SHARE`` of the view), else None."""
+    channels = cv2.split(np.ascontiguousarray(view[..., :3]))
+    chroma = cv2.subtract(cv2.max(cv2.max(channels[0], channels[1]), channels[2]),
+                          cv2.min(cv2.min(channels[0], channels[1]), channels[2]))
+    coloured = chroma >= COLOUR_CHROMA
+    if not coloured.any():
+        return None
+    kernel = np.ones((COLOUR_STROKE_PX, COLOUR_STROKE_PX), np.uint8)
+    if cv2.morphologyEx(coloured.view(np.uint8), cv2.MORPH_OPEN, kernel).mean() > BROAD_COLOUR_SHARE:
+        return None
+    return coloured
+
+
 def to_gray(view: np.ndarray) -> np.ndarray:
-    """Luminance of a display view (a no-op for monochrome)."""
+    """Luminance of a display view (a no-op for monochrome); of a whole image, ``detector_gray`` shows colour too."""
     if view.ndim == 2:
         return view
     return (view[..., 0] * 0.299 + view[..., 1] * 0.587 + view[..., 2] * 0.114).astype(np.uint8)

@@ -86,3 +86,33 @@ def crash_hook(tmp_path: Path) -> Path:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(CRASH_HOOK)
     return hook
+
+
+def in_colour_alone(scale: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A real CR chest (pydicom-data RG1) as an RGB export, "DOE, JANE 12.03.1961" written over a lung in cyan of
+    each pixel's own brightness: (the RGB view, its luminance without the line, the line's ink). The line is there
+    in colour alone: the luminance is the same, pixel for pixel, with it or without it."""
+    import cv2
+    from PIL import Image, ImageDraw, ImageFont
+
+    from radiograph_deid.fileio import read_view
+    from radiograph_deid.pixels.display import to_gray
+
+    gray, _ = read_view(pydicom_data("RG1_UNCR.dcm"))
+    gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    font, text = ImageFont.load_default(size=size), "DOE, JANE 12.03.1961"
+    x0, y0, x1, y1 = font.getbbox(text)
+    h, w = gray.shape
+    x, y = next((x, y) for y in range(h // 5, 4 * h // 5, 4) for x in range(w // 10, w - x1 - w // 10, 4)
+                if 60 <= gray[y + y0 - 2 : y + y1 + 2, x + x0 - 2 : x + x1 + 2].min()
+                and gray[y + y0 - 2 : y + y1 + 2, x + x0 - 2 : x + x1 + 2].max() <= 170)  # a lung, not a rib
+    page = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(page).text((x, y), text, fill=255, font=font)
+    ink = np.asarray(page) > 127
+    rgb = np.dstack([gray] * 3)
+    lum = to_gray(rgb)
+    k = np.arange(256)
+    cyan = np.array([k[(k * 0.587 + k * 0.114).astype(np.uint8) >= v][0] for v in range(179)], np.uint8)
+    rgb[ink] = np.stack([np.zeros(int(ink.sum()), np.uint8), cyan[lum[ink]], cyan[lum[ink]]], axis=1)
+    assert np.array_equal(to_gray(rgb), lum)
+    return rgb, lum, ink

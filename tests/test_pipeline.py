@@ -27,7 +27,7 @@ from radiograph_deid.folder_run import run, settings_digest
 from radiograph_deid.pipeline import Redactor
 from radiograph_deid.synthetic import FAKE_PHI, Burn, burn, make_dataset, phantom, sample_radiograph, to_stored
 
-from .conftest import crash_hook, deid_data, pydicom_data, sha256, tree_hashes
+from .conftest import crash_hook, deid_data, in_colour_alone, pydicom_data, sha256, tree_hashes
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample"
 US_PHI = ["ZZZ", "PATIENT", "CLEVELAN", "0007924", "1951", "DOWNTIME", "MARY", "00047431395", "120907058", "2020"]
@@ -973,35 +973,6 @@ def test_verifier_quarantines_text_the_detector_missed(job, tmp_path: Path) -> N
     assert sha256(Path(f"{(tmp_path / 'out').resolve()}_quarantine") / "x.dcm") == sha256(inp / "x.dcm")
 
 
-def _in_colour_alone(scale: float, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A real CR chest (pydicom-data RG1) as an RGB export, "DOE, JANE 12.03.1961" written over a lung in cyan of
-    each pixel's own brightness: (the RGB view, its luminance without the line, the line's ink). The line is there
-    in colour alone: the luminance is the same, pixel for pixel, with it or without it."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from radiograph_deid.fileio import read_view
-    from radiograph_deid.pixels.display import to_gray
-
-    gray, _ = read_view(pydicom_data("RG1_UNCR.dcm"))
-    gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    font, text = ImageFont.load_default(size=size), "DOE, JANE 12.03.1961"
-    x0, y0, x1, y1 = font.getbbox(text)
-    h, w = gray.shape
-    x, y = next((x, y) for y in range(h // 5, 4 * h // 5, 4) for x in range(w // 10, w - x1 - w // 10, 4)
-                if 60 <= gray[y + y0 - 2 : y + y1 + 2, x + x0 - 2 : x + x1 + 2].min()
-                and gray[y + y0 - 2 : y + y1 + 2, x + x0 - 2 : x + x1 + 2].max() <= 170)  # a lung, not a rib
-    page = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(page).text((x, y), text, fill=255, font=font)
-    ink = np.asarray(page) > 127
-    rgb = np.dstack([gray] * 3)
-    lum = to_gray(rgb)
-    k = np.arange(256)
-    cyan = np.array([k[(k * 0.587 + k * 0.114).astype(np.uint8) >= v][0] for v in range(179)], np.uint8)
-    rgb[ink] = np.stack([np.zeros(int(ink.sum()), np.uint8), cyan[lum[ink]], cyan[lum[ink]]], axis=1)
-    assert np.array_equal(to_gray(rgb), lum)
-    return rgb, lum, ink
-
-
 def test_text_in_colour_alone_is_filled() -> None:
     """A cyan line as bright as the lung under it: the marker detector sees luminance and the OCR detector a view
     reduced 2.5 times, and neither filled it (13-16 px on a 2400-px export). Thin colour on grey ground now shows
@@ -1009,7 +980,7 @@ def test_text_in_colour_alone_is_filled() -> None:
     from radiograph_deid.evaluate import filled_mask
     from radiograph_deid.pipeline import MarkerDecider
 
-    rgb, _, ink = _in_colour_alone(1.25, 14)
+    rgb, _, ink = in_colour_alone(1.25, 14)
     assert max(rgb.shape[:2]) > 2400
     filled = filled_mask(rgb.shape[:2], MarkerDecider(load_config()).decide(rgb)[1])
     assert filled[ink].mean() > 0.95
@@ -1020,7 +991,7 @@ def test_the_safety_net_reads_text_in_colour_alone() -> None:
     detectors left it on was written. It reads colour on grey ground now as the detectors see it."""
     from radiograph_deid.verify import build_verifier
 
-    rgb, lum, ink = _in_colour_alone(0.5, 22)
+    rgb, lum, ink = in_colour_alone(0.5, 22)
     ys, xs = np.nonzero(ink)
     line = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     verifier = build_verifier(load_config().verify)

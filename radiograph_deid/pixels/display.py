@@ -58,15 +58,18 @@ COLOUR_CHROMA = 64  # a pixel's brightest channel over its darkest: a stroke of 
 COLOUR_STROKE_PX = 9  # coloured areas an opening this wide leaves are an image's own (a Doppler map, a photograph)
 BROAD_COLOUR_SHARE = 0.001  # a view with more of them than this is a colour image: its fragments are no lettering
 GROUND_PX = 31  # the window a stroke's ground is measured over
+STANDS_OUT = 48  # a stroke this far from its ground in luminance (on average) is seen there already
 
 
 def detector_gray(view: np.ndarray) -> np.ndarray:
     """The grey view the luminance detectors, retention and the safety net look at: the view's luminance
-    (``to_gray``), where in a colour view thin strokes of colour on grey ground (a viewer's yellow or cyan overlay,
-    a red annotation on a secondary capture) show black or white, whichever stands further from their ground.
+    (``to_gray``), where in a colour view a thin stroke of colour on grey ground that does not stand out from that
+    ground (a viewer's cyan or orange line over a lung as bright as itself) shows black or white, whichever stands
+    further from it.
 
-    In luminance alone a cyan line on a lung of the same brightness is not there (measured: an 11-px cyan date on
-    a radiograph neither filled nor seen by the safety net). Broad colour (a Doppler map, a colour bar, a
+    In luminance alone such a line is not there (measured: an 11-px cyan date on a radiograph neither filled nor
+    seen by the safety net). Strokes that stand out already (yellow on a black margin) are left as they are: shown
+    white, a photographed screen's overlay cost reads for nothing. Broad colour (a Doppler map, a colour bar, a
     photograph) makes a colour image, whose thin fragments of colour are no lettering (a Doppler map's fringes
     turned white): such views get their luminance as it is. The OCR text detector, an RGB network, sees the colours
     themselves."""
@@ -74,13 +77,26 @@ def detector_gray(view: np.ndarray) -> np.ndarray:
     strokes = _thin_colour(view) if view.ndim == 3 else None
     if strokes is None:
         return gray
-    window = (GROUND_PX, GROUND_PX)  # the ground: the mean of the grey pixels around, the strokes left out
+    shown = gray.copy()
+    shown[strokes] = _shown_values(gray, strokes)
+    return shown
+
+
+def _shown_values(gray: np.ndarray, strokes: np.ndarray) -> np.ndarray:
+    """The grey value of each stroke pixel (``gray[strokes]``): as it is where its stroke (8-connected) stands
+    ``STANDS_OUT`` from its ground on average, else 0 on bright ground and 255 on dark. The ground is the mean of
+    the grey pixels within ``GROUND_PX``, the strokes left out."""
+    window = (GROUND_PX, GROUND_PX)
     summed = cv2.blur(np.where(strokes, 0, gray).astype(np.uint8), window)[strokes].astype(np.float32)
     share = cv2.blur(np.where(strokes, 0, 255).astype(np.uint8), window)[strokes].astype(np.float32)
     ground = 255 * summed / np.maximum(share, 1)
-    shown = gray.copy()
-    shown[strokes] = np.where(ground >= 128, 0, 255).astype(np.uint8)
-    return shown
+    _, labels = cv2.connectedComponents(strokes.view(np.uint8), connectivity=8)
+    stroke = labels[strokes]
+    pixels = np.maximum(np.bincount(stroke), 1)
+    lum = gray[strokes]
+    faint = np.bincount(stroke, weights=np.abs(lum - ground)) / pixels < STANDS_OUT
+    bright_ground = np.bincount(stroke, weights=ground) / pixels >= 128
+    return np.where(faint[stroke], np.where(bright_ground[stroke], 0, 255), lum).astype(np.uint8)
 
 
 def _thin_colour(view: np.ndarray) -> np.ndarray | None:

@@ -1,6 +1,7 @@
 """Photographed screens: a viewer's overlay text on a radiograph shown on a monitor, photographed with a phone.
 
-    python benchmarks/bench_screens.py [--images 24] [--set KEY=VALUE] [--out benchmarks/results/screens.json]
+    python benchmarks/bench_screens.py [--images 24] [--tilt DEGREES] [--set KEY=VALUE]
+        [--out benchmarks/results/screens.json]
 
 Radiographs reach research sets as phone photographs of a reading-room monitor too. The viewer's overlay (patient
 name, ID, birth date, accession number, institution, study date, window/level, zoom, exposure, technician,
@@ -10,8 +11,9 @@ compression; the result is a 3000 x 2250 RGB image, as a phone's. None of this w
 data. Backgrounds: the shared Hannover radiographs when ../shared/data is present, else chest phantoms.
 
 A line counts as removed when the pipeline's fill (``MarkerDecider`` with the shipped defaults, as ``redact``
-runs it) covers >= 85 % of its box's bounding rectangle in the photograph. Also reported: the share of the
-photograph filled outside every overlay line (what the fills cost in image), and seconds per image.
+runs it) covers >= 85 % of its box's bounding rectangle in the photograph (with ``--tilt``, of that rectangle
+turned with the photograph: a phone held askew). Also reported: the share of the photograph filled outside every
+overlay line (what the fills cost in image), and seconds per image.
 """
 from __future__ import annotations
 
@@ -107,10 +109,24 @@ def photographed(rgb: np.ndarray, boxes: list[tuple[int, ...]], rng: np.random.G
     return photo, mapped
 
 
+def tilted(photo: np.ndarray, boxes: list[tuple[int, int, int, int]], degrees: float
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The photograph turned by ``degrees`` about its centre (a phone held askew), and each line's box as the
+    four corners it then has."""
+    h, w = photo.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    turned = cv2.warpAffine(photo, turn, (w, h), borderValue=(25, 25, 30))
+    quads = [np.rint(cv2.transform(np.float32([[[x0, y0], [x1 - 1, y0], [x1 - 1, y1 - 1], [x0, y1 - 1]]]), turn)[0])
+             .astype(np.int32) for x0, y0, x1, y1 in boxes]  # the corner pixels: filled, exactly the box at 0
+    return turned, quads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "screens.json")
+    parser.add_argument("--tilt", type=float, default=0.0, metavar="DEGREES",
+                        help="turn each photograph this much more (a phone held askew; default 0)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="as redact --set: a configuration value other than the shipped default")
     args = parser.parse_args()
@@ -120,14 +136,15 @@ def main() -> None:
     for i, gray in enumerate(backgrounds(args.images)):
         rng = np.random.default_rng(i)
         size = SIZES[i % len(SIZES)]
-        photo, boxes = photographed(*on_screen(gray, rng, size), rng)
+        photo, quads = tilted(*photographed(*on_screen(gray, rng, size), rng), args.tilt)
         t = time.perf_counter()
         filled = filled_mask(photo.shape[:2], decider.decide(photo)[1])
         seconds.append(time.perf_counter() - t)
         lines = np.zeros_like(filled)
-        for (x0, y0, x1, y1), text in zip(boxes, (t for c in CORNERS for t in c)):
-            lines[y0:y1, x0:x1] = True
-            removed = filled[y0:y1, x0:x1].mean() >= 0.85
+        for quad, text in zip(quads, (t for c in CORNERS for t in c)):
+            line = cv2.fillConvexPoly(np.zeros(filled.shape, np.uint8), quad, 1).astype(bool)
+            lines |= line
+            removed = filled[line].mean() >= 0.85
             per_size[size][0] += int(removed)
             per_size[size][1] += 1
             if not removed:
@@ -142,6 +159,7 @@ def main() -> None:
         "missed_lines": dict(sorted(missed.items(), key=lambda kv: -kv[1])),
         "filled_outside_lines": round(float(np.mean(outside)), 4),
         "seconds_per_image": round(float(np.mean(seconds)), 2),
+        "tilt_degrees": args.tilt,
         "overrides": args.overrides,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
     }

@@ -111,11 +111,14 @@ def photographed(rgb: np.ndarray, boxes: list[tuple[int, ...]], rng: np.random.G
 
 def tilted(photo: np.ndarray, boxes: list[tuple[int, int, int, int]], degrees: float
            ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The photograph turned by ``degrees`` about its centre (a phone held askew), and each line's box as the
-    four corners it then has."""
+    """The photograph turned by ``degrees`` about its centre (a phone held askew) on a canvas grown to hold it
+    whole, and each line's box as the four corners it then has."""
     h, w = photo.shape[:2]
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
-    turned = cv2.warpAffine(photo, turn, (w, h), borderValue=(25, 25, 30))
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    size = (int(round(w * cos + h * sin)), int(round(w * sin + h * cos)))  # the canvas grown: no line cut off
+    turn[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+    turned = cv2.warpAffine(photo, turn, size, borderValue=(25, 25, 30))
     quads = [np.rint(cv2.transform(np.float32([[[x0, y0], [x1 - 1, y0], [x1 - 1, y1 - 1], [x0, y1 - 1]]]), turn)[0])
              .astype(np.int32) for x0, y0, x1, y1 in boxes]  # the corner pixels: filled, exactly the box at 0
     return turned, quads

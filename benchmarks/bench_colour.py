@@ -28,11 +28,11 @@ import numpy as np
 
 from radiograph_deid.boxes import Box
 from radiograph_deid.config import load_config
-from radiograph_deid.evaluate import before_after, filled_mask
+from radiograph_deid.evaluate import filled_mask
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.verify import build_verifier
 
-from bench_fonts import LINES, _background  # beside this script
+from bench_fonts import LINES, _background, _keep  # beside this script
 from data_paths import font_path
 
 HUES = {"yellow": (1, 1, 0), "green": (0, 1, 0), "cyan": (0, 1, 1), "orange": (1, 0.55, 0), "red": (1, 0, 0),
@@ -119,11 +119,8 @@ def main() -> None:
                             missed.append({"colour": name, "matched": matched, "jpeg": jpeg, "cap_px": cap,
                                            "line": line, "filled": round(float(filled[y0:y1, x0:x1].mean()), 3)})
                             if args.keep:
-                                args.keep.mkdir(parents=True, exist_ok=True)
-                                after = np.where(filled[..., None], 0, view).astype(np.uint8)
-                                crop = before_after(view, after, (x0, y0, x1, y1))
                                 stem = f"{name}-{'matched' if matched else 'full'}-{'jpeg' if jpeg else 'png'}"
-                                cv2.imwrite(str(args.keep / f"{stem}-{cap}px-{line}.png"), crop[..., ::-1])
+                                _keep(args.keep / f"{stem}-{cap}px-{line}.png", view, filled, (x0, y0, x1, y1))
         print(name, {k: v for k, v in tally.items() if k == name}, flush=True)
     if kinds == {"phantom"}:
         print("bench_colour: no radiographs in the shared data: phantoms stand in (set RADIOGRAPH_DEID_SHARED_DATA)",

@@ -85,9 +85,10 @@ def _page(font_file: Path, cap: int, seed: int, dark: bool, bitmap: bool
 
 def _keep(path: Path, view: np.ndarray, filled: np.ndarray, box: tuple[int, int, int, int]) -> None:
     """The line and a margin around it, before and after the fill (``evaluate.before_after``, as ``evaluate
-    --misses`` writes them)."""
+    --misses`` writes them); grey or RGB views."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), before_after(view, np.where(filled, 0, view), box))
+    after = np.where(filled[..., None] if view.ndim == 3 else filled, 0, view).astype(view.dtype)
+    cv2.imwrite(str(path), before_after(view, after, box))
 
 
 def main() -> None:

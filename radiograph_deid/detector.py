@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -17,6 +17,7 @@ from .config import DetectorConfig
 from .corner_icons import SOURCE as ICON, find_corner_icons
 from .dot_matrix import holds_dot_matrix
 from .enums import BoxAction, BoxClass
+from .ocr_models import Proposal
 
 
 class Detector(Protocol):
@@ -174,6 +175,19 @@ def _alnum(reading: tuple[str, float]) -> float:
     return reading[1] if any(c.isalnum() for c in reading[0]) else -1.0
 
 
+def read_proposals(recognizer, view: np.ndarray, proposals: Sequence[Proposal],  # type: ignore[no-untyped-def]
+                   min_confidence: float) -> list[tuple[str, float]]:
+    """Best reading per proposal (``read_any_orientation``) of its box and, for a region lying askew whose box
+    does not read well, of the region turned level: a level line whose rectangle tilts with a tall first letter
+    (a lead "R" before initials) reads as its box did."""
+    readings = read_any_orientation(recognizer, [p.crop(view) for p in proposals], min_confidence)
+    unread = [i for i, p in enumerate(proposals) if p.quad is not None and _alnum(readings[i]) < min_confidence]
+    levels = [proposals[i].level(view) for i in unread]
+    for i, reading in zip(unread, read_any_orientation(recognizer, levels, min_confidence)):  # type: ignore[arg-type]
+        readings[i] = max(readings[i], reading, key=_alnum)
+    return readings
+
+
 def read_any_orientation(recognizer, crops: list[np.ndarray], min_confidence: float) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
     """Best reading per crop: upright first in one batch; other placements and dot-joined strokes only for crops
     not read well."""
@@ -204,30 +218,31 @@ class RapidOCRTextDetector:
         h, w = view.shape[:2]
         max_line = self.cfg.max_text_height_fraction * min(h, w)
         out: list[tuple[Box, BoxAction]] = []
-        candidates: list[tuple[tuple[int, int, int, int], bool]] = []  # (box, found only on the turned view)
-        for (x0, y0, x1, y1, score), turned in self._proposals(view):
-            if min(x1 - x0, y1 - y0) > max_line:
-                out.append((Box(x0, y0, x1, y1, score, source="proposal-too-large"), BoxAction.REJECTED))
+        candidates: list[tuple[Proposal, bool]] = []  # (proposal, found only on the turned view)
+        for p, turned in self._proposals(view):
+            if min(p.x1 - p.x0, p.y1 - p.y0) > max_line:
+                out.append((Box(*p.xyxy, p.score, source="proposal-too-large"), BoxAction.REJECTED))
             else:
-                candidates.append(((x0, y0, x1, y1), turned))
-        crops = [view[y0:y1, x0:x1] for (x0, y0, x1, y1), _ in candidates]
-        readings = read_any_orientation(self.recognizer, crops, self.cfg.min_recognition_confidence)
-        for ((x0, y0, x1, y1), turned), (text, conf) in zip(candidates, readings):
+                candidates.append((p, turned))
+        readings = read_proposals(self.recognizer, view, [p for p, _ in candidates],
+                                  self.cfg.min_recognition_confidence)
+        for (p, turned), (text, conf) in zip(candidates, readings):
             chars = sum(c.isalnum() for c in text)
-            standing = y1 - y0 > x1 - x0  # a line read turned, the best of several turns: turned anatomy reads too
+            standing = p.y1 - p.y0 > p.x1 - p.x0  # a line read turned, the best of several turns: turned anatomy reads too
             sure = self.cfg.short_text_confidence if chars <= 2 or standing else self.cfg.min_recognition_confidence
             is_text = conf >= sure and chars >= (VERTICAL_MIN_CHARS if turned else 1)
-            box = Box(x0, y0, x1, y1, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source=TEXT_SOURCE)
+            box = Box(*p.xyxy, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source=TEXT_SOURCE)
             out.append((box, BoxAction.REDACTED if is_text else BoxAction.REJECTED))
         return out
 
-    def _proposals(self, view: np.ndarray) -> list[tuple[tuple[int, int, int, int, float], bool]]:
+    def _proposals(self, view: np.ndarray) -> list[tuple[Proposal, bool]]:
         """Upright proposals (text if one character reads), then with ``vertical_text`` the upright-standing ones
         found only on the view turned a quarter (True), which must read as a line, surely: ribs and vertebrae,
         turned, read as "7", "SE" or "T", the column of spinous processes as "SSIG"."""
         upright = self.proposer(view)
         turned = self.proposer(view, turned=True) if self.cfg.vertical_text else []
-        new = [p for p in turned if p[3] - p[1] > p[2] - p[0] and all(iou(p[:4], u[:4]) < 0.5 for u in upright)]
+        new = [p for p in turned
+               if p.y1 - p.y0 > p.x1 - p.x0 and all(iou(p.xyxy, u.xyxy) < 0.5 for u in upright)]
         return [(p, False) for p in upright] + [(p, True) for p in new]
 
 

@@ -5,6 +5,7 @@ Run directly with onnxruntime, so scale, thresholds and threads are ours and not
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 
 DET_MODEL = "ch_PP-OCRv4_det_infer.onnx"
 REC_MODEL = "ch_PP-OCRv4_rec_infer.onnx"
+ASKEW_DEGREES = 5.0  # a region tilted more than this from level and from upright is read turned level
 
 
 class ModelUnavailable(RuntimeError):
@@ -50,8 +52,70 @@ def _as_rgb(view: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(view, cv2.COLOR_GRAY2RGB) if view.ndim == 2 else view
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A DBNet text region: its axis-aligned box in the view's pixels, its mean probability and, where the region
+    lies askew (a photographed screen held at an angle), its four corners, long side first: such a line is read
+    level too, for in its upright box the neighbouring lines cross the crop and the recognizer reads little."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    score: float
+    quad: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def xyxy(self) -> tuple[int, int, int, int]:
+        return self.x0, self.y0, self.x1, self.y1
+
+    def crop(self, view: np.ndarray) -> np.ndarray:
+        """The region's box in ``view``."""
+        return view[self.y0 : self.y1, self.x0 : self.x1]
+
+    def level(self, view: np.ndarray) -> np.ndarray | None:
+        """The region's askew rectangle in ``view`` turned level, or None for a region that lies level."""
+        if self.quad is None:
+            return None
+        corners = np.float32(self.quad)
+        width = max(1, int(round(float(np.linalg.norm(corners[1] - corners[0])))))
+        height = max(1, int(round(float(np.linalg.norm(corners[3] - corners[0])))))
+        level = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        return cv2.warpPerspective(view, cv2.getPerspectiveTransform(corners, level), (width, height),
+                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def turned_back(self, width: int) -> "Proposal":
+        """This proposal, found on a view turned a quarter counter-clockwise (``np.rot90``), in the coordinates of
+        the view ``width`` pixels wide."""
+        quad = None if self.quad is None else tuple((width - y, x) for x, y in self.quad)
+        return Proposal(width - self.y1, self.x0, width - self.y0, self.x1, self.score, quad)
+
+
+def askew_quad(points: np.ndarray, sx: float, sy: float, min_degrees: float = ASKEW_DEGREES
+               ) -> tuple[tuple[float, float], ...] | None:
+    """The corners of the rectangle around a region's ``points`` (x, y on the probability map), grown as its box
+    is (DBNet's unclip, by its short side) and scaled to the view, long side first (top-left, top-right, bottom-right, bottom-left of the level crop);
+    None for a region within ``min_degrees`` of level or of upright (its box reads it) or not twice as long as
+    wide (a glyph: no line to level)."""
+    (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
+    if max(rw, rh) < 2 * min(rw, rh):
+        return None
+    if rw < rh:
+        rw, rh, angle = rh, rw, angle + 90.0
+    tilt = (angle + 90.0) % 180.0 - 90.0  # the long side's angle from level, in (-90, 90]
+    if min(abs(tilt), 90.0 - abs(tilt)) < min_degrees:
+        return None
+    pad = 0.3 * rh + 1
+    rad = math.radians(tilt)
+    along = np.array([math.cos(rad), math.sin(rad)]) * (rw / 2 + pad)
+    across = np.array([-math.sin(rad), math.cos(rad)]) * (rh / 2 + pad)
+    centre = np.array([cx, cy])
+    corners = [centre - along - across, centre + along - across, centre + along + across, centre - along + across]
+    return tuple((float(x * sx), float(y * sy)) for x, y in corners)
+
+
 class TextProposer:
-    """DBNet text-region proposals: axis-aligned boxes in the input view's pixel coordinates."""
+    """DBNet text-region proposals (``Proposal``) in the input view's pixel coordinates."""
 
     def __init__(self, long_side: int = 1280, prob_threshold: float = 0.3, box_threshold: float = 0.5,
                  threads: int = 2, max_reduction: float = 0.0) -> None:
@@ -61,15 +125,14 @@ class TextProposer:
         self.box_threshold = box_threshold
         self.session = _session(DET_MODEL, threads)
 
-    def __call__(self, view: np.ndarray, turned: bool = False) -> list[tuple[int, int, int, int, float]]:
+    def __call__(self, view: np.ndarray, turned: bool = False) -> list[Proposal]:
         """Proposals on the view or, ``turned``, on the view turned a quarter (DBNet was trained on horizontal
         lines and proposes nothing on text running up a plate's edge), mapped back to the view's coordinates."""
         if not turned:
             return self._propose(view)
-        w = view.shape[1]
-        return [(w - y1, x0, w - y0, x1, s) for x0, y0, x1, y1, s in self._propose(np.rot90(view))]
+        return [p.turned_back(view.shape[1]) for p in self._propose(np.rot90(view))]
 
-    def _propose(self, view: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+    def _propose(self, view: np.ndarray) -> list[Proposal]:
         view = np.ascontiguousarray(view)
         h, w = view.shape[:2]
         target = max(self.long_side, max(h, w) / self.max_reduction) if self.max_reduction else self.long_side
@@ -85,7 +148,8 @@ class TextProposer:
         out = []
         for i in range(1, n):
             x, y, bw, bh, _area = stats[i]
-            score = float(prob_map[labels == i].mean())
+            mine = labels[y : y + bh, x : x + bw] == i
+            score = float(prob_map[y : y + bh, x : x + bw][mine].mean())
             if score < self.box_threshold or min(bw, bh) < 2:
                 continue
             # DBNet shrinks text kernels; grow back (the "unclip" of the reference post-processing).
@@ -94,7 +158,9 @@ class TextProposer:
             y0 = max(0, int(math.floor((y - pad) * sy)))
             x1 = min(w, int(math.ceil((x + bw + pad) * sx)))
             y1 = min(h, int(math.ceil((y + bh + pad) * sy)))
-            out.append((x0, y0, x1, y1, score))
+            ys, xs = np.nonzero(mine)
+            points = np.column_stack([xs + x, ys + y]).astype(np.float32)
+            out.append(Proposal(x0, y0, x1, y1, score, askew_quad(points, sx, sy)))
         return out
 
 

@@ -102,22 +102,21 @@ class RapidOCRVerifier:
         self.recognizer = TextRecognizer(2)
 
     def __call__(self, view: np.ndarray, kept: Sequence[Box] = ()) -> list[Finding]:
-        from .detector import read_any_orientation
+        from .detector import read_proposals
 
         gray = detector_gray(view).copy()
         for box in kept:
             gray[box.y0 : box.y1, box.x0 : box.x1] = 0
         h, w = gray.shape
         scale = min(self.cfg.long_side / max(h, w), 1.0)
-        boxes = [Box(x0, y0, x1, y1, s, source="rapidocr-verify") for x0, y0, x1, y1, s in self.proposer(gray)
-                 if (y1 - y0) * scale >= self.cfg.min_height and min(x1 - x0, y1 - y0) <= 0.08 * min(h, w)]
-        crops = [cv2.cvtColor(gray[b.y0 : b.y1, b.x0 : b.x1], cv2.COLOR_GRAY2BGR) for b in boxes]
+        proposals = [p for p in self.proposer(gray) if (p.y1 - p.y0) * scale >= self.cfg.min_height
+                     and min(p.x1 - p.x0, p.y1 - p.y0) <= 0.08 * min(h, w)]
         threshold = self.cfg.min_confidence / 100.0
         findings = []
-        for box, (text, conf) in zip(boxes, read_any_orientation(self.recognizer, crops, threshold)):
+        for p, (text, conf) in zip(proposals, read_proposals(self.recognizer, gray, proposals, threshold)):
             n_chars = sum(c.isalnum() for c in text)
             if n_chars >= self.cfg.min_chars and conf >= threshold:
-                findings.append(Finding(box, round(conf * 100, 1), n_chars))
+                findings.append(Finding(Box(*p.xyxy, p.score, source="rapidocr-verify"), round(conf * 100, 1), n_chars))
         return findings
 
 

@@ -300,6 +300,75 @@ def test_text_running_up_the_plate_edge_is_found_on_the_turned_view() -> None:
     assert both >= 4 and both > upright_only
 
 
+def _screen_turned(degrees: float, size: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A real CR chest (pydicom-data RG1) on a viewer's black screen with a four-line overlay in its corner,
+    photographed with the phone held ``degrees`` askew (turned, blurred, JPEG): the image and each line's ink."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from radiograph_deid.fileio import read_view
+
+    from .conftest import pydicom_data
+
+    gray, _ = read_view(pydicom_data("RG1_UNCR.dcm"))
+    h, w = 1500, 2000
+    fitted = cv2.resize(gray, None, fx=0.7, fy=0.7, interpolation=cv2.INTER_AREA)
+    screen = np.zeros((h, w), np.uint8)
+    y0, x0 = (h - fitted.shape[0]) // 2, (w - fitted.shape[1]) // 2
+    screen[y0 : y0 + fitted.shape[0], x0 : x0 + fitted.shape[1]] = fitted
+    font, inks = ImageFont.load_default(size=size), []
+    for i, text in enumerate(("MUELLER^ANNA", "ID 00482913", "*12.03.1985 F", "ST. MARY HOSPITAL")):
+        page = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(page).text((30, 30 + i * size * 13 // 10), text, fill=255, font=font)
+        inks.append(np.asarray(page))
+        screen = np.maximum(screen, (np.asarray(page) * 0.92).astype(np.uint8))
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    canvas = (int(w * cos + h * sin), int(w * sin + h * cos))
+    turn[:, 2] += (canvas[0] - w) / 2, (canvas[1] - h) / 2
+    photo = cv2.GaussianBlur(cv2.warpAffine(screen, turn, canvas), (0, 0), 1.0)
+    photo = cv2.imdecode(cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_GRAYSCALE)
+    return photo, [cv2.warpAffine(ink, turn, canvas) > 127 for ink in inks]
+
+
+def test_a_line_lying_askew_is_read_level() -> None:
+    """A phone held 20 degrees askew: DBNet proposed each overlay line, but the line's upright box held the
+    neighbouring lines' letters too and read as "Awam" or nothing; each line is read turned level too now."""
+    from radiograph_deid.config import DetectorConfig
+    from radiograph_deid.detector import RapidOCRTextDetector
+
+    photo, inks = _screen_turned(20.0, 26)
+    filled = np.zeros(photo.shape, bool)
+    for box, action in RapidOCRTextDetector(DetectorConfig())(photo):
+        filled[box.y0 : box.y1, box.x0 : box.x1] |= action is BoxAction.REDACTED
+    assert all(filled[ink].mean() > 0.95 for ink in inks)
+
+
+def test_only_a_region_lying_askew_as_a_line_is_turned_level() -> None:
+    """``askew_quad``: a bar 20 degrees from level gives its corners, long side first, grown as DBNet's unclip
+    grows a box; a level bar, an upright one and a square blob give None (their upright box reads them)."""
+    from radiograph_deid.ocr_models import Proposal, askew_quad
+
+    def bar(degrees: float, length: int = 120, height: int = 12) -> np.ndarray:
+        mask = np.zeros((400, 400), np.uint8)
+        rect = ((200.0, 200.0), (float(length), float(height)), degrees)
+        cv2.fillConvexPoly(mask, np.int32(np.rint(cv2.boxPoints(rect))), 1)
+        ys, xs = np.nonzero(mask)
+        return np.column_stack([xs, ys]).astype(np.float32)
+
+    assert askew_quad(bar(0), 1.0, 1.0) is None and askew_quad(bar(88), 1.0, 1.0) is None
+    assert askew_quad(bar(20, 30, 24), 1.0, 1.0) is None
+    quad = np.float32(askew_quad(bar(20), 2.0, 2.0))
+    along, across = quad[1] - quad[0], quad[3] - quad[0]
+    assert abs(np.degrees(np.arctan2(along[1], along[0])) - 20) < 2
+    assert 2 * (120 + 2 * 4.6) - 6 < np.linalg.norm(along) < 2 * (120 + 2 * 4.6) + 6
+    assert 2 * (12 + 2 * 4.6) - 6 < np.linalg.norm(across) < 2 * (12 + 2 * 4.6) + 6
+    page = np.zeros((800, 800), np.uint8)
+    cv2.fillConvexPoly(page, np.int32(np.rint(quad)), 255)
+    level = Proposal(0, 0, 800, 800, 0.9, tuple(map(tuple, quad))).level(page)
+    assert level is not None and level.shape[1] > 4 * level.shape[0] and level[2:-2, 2:-2].min() == 255
+    assert Proposal(0, 0, 800, 800, 0.9).level(page) is None
+
+
 def test_small_text_on_a_large_image_is_proposed_at_a_bounded_reduction() -> None:
     """10-12 px lines on a 3000-px image (a viewer's overlay on a phone photograph of a screen) are 3-4 px tall at
     the OCR detector's 960-px scale, and DBNet proposes almost none of them; seen at no more than 2.5-fold
@@ -446,9 +515,11 @@ def test_short_readings_and_turned_only_proposals_need_more_evidence() -> None:
     from radiograph_deid.config import DetectorConfig
     from radiograph_deid.detector import RapidOCRTextDetector
 
+    from radiograph_deid.ocr_models import Proposal
+
     class Proposer:
         def __call__(self, view: np.ndarray, turned: bool = False) -> list:
-            return [(300, 40, 320, 200, 0.9)] if turned else [(10, 10, 60, 30, 0.9)]
+            return [Proposal(300, 40, 320, 200, 0.9)] if turned else [Proposal(10, 10, 60, 30, 0.9)]
 
     class Recognizer:
         def __init__(self, upright: tuple, turned: tuple) -> None:

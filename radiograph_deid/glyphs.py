@@ -37,6 +37,7 @@ TALLER = 1.15  # a marker's letter over the initials stamped beside it ("R JS"):
 APART = 0.15  # and set apart from them by this share of its height at least (the "L" of "Lee" stands closer)
 STOP = 0.2  # of the tallest glyph's height: a full stop is a sixth of a capital's, initials beside a marker a third
 SHIPPED_GLYPH_ONNX = Path(__file__).parent / "models" / "laterality_glyph.onnx"
+LEVEL_DEGREES = 10.0  # a glyph tilted more than this from a quarter turn is also read turned back (``glyph_tilt``)
 
 
 @dataclass(frozen=True)
@@ -567,6 +568,45 @@ def normalise(mask: np.ndarray, stat: np.ndarray) -> np.ndarray:
     oy, ox = (GLYPH_SIZE - nh) // 2, (GLYPH_SIZE - nw) // 2
     out[oy : oy + nh, ox : ox + nw] = small
     return out
+
+
+def glyph_tilt(mask: np.ndarray) -> float:
+    """How far a glyph's strokes turn from the nearest quarter turn, in degrees (-45, 45]: the peak of its edges'
+    orientations, folded to a quarter turn and weighed by their strength. A letter of straight strokes (L, R, T,
+    E) has its edges square to one another; the minimum-area rectangle is no guide, as an L's is as small laid
+    along the line from one arm's end to the other's."""
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(soft, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
+    strength = np.hypot(gx, gy)
+    folded = np.degrees(np.arctan2(gy, gx)) % 90.0
+    hist = np.bincount(folded.astype(np.int32).ravel() % 90, weights=strength.ravel(), minlength=90)
+    hist = np.convolve(np.concatenate([hist[-3:], hist, hist[:3]]), np.ones(7) / 7, mode="same")[3:-3]
+    peak = float(np.argmax(hist)) + 0.5
+    return peak - 90.0 if peak > 45.0 else peak
+
+
+def turned_back(image: np.ndarray, degrees: float, fill: int = 0) -> np.ndarray:
+    """``image`` turned by ``degrees`` about its centre on a canvas grown to hold it whole (cv2's sense: positive
+    is counter-clockwise), the new corners ``fill``."""
+    h, w = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    cos, sin = abs(turn[0, 0]), abs(turn[0, 1])
+    size = (int(np.ceil(w * cos + h * sin)), int(np.ceil(w * sin + h * cos)))
+    turn[:, 2] += (size[0] - w) / 2, (size[1] - h) / 2
+    return cv2.warpAffine(image, turn, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
+
+
+def levelled(mask: np.ndarray, tilt: float) -> np.ndarray | None:
+    """The glyph of ``mask`` turned back by its ``tilt`` (``glyph_tilt``), cropped to it, or None when nothing of
+    it is left."""
+    upright = turned_back(mask.astype(np.uint8) * 255, tilt) > 127
+    ys, xs = np.nonzero(upright)
+    return upright[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(xs) else None
+
+
+def as_tensor(glyph: np.ndarray) -> np.ndarray:
+    """A glyph's mask cropped to it as the classifier's input (``normalise``)."""
+    return normalise(glyph, np.array([0, 0, glyph.shape[1], glyph.shape[0]]))
 
 
 class GlyphClassifier:

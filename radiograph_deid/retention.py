@@ -26,9 +26,10 @@ from .boxes import Box
 from .config import RetentionConfig
 from .corner_icons import SOURCE as ICON
 from .enums import BoxAction, BoxClass
-from .glyphs import (GLYPH_CLASSES, GlyphClassifier, GlyphComponent, bold_components, dominant_component, figure_mask,
-                     figure_side, glyph_components, ink_page, leading_glyph, letters_page, rotational_symmetry,
-                     stroke_components, word_inks, word_letter_at)
+from .glyphs import (GLYPH_CLASSES, LEVEL_DEGREES, GlyphClassifier, GlyphComponent, as_tensor, bold_components,
+                     dominant_component, figure_mask, figure_side, glyph_components, glyph_tilt, ink_page,
+                     leading_glyph, letters_page, levelled, rotational_symmetry, stroke_components, turned_back,
+                     word_inks, word_letter_at)
 from .pixels.display import detector_gray
 from .rulers import SOURCE as RULER
 
@@ -351,8 +352,10 @@ class LateralityRetainer:
             if not comp.may_be_letter or (rank and comp.touches_border):
                 continue  # e.g. a letter of "RD" or "12", a bright band the classifier could take for an R, or
                 # beside the dominant glyph, a piece the box cuts (a dark tile's lit edge read L at 0.81)
-            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border,
-                                         reading=folded(box.text) if rank == 0 else "")
+            reading = folded(box.text) if rank == 0 else ""
+            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border, reading=reading)
+            if not letter and rank == 0 and not comp.touches_border:
+                letter, score = self._levelled_letter(comp, crop, reading)
             if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), comp.mask)
         flat = glyph_components(flattened(crop), most=1)  # a faint letter on a tile lit unevenly
@@ -501,6 +504,38 @@ class LateralityRetainer:
         if second_opinion and self.cfg.tesseract_second_opinion and p >= self.cfg.min_confidence / 2:
             return (letter, p) if tesseract_letter(comp.tensor, self.letters) == letter else ("", p)
         return "", p
+
+    def _levelled_letter(self, comp: GlyphComponent, crop: np.ndarray, reading: str) -> tuple[str, float]:
+        """The laterality letter the dominant glyph is when turned back by its own tilt (``glyphs.glyph_tilt``,
+        from ``LEVEL_DEGREES``: a lead marker taped on askew, which the classifier, trained on quarter turns and a
+        few degrees either side, read as "other"), or "". Turned by its own slant, more shapes look like a letter
+        than upright (a T read L at 0.94; a script R turned back by a wrong tilt, L at 1.0), so the classifier's
+        letter, from half its confidence, must be read surely by the OCR recognizer too: in the box's
+        ``reading``, or in the box's crop turned back (``_reads_as``)."""
+        tilt = glyph_tilt(comp.mask)
+        glyph = None if self.classifier is None or abs(tilt) < LEVEL_DEGREES else levelled(comp.mask, tilt)
+        if glyph is None or rotational_symmetry(tensor := as_tensor(glyph)) >= SYMMETRIC:
+            return "", 0.0
+        probs = self.classifier([tensor])[0]
+        best = int(np.argmax(probs))
+        letter, p = GLYPH_CLASSES[best], float(probs[best])
+        if letter not in self.letters or p < self.cfg.min_confidence / 2:
+            return "", p
+        back = turned_back(crop, tilt, int(np.median(crop)))
+        return (letter, p) if reading == letter or self._reads_as(back, letter) else ("", p)
+
+    def _reads_as(self, crop: np.ndarray, letter: str) -> bool:
+        """Whether the recognizer's surest reading of the crop, in the placement of the eight that reads best, is
+        surely ``letter``, and none of them surely a word naming the other side. The best placement, not the
+        crop as it is: a T lying on its side reads "L" at 0.91 as it is, and "T" at 0.99 stood up."""
+        from .detector import orientations
+
+        readings = self.reader().batch([cv2.cvtColor(np.ascontiguousarray(v), cv2.COLOR_GRAY2BGR)
+                                        for v in [crop] + orientations(crop)])
+        sure = {normalized_token(t) for t, c in readings if c >= self.cfg.min_confidence}
+        text, conf = max(readings, key=lambda r: r[1])
+        return (conf >= self.cfg.min_confidence and normalized_token(text) == letter
+                and {side_of(w) for w in sure} - {""} == {side_of(letter)})
 
     def _word_told(self, crop: np.ndarray, box: Box) -> str:
         """The word of the vocabulary the detector stage read surely in the box, when the box's letters are no

@@ -30,7 +30,7 @@ import numpy as np
 from radiograph_deid.config import load_config
 from radiograph_deid.enums import BoxAction
 from radiograph_deid.evaluate import filled_mask
-from radiograph_deid.glyphs import turned_back
+from radiograph_deid.glyphs import rotated
 from radiograph_deid.marker_synth import _framed, render_text
 from radiograph_deid.pipeline import MarkerDecider
 from radiograph_deid.retention import side_of
@@ -56,7 +56,7 @@ def marker(i: int, height: int, degrees: float) -> tuple[str, np.ndarray, np.nda
     style = STYLES[i % len(STYLES)]
     alpha, blank = (_framed(g, style, np.random.default_rng(200 + i)) for g in (glyph, np.zeros_like(glyph)))
     turn = degrees * (1 if i % 3 else -1)
-    alpha, own = (turned_back(np.ascontiguousarray(a, np.float32), turn) for a in (alpha, np.abs(alpha - blank)))
+    alpha, own = (rotated(np.ascontiguousarray(a, np.float32), turn) for a in (alpha, np.abs(alpha - blank)))
     ys, xs = np.nonzero(alpha > 0.05)
     crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     return letter, alpha[crop], own[crop] > 0.5

@@ -228,7 +228,7 @@ class RapidOCRTextDetector:
                                   self.cfg.min_recognition_confidence)
         for (p, turned), (text, conf) in zip(candidates, readings):
             chars = sum(c.isalnum() for c in text)
-            standing = p.y1 - p.y0 > p.x1 - p.x0  # a line read turned, the best of several turns: turned anatomy reads too
+            standing = p.y1 - p.y0 > p.x1 - p.x0  # a line read turned, the best of several turns: turned anatomy too
             sure = self.cfg.short_text_confidence if chars <= 2 or standing else self.cfg.min_recognition_confidence
             is_text = conf >= sure and chars >= (VERTICAL_MIN_CHARS if turned else 1)
             box = Box(*p.xyxy, round(conf, 4), BoxClass.OTHER_MARKER, text=text, source=TEXT_SOURCE)

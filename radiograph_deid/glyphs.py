@@ -585,7 +585,7 @@ def glyph_tilt(mask: np.ndarray) -> float:
     return peak - 90.0 if peak > 45.0 else peak
 
 
-def turned_back(image: np.ndarray, degrees: float, fill: int = 0) -> np.ndarray:
+def rotated(image: np.ndarray, degrees: float, fill: int = 0) -> np.ndarray:
     """``image`` turned by ``degrees`` about its centre on a canvas grown to hold it whole (cv2's sense: positive
     is counter-clockwise), the new corners ``fill``."""
     h, w = image.shape[:2]
@@ -599,7 +599,7 @@ def turned_back(image: np.ndarray, degrees: float, fill: int = 0) -> np.ndarray:
 def levelled(mask: np.ndarray, tilt: float) -> np.ndarray | None:
     """The glyph of ``mask`` turned back by its ``tilt`` (``glyph_tilt``), cropped to it, or None when nothing of
     it is left."""
-    upright = turned_back(mask.astype(np.uint8) * 255, tilt) > 127
+    upright = rotated(mask.astype(np.uint8) * 255, tilt) > 127
     ys, xs = np.nonzero(upright)
     return upright[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(xs) else None
 

@@ -94,8 +94,8 @@ class Proposal:
 def askew_quad(points: np.ndarray, sx: float, sy: float, min_degrees: float = ASKEW_DEGREES
                ) -> tuple[tuple[float, float], ...] | None:
     """The corners of the rectangle around a region's ``points`` (x, y on the probability map), grown as its box
-    is (DBNet's unclip, by its short side) and scaled to the view, long side first (top-left, top-right, bottom-right, bottom-left of the level crop);
-    None for a region within ``min_degrees`` of level or of upright (its box reads it) or not twice as long as
+    is (DBNet's unclip, by its short side) and scaled to the view, long side first (the level crop's top-left,
+    top-right, bottom-right and bottom-left); None for a region within ``min_degrees`` of level or of upright (its box reads it) or not twice as long as
     wide (a glyph: no line to level)."""
     (cx, cy), (rw, rh), angle = cv2.minAreaRect(points)
     if max(rw, rh) < 2 * min(rw, rh):

@@ -28,7 +28,7 @@ from .corner_icons import SOURCE as ICON
 from .enums import BoxAction, BoxClass
 from .glyphs import (GLYPH_CLASSES, LEVEL_DEGREES, GlyphClassifier, GlyphComponent, as_tensor, bold_components,
                      dominant_component, figure_mask, figure_side, glyph_components, glyph_tilt, ink_page,
-                     leading_glyph, letters_page, levelled, rotational_symmetry, stroke_components, turned_back,
+                     leading_glyph, letters_page, levelled, rotated, rotational_symmetry, stroke_components,
                      word_inks, word_letter_at)
 from .pixels.display import detector_gray
 from .rulers import SOURCE as RULER
@@ -352,9 +352,9 @@ class LateralityRetainer:
             if not comp.may_be_letter or (rank and comp.touches_border):
                 continue  # e.g. a letter of "RD" or "12", a bright band the classifier could take for an R, or
                 # beside the dominant glyph, a piece the box cuts (a dark tile's lit edge read L at 0.81)
-            reading = folded(box.text) if rank == 0 else ""
-            letter, score = self._letter(comp, second_opinion=rank == 0 and not comp.touches_border, reading=reading)
-            if not letter and rank == 0 and not comp.touches_border:
+            reading, dominant = (folded(box.text), not comp.touches_border) if rank == 0 else ("", False)
+            letter, score = self._letter(comp, second_opinion=dominant, reading=reading)
+            if not letter and dominant:
                 letter, score = self._levelled_letter(comp, crop, reading)
             if letter and _names_side_read(letter, told):
                 return _kept(box, letter, round(score, 4), comp.mask)
@@ -521,7 +521,7 @@ class LateralityRetainer:
         letter, p = GLYPH_CLASSES[best], float(probs[best])
         if letter not in self.letters or p < self.cfg.min_confidence / 2:
             return "", p
-        back = turned_back(crop, tilt, int(np.median(crop)))
+        back = rotated(crop, tilt, int(np.median(crop)))
         return (letter, p) if reading == letter or self._reads_as(back, letter) else ("", p)
 
     def _reads_as(self, crop: np.ndarray, letter: str) -> bool:

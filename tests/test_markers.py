@@ -150,12 +150,12 @@ def test_retention_keeps_the_r_and_fills_the_initials_beside_it() -> None:
 def _askew_on_chest(text: str, face: int, degrees: float) -> tuple[np.ndarray, Box]:
     """A Hershey glyph, 40 px, bright as lead on a real CR chest (pydicom-data RG1), turned ``degrees``; its box."""
     from radiograph_deid.fileio import read_view
-    from radiograph_deid.glyphs import turned_back
+    from radiograph_deid.glyphs import rotated
 
     from .conftest import pydicom_data
 
     gray, _ = read_view(pydicom_data("RG1_UNCR.dcm"))
-    alpha = turned_back(cv2.copyMakeBorder(_render_hershey(text, 40, face, 5), 6, 6, 6, 6, cv2.BORDER_CONSTANT,
+    alpha = rotated(cv2.copyMakeBorder(_render_hershey(text, 40, face, 5), 6, 6, 6, 6, cv2.BORDER_CONSTANT,
                                            value=0.0), degrees)
     ys, xs = np.nonzero(alpha > 0.05)
     alpha = alpha[ys.min() - 6 : ys.max() + 7, xs.min() - 6 : xs.max() + 7]
@@ -185,7 +185,7 @@ def test_a_glyph_is_turned_back_by_the_tilt_of_its_strokes() -> None:
     """``glyph_tilt``: an L's strokes turned 30, -35 or 44 degrees give that tilt back (folded to a quarter
     turn), and the glyph turned back by it is the upright L again; turned 60 degrees it comes back a quarter
     turned. An L's minimum-area rectangle would not do: laid along the line between its arms' ends it is as small."""
-    from radiograph_deid.glyphs import as_tensor, glyph_tilt, levelled, turned_back
+    from radiograph_deid.glyphs import as_tensor, glyph_tilt, levelled, rotated
 
     mask = cv2.copyMakeBorder((_render_hershey("L", 40, cv2.FONT_HERSHEY_DUPLEX, 5) > 0.5).astype(np.uint8) * 255,
                               4, 4, 4, 4, cv2.BORDER_CONSTANT, value=0)
@@ -193,7 +193,7 @@ def test_a_glyph_is_turned_back_by_the_tilt_of_its_strokes() -> None:
     ys, xs = np.nonzero(mask)
     upright = as_tensor(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] > 127) > 0.5
     for degrees, back in ((30, upright), (-35, upright), (44, upright), (60, np.rot90(upright))):
-        turned = turned_back(mask, degrees) > 127
+        turned = rotated(mask, degrees) > 127
         tilt = glyph_tilt(turned)
         assert abs(tilt + (degrees - 90 if degrees > 45 else degrees)) < 4, (degrees, tilt)
         glyph = levelled(turned, tilt)
